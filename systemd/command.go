@@ -1,0 +1,166 @@
+package systemd
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Token is one word of a command line as it stands in a unit file. Raw is the
+// text exactly as written (quotes, escapes and $VARIABLES included), so a
+// command can be rebuilt without changing what systemd will expand. Value is
+// the word after quote removal, used to recognise flags.
+type Token struct {
+	Raw   string
+	Value string
+}
+
+// Command is an ExecStart command line split into words. The first word may
+// carry systemd's prefixes ("-", "@", "+", "!", ":").
+type Command []Token
+
+// ParseCommand splits an ExecStart value into words the way systemd does:
+// words are separated by unquoted white space, and single or double quotes
+// group a word. Backslash escapes are kept in Raw and resolved in Value.
+func ParseCommand(s string) (Command, error) {
+	var (
+		cmd   Command
+		raw   strings.Builder
+		val   strings.Builder
+		quote rune
+		in    bool
+	)
+	flush := func() {
+		if in {
+			cmd = append(cmd, Token{Raw: raw.String(), Value: val.String()})
+		}
+		raw.Reset()
+		val.Reset()
+		in = false
+	}
+	rs := []rune(s)
+	for i := 0; i < len(rs); i++ {
+		r := rs[i]
+		switch {
+		case r == '\\' && i+1 < len(rs):
+			raw.WriteRune(r)
+			raw.WriteRune(rs[i+1])
+			val.WriteRune(rs[i+1])
+			i++
+			in = true
+		case quote != 0:
+			raw.WriteRune(r)
+			if r == quote {
+				quote = 0
+			} else {
+				val.WriteRune(r)
+			}
+		case r == '"' || r == '\'':
+			quote = r
+			raw.WriteRune(r)
+			in = true
+		case r == ' ' || r == '\t' || r == '\n':
+			flush()
+		default:
+			raw.WriteRune(r)
+			val.WriteRune(r)
+			in = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unterminated %c quote in command line %q", quote, s)
+	}
+	flush()
+	if len(cmd) == 0 {
+		return nil, fmt.Errorf("empty command line")
+	}
+	return cmd, nil
+}
+
+// String joins the raw words with single spaces.
+func (c Command) String() string {
+	parts := make([]string, len(c))
+	for i, t := range c {
+		parts[i] = t.Raw
+	}
+	return strings.Join(parts, " ")
+}
+
+// Args returns the unquoted words after the program.
+func (c Command) Args() []string {
+	if len(c) < 2 {
+		return nil
+	}
+	out := make([]string, 0, len(c)-1)
+	for _, t := range c[1:] {
+		out = append(out, t.Value)
+	}
+	return out
+}
+
+// Program returns the executable path without systemd's prefixes.
+func (c Command) Program() string {
+	if len(c) == 0 {
+		return ""
+	}
+	return strings.TrimLeft(c[0].Value, "-@+!:")
+}
+
+// dockerd flags that take a value in the next word when written without "=".
+var hostFlags = map[string]bool{"-H": true, "--host": true}
+
+var tlsValueFlags = map[string]bool{"--tlscacert": true, "--tlscert": true, "--tlskey": true}
+
+var tlsBoolFlags = map[string]bool{"--tls": true, "--tlsverify": true}
+
+// WithoutFlags returns the command with every -H/--host flag and, when tls is
+// true, every --tls* flag removed, together with the host values it removed
+// and the raw text of the removed TLS flags.
+func (c Command) WithoutFlags(tls bool) (rest Command, hosts []string, removedTLS []string) {
+	if len(c) == 0 {
+		return nil, nil, nil
+	}
+	rest = Command{c[0]}
+	for i := 1; i < len(c); i++ {
+		v := c[i].Value
+		name, value, hasValue := strings.Cut(v, "=")
+		switch {
+		case hostFlags[name] && hasValue:
+			hosts = append(hosts, value)
+		case hostFlags[v] && i+1 < len(c):
+			hosts = append(hosts, c[i+1].Value)
+			i++
+		case strings.HasPrefix(v, "-H") && len(v) > 2 && !strings.HasPrefix(v, "--"):
+			hosts = append(hosts, v[2:])
+		case tls && tlsValueFlags[name] && hasValue:
+			removedTLS = append(removedTLS, c[i].Raw)
+		case tls && tlsValueFlags[v] && i+1 < len(c):
+			removedTLS = append(removedTLS, c[i].Raw+" "+c[i+1].Raw)
+			i++
+		case tls && tlsBoolFlags[name]:
+			removedTLS = append(removedTLS, c[i].Raw)
+		default:
+			rest = append(rest, c[i])
+		}
+	}
+	return rest, hosts, removedTLS
+}
+
+// Append returns a copy of the command with plain words (no quoting needed)
+// added at the end.
+func (c Command) Append(words ...string) Command {
+	out := append(Command(nil), c...)
+	for _, w := range words {
+		out = append(out, Token{Raw: quoteWord(w), Value: w})
+	}
+	return out
+}
+
+// quoteWord quotes a word for an ExecStart line when it holds characters that
+// systemd would split on or expand.
+func quoteWord(w string) string {
+	if w != "" && !strings.ContainsAny(w, " \t\n\"'\\$%;") {
+		return w
+	}
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `$$`, `%`, `%%`)
+	return `"` + r.Replace(w) + `"`
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests need on this machine and builds the cached
+# Debian rootfs of the test host. Idempotent: a second run does nothing.
+set -euo pipefail
+
+ROOTFS=${TLSDOCK_E2E_ROOTFS:-/var/cache/tlsdock-e2e/rootfs}
+SUITE=${TLSDOCK_E2E_SUITE:-bookworm}
+PKGS=(debootstrap systemd-container iproute2 util-linux openssl curl)
+
+need=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+	echo "setup-host: installing ${need[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ -f "$ROOTFS/.tlsdock-complete" ]; then
+	exit 0
+fi
+echo "setup-host: building the test-host rootfs in $ROOTFS (about a minute)"
+rm -rf "$ROOTFS.tmp"
+mkdir -p "$(dirname "$ROOTFS")"
+debootstrap --variant=minbase \
+	--include=systemd,systemd-sysv,dbus,docker.io,iproute2,ca-certificates,curl,openssl,procps \
+	"$SUITE" "$ROOTFS.tmp" >"$ROOTFS.log" 2>&1 || {
+	tail -20 "$ROOTFS.log" >&2
+	echo "setup-host: debootstrap failed; the full log is $ROOTFS.log" >&2
+	exit 1
+}
+# The test host needs no login prompts and must boot fast.
+chroot "$ROOTFS.tmp" systemctl mask getty@tty1.service console-getty.service systemd-networkd-wait-online.service >/dev/null 2>&1 || true
+echo tlsdock-e2e >"$ROOTFS.tmp/etc/hostname"
+touch "$ROOTFS.tmp/.tlsdock-complete"
+rm -rf "$ROOTFS"
+mv "$ROOTFS.tmp" "$ROOTFS"
+echo "setup-host: rootfs ready"
