@@ -1,0 +1,369 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tlsdock/tlsdock/certstore"
+	"github.com/tlsdock/tlsdock/systemd"
+)
+
+// Result is what a provision did, for people and for configuration
+// management (--json).
+type Result struct {
+	Changed    bool         `json:"changed"`
+	DryRun     bool         `json:"dry_run,omitempty"`
+	Restarted  bool         `json:"restarted"`
+	RolledBack bool         `json:"rolled_back,omitempty"`
+	Mode       Mode         `json:"mode"`
+	Hosts      []string     `json:"hosts"`
+	Serial     string       `json:"serial,omitempty"`
+	NotAfter   time.Time    `json:"not_after,omitzero"`
+	Files      []FileChange `json:"files,omitempty"`
+	Certs      string       `json:"certificates,omitempty"` // install, unchanged
+	Notes      []string     `json:"notes,omitempty"`
+	Checks     []Check      `json:"checks,omitempty"`
+	ClientOut  string       `json:"client_out,omitempty"`
+	Error      string       `json:"error,omitempty"`
+	// Journal holds dockerd's last journal lines after a failed restart.
+	Journal string `json:"journal,omitempty"`
+}
+
+// ErrRolledBack marks a failure after which the host was put back as it
+// was, with docker running.
+var ErrRolledBack = errors.New("rolled back")
+
+// ErrRollbackFailed marks a failure that the rollback could not undo: the
+// host needs attention.
+var ErrRollbackFailed = errors.New("rollback failed")
+
+// lockPath serialises provision, run and revert on one host.
+const lockPath = "/run/tlsdock.lock"
+
+func (a *Agent) lock() (func(), error) {
+	path := a.o.Paths.Abs(lockPath)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock %s: %w", lockPath, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another tlsdock is applying changes (lock %s is held): wait for it to finish", lockPath)
+	}
+	return func() { f.Close() }, nil
+}
+
+// Provision runs the whole sequence for cfg. With cfg.DryRun it stops after
+// the plan. The result is filled in even when an error is returned.
+func (a *Agent) Provision(ctx context.Context, cfg Config) (*Result, error) {
+	res := &Result{Mode: cfg.Mode, DryRun: cfg.DryRun}
+	if cfg.DryRun {
+		plan, err := a.Plan(ctx, cfg)
+		if err != nil {
+			res.Error = err.Error()
+			return res, err
+		}
+		a.describe(res, plan)
+		res.Changed = plan.Changed()
+		return res, nil
+	}
+	unlock, err := a.lock()
+	if err != nil {
+		res.Error = err.Error()
+		return res, err
+	}
+	defer unlock()
+	forceRestart, err := a.recoverJournal()
+	if err != nil {
+		res.Error = err.Error()
+		return res, err
+	}
+	plan, err := a.Plan(ctx, cfg)
+	if err != nil {
+		res.Error = err.Error()
+		return res, err
+	}
+	a.describe(res, plan)
+	if forceRestart {
+		plan.Restart = true
+		res.Notes = append(res.Notes, "an earlier run was interrupted: its changes were undone and docker is restarted")
+	}
+	err = a.apply(ctx, cfg, plan, res)
+	if err != nil {
+		res.Error = err.Error()
+	}
+	return res, err
+}
+
+func (a *Agent) describe(res *Result, plan *Plan) {
+	res.Hosts = plan.Hosts
+	res.Files = plan.Files
+	res.Notes = append(res.Notes, plan.Notes...)
+	res.Restarted = plan.Restart
+	if plan.Set != nil {
+		res.Serial = plan.Set.Serial()
+		res.NotAfter = plan.Set.Cert.NotAfter
+	}
+	res.Certs = "unchanged"
+	if plan.Install {
+		res.Certs = "install"
+	}
+}
+
+// recoverJournal undoes an apply that was interrupted (its journal is still
+// there). It reports whether docker must be restarted to match the files.
+func (a *Agent) recoverJournal() (bool, error) {
+	j, err := LoadSnapshot(a.journalPath())
+	if err != nil || j == nil {
+		return false, err
+	}
+	a.o.Logger.Warn("an earlier apply was interrupted; restoring its backup", "journal", a.journalPath(), "taken", j.Taken)
+	if err := j.Restore(a.o.Paths); err != nil {
+		return false, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
+	}
+	return true, os.Remove(a.journalPath())
+}
+
+func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) error {
+	now := a.o.Now()
+	if !plan.Changed() && !plan.Restart {
+		checks, err := a.verify(ctx, plan)
+		res.Checks = checks
+		if err == nil {
+			res.Changed, res.Restarted = false, false
+			if err := a.writeClientBundle(cfg, plan, res, now); err != nil {
+				return err
+			}
+			a.recordApply(Apply{Time: now, Result: "unchanged", Serial: res.Serial})
+			a.o.Logger.Info("no changes", "serial", res.Serial)
+			return nil
+		}
+		res.Notes = append(res.Notes, "the endpoint did not pass verification, so docker is restarted: "+err.Error())
+		plan.Restart = true
+	}
+	res.Changed, res.Restarted = true, plan.Restart
+
+	// Back up everything that will be touched.
+	snap, err := TakeSnapshot(a.o.Paths, now)
+	if err != nil {
+		return err
+	}
+	if orig, err := LoadSnapshot(a.originalPath()); err != nil {
+		return err
+	} else if orig == nil {
+		if err := snap.Save(a.originalPath()); err != nil {
+			return err
+		}
+	}
+	if err := snap.Save(a.journalPath()); err != nil {
+		return err
+	}
+	a.o.Pause("backed-up")
+	if plan.NewCA != nil {
+		if err := plan.NewCA.Save(a.o.Paths.CA()); err != nil {
+			return a.rollback(ctx, snap, res, fmt.Errorf("saving the local CA: %w", err), false)
+		}
+	}
+	if plan.LiveRestoreFirst {
+		if err := a.enableLiveRestore(ctx, plan); err != nil {
+			return a.rollback(ctx, snap, res, err, false)
+		}
+		a.o.Pause("live-restore")
+	}
+	if err := a.write(plan); err != nil {
+		return a.rollback(ctx, snap, res, err, false)
+	}
+	a.o.Pause("written")
+	if err := a.restart(ctx, cfg); err != nil {
+		return a.rollback(ctx, snap, res, err, true)
+	}
+	a.o.Pause("restarted")
+	checks, err := a.verify(ctx, plan)
+	res.Checks = checks
+	if err != nil {
+		return a.rollback(ctx, snap, res, err, true)
+	}
+	// Commit.
+	if err := os.Remove(a.journalPath()); err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
+	st := &State{Mode: plan.Mode, Hosts: plan.Hosts, TCPHosts: plan.TCPHosts, Fingerprint: plan.Set.Fingerprint(), Serial: plan.Set.Serial(), NotAfter: plan.Set.Cert.NotAfter,
+		LastApply: Apply{Time: now, Result: "ok", Changed: true, Serial: plan.Set.Serial()}}
+	if err := a.saveState(st); err != nil {
+		return err
+	}
+	a.o.Logger.Info("applied", "serial", st.Serial, "restarted", plan.Restart, "hosts", strings.Join(plan.Hosts, ","))
+	return a.writeClientBundle(cfg, plan, res, now)
+}
+
+// enableLiveRestore turns live-restore on in daemon.json and has dockerd
+// reload it (SIGHUP through the unit's ExecReload), before any TLS change:
+// only a dockerd that already runs with live-restore keeps containers alive
+// across the restart.
+func (a *Agent) enableLiveRestore(ctx context.Context, plan *Plan) error {
+	if err := a.writeFile(DaemonJSONPath, plan.liveRestoreDoc, 0o644); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, a.o.LiveRestoreWait)
+	defer cancel()
+	if err := a.o.Systemd.Reload(rctx, systemd.DockerUnit); err != nil {
+		return fmt.Errorf("reloading dockerd to turn on live-restore: %w", err)
+	}
+	for {
+		info, err := a.o.Docker.Info(rctx)
+		if err == nil && info.LiveRestoreEnabled {
+			a.o.Logger.Info("live-restore is on")
+			return nil
+		}
+		select {
+		case <-rctx.Done():
+			return fmt.Errorf("dockerd did not turn on live-restore after a reload (last error: %v): check `journalctl -u docker`", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// write installs the certificate set and writes the configuration files.
+func (a *Agent) write(plan *Plan) error {
+	if plan.Install {
+		if err := os.MkdirAll(filepath.Dir(a.o.Paths.SSL()), 0o755); err != nil {
+			return err
+		}
+		if _, err := (certstore.Store{Dir: a.o.Paths.SSL()}).Install(plan.Set); err != nil {
+			return fmt.Errorf("installing certificates in %s: %w", SSLDir, err)
+		}
+	}
+	a.o.Pause("certs-installed")
+	for _, f := range plan.Files {
+		if f.Action == "delete" {
+			if err := os.Remove(a.o.Paths.Abs(f.Path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("removing %s: %w", f.Path, err)
+			}
+			continue
+		}
+		if err := a.writeFile(f.Path, f.new, f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Agent) writeFile(hostPath string, data []byte, mode os.FileMode) error {
+	abs := a.o.Paths.Abs(hostPath)
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", filepath.Dir(hostPath), err)
+	}
+	if err := certstore.WriteFileAtomic(abs, data, mode); err != nil {
+		return fmt.Errorf("writing %s: %w", hostPath, err)
+	}
+	return nil
+}
+
+// restart reloads systemd and restarts docker.service, clearing its start
+// limit first.
+func (a *Agent) restart(ctx context.Context, cfg Config) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	if err := a.o.Systemd.DaemonReload(ctx); err != nil {
+		return err
+	}
+	if err := a.o.Systemd.ResetFailed(ctx, systemd.DockerUnit); err != nil {
+		return err
+	}
+	if err := a.o.Systemd.Restart(ctx, systemd.DockerUnit); err != nil {
+		return fmt.Errorf("restarting docker: %w", err)
+	}
+	return nil
+}
+
+// verify probes every TLS listener of the plan.
+func (a *Agent) verify(ctx context.Context, plan *Plan) ([]Check, error) {
+	roots := x509.NewCertPool()
+	for _, c := range plan.Set.CAs {
+		roots.AddCert(c)
+	}
+	var client *tls.Certificate
+	if plan.CA != nil {
+		certPEM, keyPEM, err := plan.CA.Issue(certstore.IssueRequest{
+			CommonName: "tlsdock-probe", KeyType: certstore.ECDSAP256, Now: a.o.Now(), Validity: ProbeValidity,
+		}, a.o.Rand)
+		if err != nil {
+			return nil, fmt.Errorf("issuing the probe's client certificate: %w", err)
+		}
+		c, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, err
+		}
+		client = &c
+	} else if plan.ProbeClient != nil {
+		client = plan.ProbeClient
+	}
+	var all []Check
+	var errs []error
+	for _, l := range plan.Listeners {
+		checks, err := a.o.Verifier.Verify(ctx, Probe{Addr: l.ProbeAddr(), Roots: roots, Expect: plan.Set.Cert, Client: client, Wait: a.o.ProbeWait})
+		all = append(all, checks...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := a.o.Docker.Ping(ctx); err != nil {
+		all = append(all, Check{Endpoint: DockerSocket, Name: "the local socket answers", Detail: err.Error()})
+		errs = append(errs, err)
+	} else {
+		all = append(all, Check{Endpoint: DockerSocket, Name: "the local socket answers", OK: true})
+	}
+	return all, errors.Join(errs...)
+}
+
+// rollback restores the snapshot and, if docker was restarted, restarts it
+// on the old configuration and checks it answers.
+func (a *Agent) rollback(ctx context.Context, snap *Snapshot, res *Result, cause error, restarted bool) error {
+	a.o.Logger.Error("apply failed; rolling back", "err", cause)
+	if restarted {
+		jctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res.Journal = a.o.Journal(jctx, systemd.DockerUnit, 20)
+		cancel()
+	}
+	failed := func(err error) error {
+		a.recordApply(Apply{Time: a.o.Now(), Result: "failed", Error: cause.Error() + "; rollback: " + err.Error()})
+		return fmt.Errorf("%w (%w: %v; backup kept in %s)", cause, ErrRollbackFailed, err, StateDir+"/journal.json")
+	}
+	if err := snap.Restore(a.o.Paths); err != nil {
+		return failed(err)
+	}
+	if restarted {
+		// dockerd was restarted on the new files: put it back on the old ones.
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := a.o.Systemd.DaemonReload(rctx); err != nil {
+			return failed(err)
+		}
+		if err := a.o.Systemd.ResetFailed(rctx, systemd.DockerUnit); err != nil {
+			return failed(err)
+		}
+		if err := a.o.Systemd.Restart(rctx, systemd.DockerUnit); err != nil {
+			return failed(err)
+		}
+		if err := a.o.Docker.Ping(rctx); err != nil {
+			return failed(err)
+		}
+	}
+	if err := os.Remove(a.journalPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return failed(err)
+	}
+	res.RolledBack = true
+	a.recordApply(Apply{Time: a.o.Now(), Result: "rolled-back", Changed: false, Error: cause.Error()})
+	return fmt.Errorf("%w (%w: docker is active on its previous configuration)", cause, ErrRolledBack)
+}

@@ -1,0 +1,295 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tlsdock/tlsdock/certstore"
+)
+
+// Mode is how dockerd is configured.
+type Mode string
+
+// The native modes.
+const (
+	ModeDaemonJSON Mode = "daemon-json"
+	ModeDropIn     Mode = "dropin"
+)
+
+// ParseMode checks a --mode value.
+func ParseMode(s string) (Mode, error) {
+	switch Mode(s) {
+	case ModeDaemonJSON, ModeDropIn:
+		return Mode(s), nil
+	}
+	return "", &InputError{Field: "--mode", Err: fmt.Errorf("unknown mode %q: use daemon-json (the default) or dropin", s)}
+}
+
+// DefaultHost is the listener tlsdock configures when no --host is given.
+const DefaultHost = "tcp://0.0.0.0:2376"
+
+// Config is everything a provision or a rotation needs, from the config file
+// and flags. The zero value is not valid: use Defaults.
+type Config struct {
+	Mode        Mode
+	Certs       string // source directory; "" with Generate
+	Generate    bool
+	ClientOut   string
+	Hosts       []string
+	SANs        []string
+	KeyType     certstore.KeyType
+	LiveRestore bool
+	ProbeClient string        // directory with cert.pem and key.pem for the client probe
+	Timeout     time.Duration // bound on each systemd job
+	DryRun      bool
+}
+
+// Defaults returns the documented defaults.
+func Defaults() Config {
+	return Config{
+		Mode:        ModeDaemonJSON,
+		Hosts:       []string{DefaultHost},
+		KeyType:     certstore.ECDSAP256,
+		LiveRestore: true,
+		Timeout:     90 * time.Second,
+	}
+}
+
+// InputError is bad input: a flag, a config key or a file. Nothing on the
+// host was changed when one is returned.
+type InputError struct {
+	Field string // flag, config key or file
+	Err   error
+}
+
+func (e *InputError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+func inputErr(field, format string, args ...any) error {
+	return &InputError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate checks the settings before anything on the host is touched.
+func (c Config) Validate() error {
+	if _, err := ParseMode(string(c.Mode)); err != nil {
+		return err
+	}
+	if _, err := certstore.ParseKeyType(string(c.KeyType)); err != nil {
+		return &InputError{Field: "--key-type", Err: err}
+	}
+	switch {
+	case c.Certs == "" && !c.Generate:
+		return inputErr("--certs", "no certificates given: pass --certs DIR (with ca.pem, server-cert.pem and server-key.pem) or --generate to use a local CA")
+	case c.Certs != "" && c.Generate:
+		return inputErr("--generate", "--generate and --certs %s exclude each other: the local CA issues the server certificate itself", c.Certs)
+	case c.ClientOut != "" && !c.Generate:
+		return inputErr("--client-out", "a client bundle can only be issued by the local CA: add --generate, or issue client certificates with the CA that signed %s", c.Certs)
+	}
+	if len(c.Hosts) == 0 {
+		return inputErr("--host", "no listener: give at least one --host such as %s", DefaultHost)
+	}
+	for _, h := range c.Hosts {
+		if _, err := ParseHost(h); err != nil {
+			return err
+		}
+	}
+	for _, s := range c.SANs {
+		if err := checkSAN(s); err != nil {
+			return err
+		}
+	}
+	if c.Timeout <= 0 {
+		return inputErr("--timeout", "must be positive, got %v", c.Timeout)
+	}
+	return nil
+}
+
+// Listener is a parsed --host.
+type Listener struct {
+	URL  string // normalised tcp://HOST:PORT
+	Host string // address or name as given ("0.0.0.0", "::", "10.0.0.5")
+	Port int
+}
+
+// Wildcard reports whether the listener binds every address.
+func (l Listener) Wildcard() bool {
+	ip := net.ParseIP(l.Host)
+	return l.Host == "" || (ip != nil && ip.IsUnspecified())
+}
+
+// ProbeAddr is where tlsdock connects to check the listener.
+func (l Listener) ProbeAddr() string {
+	host := l.Host
+	if l.Wildcard() {
+		host = "127.0.0.1"
+		if ip := net.ParseIP(l.Host); ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(l.Port))
+}
+
+// ParseHost checks one --host value.
+func ParseHost(s string) (Listener, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return Listener{}, inputErr("--host", "%q is not a listener URL: use tcp://ADDRESS:PORT, for example %s", s, DefaultHost)
+	}
+	if u.Scheme != "tcp" {
+		return Listener{}, inputErr("--host", "%q: tlsdock puts TCP listeners behind TLS; use tcp://ADDRESS:PORT (the local unix socket is kept as it is)", s)
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return Listener{}, inputErr("--host", "%q: a listener URL has no path, query or user: use tcp://ADDRESS:PORT", s)
+	}
+	host, portStr := u.Hostname(), u.Port()
+	if portStr == "" {
+		return Listener{}, inputErr("--host", "%q has no port: use tcp://%s:2376", s, u.Host)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 1 || port > 65535 {
+		return Listener{}, inputErr("--host", "%q: port %s is out of range: use 1-65535, usually 2376", s, portStr)
+	}
+	l := Listener{Host: host, Port: port}
+	l.URL = "tcp://" + net.JoinHostPort(host, portStr)
+	return l, nil
+}
+
+// Listeners parses every --host.
+func (c Config) Listeners() ([]Listener, error) {
+	out := make([]Listener, 0, len(c.Hosts))
+	for _, h := range c.Hosts {
+		l, err := ParseHost(h)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+func checkSAN(s string) error {
+	if s == "" {
+		return inputErr("--san", "empty name: give a DNS name or an IP address")
+	}
+	if net.ParseIP(s) != nil {
+		return nil
+	}
+	name := strings.TrimPrefix(s, "*.")
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || strings.Trim(label, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != "" {
+			return inputErr("--san", "%q is neither an IP address nor a DNS name", s)
+		}
+	}
+	return nil
+}
+
+// FileSettings is what the config file set: key → values in file order.
+type FileSettings map[string][]string
+
+// configKeys lists every key the config file accepts, with whether it may
+// repeat. Each is also a flag of the same name.
+var configKeys = map[string]bool{
+	"mode": false, "certs": false, "generate": false, "client-out": false,
+	"host": true, "san": true, "key-type": false, "live-restore": false,
+	"probe-client": false, "timeout": false,
+	// tlsdock run
+	"debounce": false, "max-wait": false, "min-restart-interval": false,
+	"renew-before": false, "metrics-listen": false,
+}
+
+// ParseConfigFile reads the config file format: one "key = value" per line,
+// '#' starts a comment, keys are the long flag names, and a repeatable key
+// ("host", "san") may appear on several lines.
+func ParseConfigFile(name string, data []byte) (FileSettings, error) {
+	fs := FileSettings{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, val, ok := strings.Cut(line, "=")
+		key, val = strings.TrimSpace(key), strings.TrimSpace(val)
+		if !ok || key == "" {
+			return nil, inputErr(fmt.Sprintf("%s:%d", name, n), "%q is not \"key = value\"", line)
+		}
+		repeat, known := configKeys[key]
+		if !known {
+			return nil, inputErr(fmt.Sprintf("%s:%d", name, n), "unknown key %q: the keys are the long flag names of `tlsdock provision` and `tlsdock run`", key)
+		}
+		if !repeat && len(fs[key]) > 0 {
+			return nil, inputErr(fmt.Sprintf("%s:%d", name, n), "%q is set twice: keep one line", key)
+		}
+		fs[key] = append(fs[key], unquote(val))
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	return fs, nil
+}
+
+func unquote(v string) string {
+	if len(v) >= 2 && (v[0] == '"' && v[len(v)-1] == '"' || v[0] == '\'' && v[len(v)-1] == '\'') {
+		return v[1 : len(v)-1]
+	}
+	return v
+}
+
+// LoadConfigFile reads the config file; a missing file is no settings.
+func LoadConfigFile(path string) (FileSettings, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return FileSettings{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return ParseConfigFile(path, data)
+}
+
+// Bool reads a boolean setting.
+func (fs FileSettings) Bool(key string) (v, ok bool, err error) {
+	s, ok := fs.last(key)
+	if !ok {
+		return false, false, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, true, inputErr(key, "%q is not true or false", s)
+	}
+	return b, true, nil
+}
+
+// Duration reads a duration setting such as "90s".
+func (fs FileSettings) Duration(key string) (time.Duration, bool, error) {
+	s, ok := fs.last(key)
+	if !ok {
+		return 0, false, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, true, inputErr(key, "%q is not a duration such as 90s or 5m", s)
+	}
+	return d, true, nil
+}
+
+// String reads a single-valued setting.
+func (fs FileSettings) String(key string) (string, bool) { return fs.last(key) }
+
+func (fs FileSettings) last(key string) (string, bool) {
+	v := fs[key]
+	if len(v) == 0 {
+		return "", false
+	}
+	return v[len(v)-1], true
+}

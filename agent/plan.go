@@ -1,0 +1,480 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pmezard/go-difflib/difflib"
+
+	"github.com/tlsdock/tlsdock/certstore"
+	"github.com/tlsdock/tlsdock/daemonjson"
+	"github.com/tlsdock/tlsdock/systemd"
+)
+
+// Server and client certificate lifetimes of the local CA.
+const (
+	ServerValidity = 90 * 24 * time.Hour
+	ClientValidity = 365 * 24 * time.Hour
+	ProbeValidity  = 10 * time.Minute
+)
+
+// FileChange is one file the plan writes or removes.
+type FileChange struct {
+	Path   string `json:"path"`   // host path
+	Action string `json:"action"` // create, update or delete
+	Diff   string `json:"diff,omitempty"`
+	old    []byte
+	new    []byte
+	mode   os.FileMode
+}
+
+// Plan is what a provision would do. Computing it changes nothing.
+type Plan struct {
+	Mode      Mode
+	Listeners []Listener
+	// Set is the certificate set to serve; Install says whether it differs
+	// from the installed one.
+	Set     *certstore.Set
+	Install bool
+	// NewCA is a local CA to save first (with --generate on a new host).
+	NewCA *certstore.CA
+	CA    *certstore.CA
+	Files []FileChange
+	// LiveRestoreFirst: dockerd runs without live-restore; turn it on and
+	// SIGHUP dockerd before the restart so running containers survive.
+	LiveRestoreFirst bool
+	// liveRestoreDoc is daemon.json with only live-restore added.
+	liveRestoreDoc []byte
+	DockerActive   bool
+	Restart        bool
+	Notes          []string
+	// Hosts is the full list of listeners dockerd ends up with.
+	Hosts []string
+	// TCPHosts is the list of TLS listeners tlsdock manages.
+	TCPHosts []string
+	// ProbeClient is the client certificate verification uses with
+	// --certs (the local CA mints its own).
+	ProbeClient *tls.Certificate
+}
+
+// Changed reports whether applying the plan changes anything.
+func (p *Plan) Changed() bool {
+	return p.Install || p.NewCA != nil || len(p.Files) > 0 || p.LiveRestoreFirst
+}
+
+func (p *Plan) note(format string, args ...any) {
+	p.Notes = append(p.Notes, fmt.Sprintf(format, args...))
+}
+
+// Plan reads the host, validates every input and computes what a provision
+// with cfg would change. It writes nothing.
+func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	now := a.o.Now()
+	ls, err := cfg.Listeners()
+	if err != nil {
+		return nil, err
+	}
+	plan := &Plan{Mode: cfg.Mode, Listeners: ls}
+	for _, l := range ls {
+		plan.TCPHosts = append(plan.TCPHosts, l.URL)
+	}
+	if err := a.planCerts(plan, cfg, now); err != nil {
+		return nil, err
+	}
+	if cfg.ProbeClient != "" {
+		c, err := tls.LoadX509KeyPair(filepath.Join(cfg.ProbeClient, "cert.pem"), filepath.Join(cfg.ProbeClient, "key.pem"))
+		if err != nil {
+			return nil, inputErr("--probe-client", "%v: give a directory with the cert.pem and key.pem of a client the CA in %s trusts", err, cfg.Certs)
+		}
+		plan.ProbeClient = &c
+	}
+
+	doc, exists, err := daemonjson.Load(a.o.Paths.DaemonJSON())
+	if err != nil {
+		return nil, &InputError{Field: DaemonJSONPath, Err: err}
+	}
+	unitInfo, err := a.o.Systemd.Unit(ctx, systemd.DockerUnit)
+	if err != nil {
+		return nil, err
+	}
+	if unitInfo.LoadState != "loaded" {
+		return nil, fmt.Errorf("docker.service is %s: install docker.io or docker-ce first", orWord(unitInfo.LoadState, "unknown"))
+	}
+	plan.DockerActive = unitInfo.ActiveState == "active"
+	later, err := systemd.LaterExecStart(a.o.Paths.Root, unitInfo.DropInPaths)
+	if err != nil {
+		return nil, err
+	}
+	if len(later) > 0 {
+		return nil, &InputError{Field: later[0], Err: fmt.Errorf("sets ExecStart after tlsdock's %s and would undo it: merge it into an override.conf (which tlsdock builds on) or remove it", systemd.DropInName)}
+	}
+	svc, err := systemd.ReadService(a.o.Paths.Root, unitInfo.FragmentPath, unitInfo.DropInPaths, DropInPath)
+	if err != nil {
+		return nil, err
+	}
+	if svc.ExecStart == nil {
+		return nil, &InputError{Field: unitInfo.FragmentPath, Err: errors.New("docker.service has no ExecStart: repair the docker package")}
+	}
+
+	st, err := a.loadState()
+	if err != nil {
+		return nil, err
+	}
+	swarm := false
+	liveRestoreOn := false
+	if plan.DockerActive {
+		if info, err := a.o.Docker.Info(ctx); err == nil {
+			swarm, liveRestoreOn = info.SwarmActive(), info.LiveRestoreEnabled
+		} else {
+			a.o.Logger.Warn("dockerd's local API did not answer; assuming no swarm", "err", err)
+		}
+	}
+
+	newDoc, cmd, err := a.planDockerd(plan, cfg, doc, svc, st, swarm)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.LiveRestore && !swarm && plan.DockerActive && !liveRestoreOn && !hasFlag(svc.ExecStart, "--live-restore") {
+		plan.LiveRestoreFirst = true
+		lr := doc.Clone()
+		if err := daemonjson.SetLiveRestore(lr, true); err != nil {
+			return nil, err
+		}
+		plan.liveRestoreDoc = lr.Render()
+		plan.note("live-restore: turning it on and reloading dockerd first, so running containers survive the restart")
+	}
+
+	// daemon.json
+	var oldJSON []byte
+	if exists {
+		if oldJSON, err = os.ReadFile(a.o.Paths.DaemonJSON()); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", DaemonJSONPath, err)
+		}
+	}
+	if !newDoc.Equal(doc) {
+		plan.addFile(DaemonJSONPath, oldJSON, exists, newDoc.Render(), 0o644, true)
+	}
+	// drop-in
+	oldDropIn, err := os.ReadFile(a.o.Paths.DropIn())
+	dropInExists := err == nil
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading %s: %w", DropInPath, err)
+	}
+	if cmd != nil {
+		want := systemd.RenderDropIn(cmd)
+		if !bytes.Equal(want, oldDropIn) {
+			plan.addFile(DropInPath, oldDropIn, dropInExists, want, 0o644, true)
+		}
+	} else if dropInExists {
+		plan.addFile(DropInPath, oldDropIn, true, nil, 0, false)
+	}
+	plan.Restart = plan.Install || len(plan.Files) > 0 || !plan.DockerActive
+	return plan, nil
+}
+
+func orWord(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func (p *Plan) addFile(path string, old []byte, existed bool, new []byte, mode os.FileMode, keep bool) {
+	fc := FileChange{Path: path, old: old, new: new, mode: mode}
+	switch {
+	case !keep:
+		fc.Action = "delete"
+	case existed:
+		fc.Action = "update"
+	default:
+		fc.Action = "create"
+	}
+	fc.Diff, _ = difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: difflib.SplitLines(string(old)), B: difflib.SplitLines(string(new)),
+		FromFile: "a" + path, ToFile: "b" + path, Context: 3,
+	})
+	p.Files = append(p.Files, fc)
+}
+
+func hasFlag(cmd systemd.Command, name string) bool {
+	for _, a := range cmd.Args() {
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// planDockerd computes daemon.json and, when needed, the drop-in command.
+func (a *Agent) planDockerd(plan *Plan, cfg Config, doc *daemonjson.Doc, svc *systemd.Service, st *State, swarm bool) (*daemonjson.Doc, systemd.Command, error) {
+	ssl := certstore.Store{Dir: SSLDir}
+	caPath, certPath, keyPath := ssl.Paths()
+	rest, unitHosts, unitTLS := svc.ExecStart.WithoutFlags(true)
+	docHosts, err := doc.Hosts()
+	if err != nil {
+		return nil, nil, &InputError{Field: DaemonJSONPath, Err: err}
+	}
+	if len(unitTLS) > 0 {
+		plan.note("removed TLS flags %s from docker.service's ExecStart: tlsdock sets TLS", strings.Join(unitTLS, " "))
+	}
+	// Keep every non-TCP listener (fd://, unix://) from the unit and
+	// daemon.json; drop TCP listeners that are not asked for.
+	var keep []string
+	seen := map[string]bool{}
+	for _, h := range append(append([]string{}, unitHosts...), docHosts...) {
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		if !strings.HasPrefix(h, "tcp://") {
+			keep = append(keep, h)
+			continue
+		}
+		if contains(plan.TCPHosts, normaliseTCP(h)) || st != nil && contains(st.TCPHosts, h) {
+			continue
+		}
+		tlsVerify, _, _ := doc.Bool("tlsverify")
+		if !tlsVerify || hasFlag(svc.ExecStart, "--tlsverify") {
+			plan.note("removed plaintext listener %s: it served the Docker API without authentication", h)
+		} else {
+			plan.note("removed TCP listener %s: pass it with --host to keep it", h)
+		}
+	}
+	if len(unitHosts) == 0 && len(docHosts) == 0 {
+		// dockerd's default when no host is configured.
+		keep = append(keep, "unix:///var/run/docker.sock")
+	}
+	plan.Hosts = append(append([]string{}, keep...), plan.TCPHosts...)
+
+	newDoc := doc.Clone()
+	if cfg.LiveRestore && !hasFlag(svc.ExecStart, "--live-restore") {
+		if swarm {
+			plan.note("warning: this node is in swarm mode, which does not allow live-restore: containers will restart with dockerd")
+		} else if err := daemonjson.SetLiveRestore(newDoc, true); err != nil {
+			return nil, nil, err
+		}
+	}
+	var cmd systemd.Command
+	switch cfg.Mode {
+	case ModeDaemonJSON:
+		if err := daemonjson.SetTLS(newDoc, daemonjson.TLS{Hosts: plan.Hosts, CACert: caPath, Cert: certPath, Key: keyPath}); err != nil {
+			return nil, nil, err
+		}
+		if len(unitHosts) > 0 || len(unitTLS) > 0 {
+			if err := checkProgram(svc); err != nil {
+				return nil, nil, err
+			}
+			cmd = rest
+			if len(unitHosts) > 0 {
+				plan.note("moved %s from docker.service's ExecStart into daemon.json: dockerd refuses hosts given both as a flag and in the file", strings.Join(unitHosts, " "))
+			}
+		}
+	case ModeDropIn:
+		if err := checkProgram(svc); err != nil {
+			return nil, nil, err
+		}
+		removed := daemonjson.RemoveTLS(newDoc)
+		if len(removed) > 0 {
+			plan.note("moved %s from daemon.json into the drop-in: dropin mode keeps them on dockerd's command line", strings.Join(removed, ", "))
+		}
+		cmd = rest
+		for _, h := range plan.Hosts {
+			cmd = cmd.Append("-H", h)
+		}
+		cmd = cmd.Append("--tlsverify", "--tlscacert="+caPath, "--tlscert="+certPath, "--tlskey="+keyPath)
+	}
+	args := svc.ExecStart.Args()
+	if cmd != nil {
+		args = cmd.Args()
+	}
+	if c := daemonjson.Conflicts(newDoc, args); len(c) > 0 {
+		return nil, nil, &InputError{Field: DaemonJSONPath, Err: fmt.Errorf("sets %s, which docker.service's ExecStart (%s) also passes as a flag; dockerd refuses to start like that: remove one of them", strings.Join(c, ", "), svc.ExecStartFrom)}
+	}
+	return newDoc, cmd, nil
+}
+
+func checkProgram(svc *systemd.Service) error {
+	if filepath.Base(svc.ExecStart.Program()) != "dockerd" {
+		return &InputError{Field: svc.ExecStartFrom, Err: fmt.Errorf("ExecStart runs %s, not dockerd, so tlsdock cannot rewrite its flags: remove -H and --tls flags from it yourself and use --mode daemon-json", svc.ExecStart.Program())}
+	}
+	return nil
+}
+
+func normaliseTCP(h string) string {
+	if l, err := ParseHost(h); err == nil {
+		return l.URL
+	}
+	return h
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// requiredNames is what the server certificate must cover: every --san and
+// every listener that names a specific address.
+func requiredNames(cfg Config, ls []Listener) certstore.Requirements {
+	var req certstore.Requirements
+	add := func(s string) {
+		if ip := net.ParseIP(s); ip != nil {
+			req.IPs = append(req.IPs, ip)
+		} else {
+			req.DNSNames = append(req.DNSNames, s)
+		}
+	}
+	for _, s := range cfg.SANs {
+		add(s)
+	}
+	for _, l := range ls {
+		if !l.Wildcard() {
+			add(l.Host)
+		}
+	}
+	return req
+}
+
+func (a *Agent) planCerts(plan *Plan, cfg Config, now time.Time) error {
+	req := requiredNames(cfg, plan.Listeners)
+	req.Now = now
+	store := certstore.Store{Dir: a.o.Paths.SSL()}
+	installed, err := store.Load()
+	if err != nil {
+		a.o.Logger.Warn("the installed set does not load; it will be replaced", "dir", SSLDir, "err", err)
+		installed = nil
+	}
+	if cfg.Certs != "" {
+		set, err := certstore.LoadDir(cfg.Certs)
+		if err != nil {
+			return &InputError{Field: "--certs", Err: err}
+		}
+		if err := set.Validate(req); err != nil {
+			return &InputError{Field: "--certs", Err: err}
+		}
+		plan.Set = set
+		plan.Install = installed == nil || installed.Fingerprint() != set.Fingerprint()
+		return nil
+	}
+	// The local CA.
+	ca, err := certstore.LoadCA(a.o.Paths.CA())
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if ca, err = certstore.NewCA(cfg.KeyType, now, a.o.Rand); err != nil {
+			return err
+		}
+		plan.NewCA = ca
+	case err != nil:
+		return fmt.Errorf("loading the local CA in %s: %w", CADir, err)
+	}
+	plan.CA = ca
+	names, ips := a.defaultNames(req)
+	full := certstore.Requirements{Now: now, DNSNames: names, IPs: ips}
+	if installed != nil && plan.NewCA == nil && reusable(installed, ca, cfg.KeyType, full, now) {
+		plan.Set = installed
+		return nil
+	}
+	certPEM, keyPEM, err := ca.Issue(certstore.IssueRequest{
+		CommonName: firstOr(names, "localhost"), DNSNames: names, IPs: ips,
+		KeyType: cfg.KeyType, Now: now, Validity: ServerValidity, Server: true,
+	}, a.o.Rand)
+	if err != nil {
+		return fmt.Errorf("issuing the server certificate: %w", err)
+	}
+	set, err := certstore.ParseSet(ca.CertPEM, certPEM, keyPEM, certstore.SetNames{CA: CADir + "/ca.pem", Cert: "issued server certificate", Key: "issued server key"})
+	if err != nil {
+		return err
+	}
+	if err := set.Validate(full); err != nil {
+		return err
+	}
+	plan.Set, plan.Install = set, true
+	return nil
+}
+
+// defaultNames is what a server certificate of the local CA covers: the
+// host's name, FQDN and addresses, localhost and loopback, and req.
+func (a *Agent) defaultNames(req certstore.Requirements) ([]string, []net.IP) {
+	names := []string{}
+	seenName := map[string]bool{}
+	addName := func(n string) {
+		n = strings.TrimSuffix(strings.ToLower(n), ".")
+		if n != "" && !seenName[n] {
+			seenName[n] = true
+			names = append(names, n)
+		}
+	}
+	if h, err := a.o.Hostname(); err == nil {
+		addName(h)
+		if cname, err := net.LookupCNAME(h); err == nil {
+			addName(cname)
+		}
+	}
+	addName("localhost")
+	for _, n := range req.DNSNames {
+		addName(n)
+	}
+	var ips []net.IP
+	seenIP := map[string]bool{}
+	addIP := func(ip net.IP) {
+		if !seenIP[ip.String()] {
+			seenIP[ip.String()] = true
+			ips = append(ips, ip)
+		}
+	}
+	addIP(net.IPv4(127, 0, 0, 1))
+	addIP(net.IPv6loopback)
+	if addrs, err := a.o.Addrs(); err == nil {
+		for _, ip := range addrs {
+			addIP(ip)
+		}
+	}
+	for _, ip := range req.IPs {
+		addIP(ip)
+	}
+	sort.SliceStable(ips[2:], func(i, j int) bool { return ips[2+i].String() < ips[2+j].String() })
+	return names, ips
+}
+
+func firstOr(s []string, def string) string {
+	if len(s) > 0 {
+		return s[0]
+	}
+	return def
+}
+
+// reusable reports whether an installed set of the local CA can stay: it is
+// valid, covers the names, has the asked key type and is not yet due for
+// renewal (two thirds of its lifetime).
+func reusable(set *certstore.Set, ca *certstore.CA, kt certstore.KeyType, req certstore.Requirements, now time.Time) bool {
+	if set.Cert.CheckSignatureFrom(ca.Cert) != nil {
+		return false
+	}
+	if set.Validate(req) != nil || certstore.KeyTypeOf(set.Key) != kt {
+		return false
+	}
+	return now.Before(RenewAt(set.Cert))
+}
+
+// RenewAt is when a local-CA certificate is due for renewal: two thirds of
+// the way through its lifetime.
+func RenewAt(c *x509.Certificate) time.Time {
+	life := c.NotAfter.Sub(c.NotBefore)
+	return c.NotBefore.Add(life * 2 / 3)
+}

@@ -1,0 +1,74 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/tlsdock/tlsdock/systemd"
+)
+
+// ErrNotProvisioned is returned by Revert on a host tlsdock never changed.
+var ErrNotProvisioned = errors.New("tlsdock has not provisioned this host: nothing to revert")
+
+// Revert restores the host exactly as it was before the first provision
+// (daemon.json, tlsdock's drop-in, /etc/docker/ssl), restarts docker and
+// checks that the unix socket answers. On failure it goes back to the
+// provisioned state.
+func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
+	res := &Result{}
+	unlock, err := a.lock()
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
+	if _, err := a.recoverJournal(); err != nil {
+		return res, err
+	}
+	orig, err := LoadSnapshot(a.originalPath())
+	if err != nil {
+		return res, err
+	}
+	if orig == nil {
+		return res, ErrNotProvisioned
+	}
+	now := a.o.Now()
+	snap, err := TakeSnapshot(a.o.Paths, now)
+	if err != nil {
+		return res, err
+	}
+	if err := snap.Save(a.journalPath()); err != nil {
+		return res, err
+	}
+	for _, f := range orig.Files {
+		cur := snap.File(f.Path)
+		if cur.Exists != f.Exists || string(cur.Content) != string(f.Content) {
+			action := "update"
+			if !f.Exists {
+				action = "delete"
+			} else if !cur.Exists {
+				action = "create"
+			}
+			res.Files = append(res.Files, FileChange{Path: f.Path, Action: action})
+		}
+	}
+	if err := orig.Restore(a.o.Paths); err != nil {
+		return res, a.rollback(ctx, snap, res, err, true)
+	}
+	res.Changed, res.Restarted = true, true
+	if err := a.restart(ctx, cfg); err != nil {
+		return res, a.rollback(ctx, snap, res, err, true)
+	}
+	if err := a.o.Docker.Ping(ctx); err != nil {
+		return res, a.rollback(ctx, snap, res, fmt.Errorf("after revert: %w", err), true)
+	}
+	res.Checks = []Check{{Endpoint: DockerSocket, Name: "the local socket answers", OK: true}}
+	for _, p := range []string{a.journalPath(), a.originalPath(), a.statePath()} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return res, err
+		}
+	}
+	a.o.Logger.Info("reverted", "unit", systemd.DockerUnit)
+	return res, nil
+}

@@ -1,0 +1,224 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/tlsdock/tlsdock/certstore"
+)
+
+// FileState is one file as it was: absent, or a regular file with its
+// content, mode and owner.
+type FileState struct {
+	Path    string      `json:"path"` // host path
+	Exists  bool        `json:"exists"`
+	Mode    fs.FileMode `json:"mode,omitempty"`
+	UID     int         `json:"uid,omitempty"`
+	GID     int         `json:"gid,omitempty"`
+	Content []byte      `json:"content,omitempty"`
+}
+
+// Snapshot is everything tlsdock may change on a host, captured before it
+// changes it. It is both the rollback journal of one apply and the record of
+// the host before the first provision, which revert restores.
+type Snapshot struct {
+	Taken time.Time   `json:"taken"`
+	Files []FileState `json:"files"`
+	// ManagedSSL is true when /etc/docker/ssl already held a set installed
+	// by tlsdock; the set's files are then restored with an atomic swap.
+	ManagedSSL bool `json:"managed_ssl"`
+	// Dirs records which directories tlsdock may create existed.
+	Dirs map[string]bool `json:"dirs"`
+}
+
+// createdDirs are directories a provision may create; revert removes them
+// again when they did not exist before and are empty.
+var createdDirs = []string{SSLDir, "/etc/systemd/system/docker.service.d", "/etc/docker"}
+
+// snapshotPaths are the host paths a provision may change.
+var snapshotPaths = []string{
+	DaemonJSONPath,
+	DropInPath,
+	SSLDir + "/" + certstore.CAFile,
+	SSLDir + "/" + certstore.CertFile,
+	SSLDir + "/" + certstore.KeyFile,
+}
+
+// TakeSnapshot records the current state of every file tlsdock may change.
+func TakeSnapshot(p Paths, now time.Time) (*Snapshot, error) {
+	s := &Snapshot{Taken: now.UTC(), Dirs: map[string]bool{}}
+	for _, d := range createdDirs {
+		if fi, err := os.Lstat(p.Abs(d)); err == nil && fi.IsDir() {
+			s.Dirs[d] = true
+		}
+	}
+	if fi, err := os.Lstat(filepath.Join(p.SSL(), "..data")); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		s.ManagedSSL = true
+	}
+	for _, hp := range snapshotPaths {
+		st, err := readFileState(p, hp)
+		if err != nil {
+			return nil, err
+		}
+		s.Files = append(s.Files, st)
+	}
+	return s, nil
+}
+
+func readFileState(p Paths, hostPath string) (FileState, error) {
+	st := FileState{Path: hostPath}
+	abs := p.Abs(hostPath)
+	fi, err := os.Stat(abs) // through tlsdock's own ..data symlinks
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("backing up %s: %w", hostPath, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return st, &InputError{Field: hostPath, Err: fmt.Errorf("is a %s, not a regular file: move it away", fi.Mode().Type())}
+	}
+	data, err := readBounded(abs)
+	if err != nil {
+		return st, fmt.Errorf("backing up %s: %w", hostPath, err)
+	}
+	st.Exists, st.Mode, st.Content = true, fi.Mode().Perm(), data
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.UID, st.GID = int(sys.Uid), int(sys.Gid)
+	}
+	return st, nil
+}
+
+// File returns the recorded state of a host path.
+func (s *Snapshot) File(hostPath string) FileState {
+	for _, f := range s.Files {
+		if f.Path == hostPath {
+			return f
+		}
+	}
+	return FileState{Path: hostPath}
+}
+
+// Save writes the snapshot to a file readable only by root: it holds the
+// server key.
+func (s *Snapshot) Save(path string) error {
+	data, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if err := mkdirPrivate(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
+	}
+	if err := certstore.WriteFileAtomic(path, data, 0o600); err != nil {
+		return fmt.Errorf("saving backup %s: %w", path, err)
+	}
+	return nil
+}
+
+// LoadSnapshot reads a saved snapshot; it returns nil, nil when there is none.
+func LoadSnapshot(path string) (*Snapshot, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading backup %s: %w", path, err)
+	}
+	var s Snapshot
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("backup %s is damaged: %w", path, err)
+	}
+	return &s, nil
+}
+
+// Restore puts every recorded file back as it was. The certificate set is
+// restored as one unit.
+func (s *Snapshot) Restore(p Paths) error {
+	var errs []error
+	for _, hp := range []string{DaemonJSONPath, DropInPath} {
+		if err := restoreFile(p, s.File(hp)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.restoreSSL(p); err != nil {
+		errs = append(errs, err)
+	}
+	if s.Dirs != nil {
+		for _, d := range createdDirs {
+			if !s.Dirs[d] {
+				_ = os.Remove(p.Abs(d)) // only succeeds when empty
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Snapshot) restoreSSL(p Paths) error {
+	store := certstore.Store{Dir: p.SSL()}
+	ca := s.File(SSLDir + "/" + certstore.CAFile)
+	cert := s.File(SSLDir + "/" + certstore.CertFile)
+	key := s.File(SSLDir + "/" + certstore.KeyFile)
+	if s.ManagedSSL && ca.Exists && cert.Exists && key.Exists {
+		set, err := certstore.ParseSet(ca.Content, cert.Content, key.Content, certstore.SetNames{CA: ca.Path, Cert: cert.Path, Key: key.Path})
+		if err != nil {
+			return fmt.Errorf("restoring the certificate set: %w", err)
+		}
+		_, err = store.Install(set)
+		return err
+	}
+	if err := store.Remove(); err != nil {
+		return err
+	}
+	var errs []error
+	for _, f := range []FileState{ca, cert, key} {
+		if err := restoreFile(p, f); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func restoreFile(p Paths, f FileState) error {
+	abs := p.Abs(f.Path)
+	if !f.Exists {
+		if err := os.Remove(abs); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("restoring %s: %w", f.Path, err)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return fmt.Errorf("restoring %s: %w", f.Path, err)
+	}
+	if err := certstore.WriteFileAtomic(abs, f.Content, f.Mode); err != nil {
+		return fmt.Errorf("restoring %s: %w", f.Path, err)
+	}
+	if os.Geteuid() == 0 && (f.UID != 0 || f.GID != 0) {
+		if err := os.Lchown(abs, f.UID, f.GID); err != nil {
+			return fmt.Errorf("restoring owner of %s: %w", f.Path, err)
+		}
+	}
+	return nil
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, certstore.MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > certstore.MaxFileSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, certstore.MaxFileSize)
+	}
+	return data, nil
+}

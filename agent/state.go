@@ -1,0 +1,90 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tlsdock/tlsdock/certstore"
+)
+
+// State is what tlsdock remembers between runs, in /var/lib/tlsdock/state.json.
+type State struct {
+	Mode        Mode      `json:"mode,omitempty"`
+	Hosts       []string  `json:"hosts,omitempty"`
+	TCPHosts    []string  `json:"tcp_hosts,omitempty"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	Serial      string    `json:"serial,omitempty"`
+	NotAfter    time.Time `json:"not_after,omitzero"`
+	LastApply   Apply     `json:"last_apply"`
+	// LastError is the current validation or apply error, shown by status
+	// until a later apply succeeds.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Apply records one run of the sequence.
+type Apply struct {
+	Time    time.Time `json:"time,omitzero"`
+	Result  string    `json:"result,omitempty"` // ok, unchanged, rolled-back, failed
+	Changed bool      `json:"changed"`
+	Error   string    `json:"error,omitempty"`
+	Serial  string    `json:"serial,omitempty"`
+}
+
+func (a *Agent) statePath() string    { return filepath.Join(a.o.Paths.State(), "state.json") }
+func (a *Agent) journalPath() string  { return filepath.Join(a.o.Paths.State(), "journal.json") }
+func (a *Agent) originalPath() string { return filepath.Join(a.o.Paths.State(), "original.json") }
+
+// loadState reads the state; nil when tlsdock never ran here.
+func (a *Agent) loadState() (*State, error) {
+	data, err := os.ReadFile(a.statePath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", StateDir+"/state.json", err)
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("%s is damaged (%v): remove it; tlsdock rebuilds it on the next provision", StateDir+"/state.json", err)
+	}
+	return &st, nil
+}
+
+func (a *Agent) saveState(st *State) error {
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := mkdirPrivate(a.o.Paths.State()); err != nil {
+		return fmt.Errorf("creating %s: %w", StateDir, err)
+	}
+	return certstore.WriteFileAtomic(a.statePath(), append(data, '\n'), 0o600)
+}
+
+// recordApply updates the last-apply record, keeping the rest of the state.
+func (a *Agent) recordApply(ap Apply) {
+	st, err := a.loadState()
+	if err != nil || st == nil {
+		st = &State{}
+	}
+	st.LastApply = ap
+	st.LastError = ap.Error
+	if err := a.saveState(st); err != nil {
+		a.o.Logger.Error("saving state", "err", err)
+	}
+}
+
+// mkdirPrivate creates dir 0700 (its parents 0755, as on any host).
+func mkdirPrivate(dir string) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/tlsdock/tlsdock/certstore"
+	"github.com/tlsdock/tlsdock/systemd"
+)
+
+// Status is what `tlsdock status` shows.
+type Status struct {
+	Mode        Mode       `json:"mode,omitempty"`
+	Hosts       []string   `json:"hosts,omitempty"`
+	Certificate *CertInfo  `json:"certificate,omitempty"`
+	Files       []FileInfo `json:"files"`
+	Docker      DockerUnit `json:"docker"`
+	LastApply   Apply      `json:"last_apply"`
+	LastError   string     `json:"last_error,omitempty"`
+	Provisioned bool       `json:"provisioned"`
+}
+
+// CertInfo describes the installed server certificate.
+type CertInfo struct {
+	Subject     string    `json:"subject"`
+	Issuer      string    `json:"issuer"`
+	DNSNames    []string  `json:"dns_names,omitempty"`
+	IPAddresses []string  `json:"ip_addresses,omitempty"`
+	Serial      string    `json:"serial"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	DaysLeft    int       `json:"days_left"`
+}
+
+// FileInfo is an installed file's mode and owner.
+type FileInfo struct {
+	Path  string `json:"path"`
+	Mode  string `json:"mode"`
+	Owner string `json:"owner"`
+	OK    bool   `json:"ok"`
+}
+
+// DockerUnit is docker.service's state.
+type DockerUnit struct {
+	ActiveState string `json:"active_state"`
+	SubState    string `json:"sub_state"`
+	MainPID     uint32 `json:"main_pid"`
+}
+
+// Status reads the installed state. It changes nothing.
+func (a *Agent) Status(ctx context.Context) (*Status, error) {
+	s := &Status{}
+	st, err := a.loadState()
+	if err != nil {
+		return nil, err
+	}
+	if st != nil {
+		s.Provisioned = st.Fingerprint != ""
+		s.Mode, s.Hosts, s.LastApply, s.LastError = st.Mode, st.Hosts, st.LastApply, st.LastError
+	}
+	store := certstore.Store{Dir: a.o.Paths.SSL()}
+	set, err := store.Load()
+	if err != nil {
+		s.LastError = fmt.Sprintf("the installed set in %s does not load: %v", SSLDir, err)
+	}
+	if set != nil {
+		c := set.Cert
+		ci := &CertInfo{Subject: c.Subject.String(), Issuer: c.Issuer.String(), DNSNames: c.DNSNames, Serial: set.Serial(),
+			NotBefore: c.NotBefore, NotAfter: c.NotAfter, DaysLeft: int(math.Floor(c.NotAfter.Sub(a.o.Now()).Hours() / 24))}
+		for _, ip := range c.IPAddresses {
+			ci.IPAddresses = append(ci.IPAddresses, ip.String())
+		}
+		s.Certificate = ci
+	}
+	for _, f := range []struct {
+		name string
+		want os.FileMode
+	}{{certstore.CAFile, 0o444}, {certstore.CertFile, 0o444}, {certstore.KeyFile, 0o400}} {
+		path := filepath.Join(a.o.Paths.SSL(), f.name)
+		fi, err := os.Stat(path)
+		if err != nil {
+			continue
+		}
+		owner := "?"
+		uid := -1
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+			uid = int(sys.Uid)
+			owner = fmt.Sprintf("%d:%d", sys.Uid, sys.Gid)
+		}
+		s.Files = append(s.Files, FileInfo{Path: filepath.Join(SSLDir, f.name), Mode: fmt.Sprintf("%04o", fi.Mode().Perm()), Owner: owner,
+			OK: fi.Mode().Perm() == f.want && (uid == 0 || os.Geteuid() != 0)})
+	}
+	if a.o.Systemd != nil {
+		if info, err := a.o.Systemd.Unit(ctx, systemd.DockerUnit); err == nil {
+			s.Docker = DockerUnit{ActiveState: info.ActiveState, SubState: info.SubState, MainPID: info.MainPID}
+		} else {
+			s.Docker.ActiveState = "unknown: " + err.Error()
+		}
+	}
+	return s, nil
+}

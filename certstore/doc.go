@@ -1,0 +1,20 @@
+// Package certstore handles tlsdock's certificates at rest.
+//
+// It parses and validates a certificate set (CA bundle, server certificate
+// with optional intermediates, server key), runs the built-in CA that issues
+// server and client certificates, and installs a set into dockerd's TLS
+// directory (by default /etc/docker/ssl) as one unit.
+//
+// Installation uses the Kubernetes atomic-writer layout: every set is written
+// into a fresh hidden generation directory (..tlsdock-<random>), a ..data
+// symlink is swapped atomically to point at it, and the stable paths that
+// dockerd is configured with (ca.pem, server-cert.pem, server-key.pem) are
+// relative symlinks through ..data. A crash at any moment leaves either the
+// old set or the new set, never a certificate next to another generation's key.
+//
+// WriteFileAtomic is the single atomic-write helper of the whole project.
+//
+// Nothing in this package reads the clock or a global random source for
+// decisions: the time and the random source are passed in. The filesystem
+// root of every operation is a parameter, so tests run against t.TempDir().
+package certstore

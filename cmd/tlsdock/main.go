@@ -1,0 +1,9 @@
+// Command tlsdock puts dockerd's TCP API behind mutual TLS and keeps it
+// there.
+package main
+
+import "os"
+
+func main() {
+	os.Exit(Run(Env{Stdout: os.Stdout, Stderr: os.Stderr}, os.Args[1:]))
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tlsdock/tlsdock/agent"
+)
+
+func newProvisionCmd(env *Env) *cobra.Command {
+	var f settingsFlags
+	var dryRun, asJSON, verbose bool
+	cmd := &cobra.Command{
+		Use:   "provision",
+		Short: "Put dockerd's TCP API behind mutual TLS (idempotent)",
+		Long: `Provision configures this host so that dockerd's API is reachable over mutual
+TLS on --host (default tcp://0.0.0.0:2376) and nowhere else without it.
+
+It validates the certificates and the current configuration before touching
+anything, backs up every file it changes to /var/lib/tlsdock, installs the
+set into /etc/docker/ssl (keys 0400, certificates 0444, root:root), turns on
+live-restore so containers survive, restarts docker.service and checks the
+endpoint as an attacker and as a client would. On any failure it rolls back
+and docker keeps running on its previous configuration.
+
+Running it again with the same inputs changes nothing and restarts nothing.
+
+Certificates come from one of:
+  --certs DIR    ca.pem, server-cert.pem and server-key.pem, as in Docker's docs
+  --generate     a local CA in /etc/tlsdock/ca issues the server certificate
+
+Exit status: 0 success, 2 bad input (nothing changed), 3 failed and rolled
+back (docker runs its previous configuration), 4 failed and the rollback
+failed too, 1 any other failure.`,
+		Example: `  # New host, local CA, client bundle for this machine's docker CLI:
+  tlsdock provision --generate --client-out ~/.docker/myhost
+
+  # Certificates from your own CA, daemon flags in a drop-in:
+  tlsdock provision --certs /root/docker-certs --mode dropin --san docker.example.com
+
+  # What would change?
+  tlsdock provision --generate --dry-run`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.config(cmd)
+			if err != nil {
+				return err
+			}
+			cfg.DryRun = dryRun
+			a, closer, err := env.newAgent(cmd.Context(), verbose)
+			if err != nil {
+				return err
+			}
+			defer closer()
+			res, err := a.Provision(cmd.Context(), cfg)
+			if asJSON {
+				enc := json.NewEncoder(env.Stdout)
+				enc.SetIndent("", "  ")
+				if jerr := enc.Encode(res); jerr != nil {
+					return jerr
+				}
+				return err
+			}
+			printResult(env.Stdout, res, err)
+			return err
+		},
+	}
+	f.register(cmd.Flags())
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan (every file with its diff, and whether docker restarts) and change nothing")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a machine-readable result (with \"changed\") instead of text")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log each step to stderr")
+	return cmd
+}
+
+func printResult(w io.Writer, res *agent.Result, err error) {
+	if res == nil {
+		return
+	}
+	if res.Serial == "" && len(res.Files) == 0 && err != nil {
+		return // failed before planning: the error says it all
+	}
+	title := "Plan"
+	if res.DryRun {
+		title = "Plan (dry run)"
+	}
+	fmt.Fprintf(w, "%s, mode %s:\n", title, res.Mode)
+	switch res.Certs {
+	case "install":
+		fmt.Fprintf(w, "  certificates: install serial %s (expires %s) into %s\n", res.Serial, res.NotAfter.UTC().Format("2006-01-02"), agent.SSLDir)
+	default:
+		fmt.Fprintf(w, "  certificates: unchanged (serial %s)\n", res.Serial)
+	}
+	for _, fc := range res.Files {
+		fmt.Fprintf(w, "  %s %s\n", fc.Action, fc.Path)
+		if res.DryRun && fc.Diff != "" {
+			for _, line := range strings.Split(strings.TrimRight(fc.Diff, "\n"), "\n") {
+				fmt.Fprintf(w, "      %s\n", line)
+			}
+		}
+	}
+	fmt.Fprintf(w, "  listeners: %s\n", strings.Join(res.Hosts, " "))
+	for _, n := range res.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	if res.Restarted {
+		fmt.Fprintln(w, "  docker.service: restart")
+	} else {
+		fmt.Fprintln(w, "  docker.service: no restart")
+	}
+	if res.DryRun {
+		fmt.Fprintln(w, "Dry run: nothing was changed.")
+		return
+	}
+	if len(res.Checks) > 0 {
+		fmt.Fprintln(w, "Verification:")
+		for _, c := range res.Checks {
+			mark := "ok  "
+			if !c.OK {
+				mark = "FAIL"
+			}
+			detail := ""
+			if c.Detail != "" {
+				detail = " (" + c.Detail + ")"
+			}
+			fmt.Fprintf(w, "  %s %s: %s%s\n", mark, c.Endpoint, c.Name, detail)
+		}
+	}
+	if res.Journal != "" {
+		fmt.Fprintln(w, "Last lines of docker.service's journal:")
+		for _, line := range strings.Split(strings.TrimRight(res.Journal, "\n"), "\n") {
+			fmt.Fprintf(w, "  | %s\n", line)
+		}
+	}
+	switch {
+	case err != nil && res.RolledBack:
+		fmt.Fprintln(w, "Rolled back: docker is active on its previous configuration.")
+	case err != nil:
+	case !res.Changed:
+		fmt.Fprintln(w, "No changes: the host already matches.")
+	default:
+		fmt.Fprintf(w, "Done: dockerd serves mutual TLS on %s.\n", strings.Join(tcpOnly(res.Hosts), " "))
+	}
+	if res.ClientOut != "" && err == nil {
+		fmt.Fprintf(w, "Client bundle: %s\n  export DOCKER_HOST=tcp://HOST:2376 DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=%s\n", res.ClientOut, res.ClientOut)
+	}
+}
+
+func tcpOnly(hosts []string) []string {
+	var out []string
+	for _, h := range hosts {
+		if strings.HasPrefix(h, "tcp://") {
+			out = append(out, h)
+		}
+	}
+	return out
+}
