@@ -1,0 +1,27 @@
+// Package testhost boots throwaway Debian test hosts for tlsdock's end-to-end
+// tests: real systemd 252 as PID 1 and real dockerd 20.10, inside
+// systemd-nspawn, on a machine that itself runs no systemd.
+//
+// Every host is a fresh overlay of the cached rootfs that
+// test/e2e/setup-host.sh builds (/var/cache/tlsdock-e2e/rootfs), so a boot
+// takes about a second and nothing a test does survives Close. Each host has
+// its own cgroups in every hierarchy (tlsdock-e2e-NAME, so that docker can run
+// containers inside and two hosts never share a cgroup), its own network
+// namespace (--private-network: ports never clash and nothing touches the
+// machine's network) and its own work directory under /var/tmp/tlsdock-e2e.
+//
+// Run commands inside with Exec (the guest's binaries in all of its
+// namespaces) and remote clients with ExecNet (this machine's binaries, for
+// example the Docker 28 CLI in /usr/local/bin, inside the guest's network
+// namespace only).
+//
+// Boot needs root. Start and StartN are the helpers for tests: they skip
+// unless the process runs as root and TLSDOCK_E2E=1 is set.
+//
+// A run that crashed (a test binary killed by -timeout, for example) leaves a
+// host running. CleanupStale, which Boot calls first, finds such leftovers by
+// their lock files under /var/tmp/tlsdock-e2e (a lock nobody holds belongs to
+// a dead process) and by their names (tlsdock-e2e-*), then kills their
+// processes, unmounts their overlays and removes their cgroups and files.
+// Hosts of live processes are never touched.
+package testhost
