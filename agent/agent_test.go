@@ -177,15 +177,18 @@ func TestRollbackOnFailedRestart(t *testing.T) {
 		t.Fatalf("result = %+v", res)
 	}
 	after := treeHash(t, h.root)
-	// live-restore stays on: it was reloaded in and is harmless; everything
-	// else is byte-identical.
+	// live-restore stays on, or the restart back to the old configuration
+	// would stop every container; everything else is byte-identical.
 	delete(before, "etc/docker/daemon.json")
 	delete(after, "etc/docker/daemon.json")
 	if d := diffTrees(before, after); len(d) > 0 {
 		t.Fatalf("rollback left changes: %q", d)
 	}
-	if got := readFile(t, h.root, DaemonJSONPath); got != `{"log-driver": "journald"}` {
+	if got := readFile(t, h.root, DaemonJSONPath); got != "{\n  \"log-driver\": \"journald\",\n  \"live-restore\": true\n}\n" {
 		t.Fatalf("daemon.json after rollback = %q", got)
+	}
+	if !h.liveRestore {
+		t.Fatal("dockerd came back without live-restore")
 	}
 	calls := h.Calls()
 	if calls[len(calls)-1] != "restart docker.service" || h.active != "active" {
@@ -366,13 +369,15 @@ func TestRevertRestoresOriginal(t *testing.T) {
 	if d := diffTrees(before, treeHash(t, h.root)); len(d) == 0 {
 		t.Fatal("provision changed nothing")
 	}
-	if _, err := h.agent(nil).Revert(context.Background(), Defaults()); err != nil {
+	exact := Defaults()
+	exact.LiveRestore = false
+	if _, err := h.agent(nil).Revert(context.Background(), exact); err != nil {
 		t.Fatal(err)
 	}
 	if d := diffTrees(before, treeHash(t, h.root)); len(d) > 0 {
 		t.Fatalf("revert left differences: %q", d)
 	}
-	if _, err := h.agent(nil).Revert(context.Background(), Defaults()); !errors.Is(err, ErrNotProvisioned) {
+	if _, err := h.agent(nil).Revert(context.Background(), exact); !errors.Is(err, ErrNotProvisioned) {
 		t.Fatalf("second revert: %v", err)
 	}
 }
@@ -462,5 +467,22 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRevertKeepsLiveRestore(t *testing.T) {
+	h := newFakeHost(t)
+	writeFile(t, h.root, DaemonJSONPath, `{"log-driver": "journald"}`)
+	mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
+	res, err := h.agent(nil).Revert(context.Background(), Defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "{\n  \"log-driver\": \"journald\",\n  \"live-restore\": true\n}\n"
+	if got := readFile(t, h.root, DaemonJSONPath); got != want {
+		t.Fatalf("daemon.json after revert:\n%s\nwant:\n%s", got, want)
+	}
+	if !strings.Contains(strings.Join(res.Notes, " "), "live-restore") {
+		t.Fatalf("notes = %q", res.Notes)
 	}
 }

@@ -179,6 +179,14 @@ func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) 
 		if err := a.enableLiveRestore(ctx, plan); err != nil {
 			return a.rollback(ctx, snap, res, err, false)
 		}
+		// live-restore is a step of its own: a rollback of the TLS change
+		// keeps it, or the restart back would stop every container.
+		if snap, err = TakeSnapshot(a.o.Paths, now); err != nil {
+			return err
+		}
+		if err := snap.Save(a.journalPath()); err != nil {
+			return err
+		}
 		a.o.Pause("live-restore")
 	}
 	if err := a.write(plan); err != nil {

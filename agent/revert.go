@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/tlsdock/tlsdock/daemonjson"
 	"github.com/tlsdock/tlsdock/systemd"
 )
 
@@ -16,6 +17,10 @@ var ErrNotProvisioned = errors.New("tlsdock has not provisioned this host: nothi
 // (daemon.json, tlsdock's drop-in, /etc/docker/ssl), restarts docker and
 // checks that the unix socket answers. On failure it goes back to the
 // provisioned state.
+//
+// A dockerd that starts without live-restore stops the containers it finds
+// running, so with cfg.LiveRestore the restored daemon.json keeps
+// "live-restore": true and containers survive the revert.
 func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{}
 	unlock, err := a.lock()
@@ -56,6 +61,14 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 	if err := orig.Restore(a.o.Paths); err != nil {
 		return res, a.rollback(ctx, snap, res, err, true)
 	}
+	if cfg.LiveRestore {
+		if err := a.keepLiveRestore(); err != nil {
+			return res, a.rollback(ctx, snap, res, err, false)
+		}
+		res.Notes = append(res.Notes, "kept \"live-restore\": true in daemon.json, so running containers survive")
+	} else {
+		res.Notes = append(res.Notes, "dockerd restarts as it was before provision; without live-restore it stops running containers")
+	}
 	res.Changed, res.Restarted = true, true
 	if err := a.restart(ctx, cfg); err != nil {
 		return res, a.rollback(ctx, snap, res, err, true)
@@ -71,4 +84,18 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	a.o.Logger.Info("reverted", "unit", systemd.DockerUnit)
 	return res, nil
+}
+
+func (a *Agent) keepLiveRestore() error {
+	doc, _, err := daemonjson.Load(a.o.Paths.DaemonJSON())
+	if err != nil {
+		return err
+	}
+	if on, _, _ := doc.Bool("live-restore"); on {
+		return nil
+	}
+	if err := daemonjson.SetLiveRestore(doc, true); err != nil {
+		return err
+	}
+	return a.writeFile(DaemonJSONPath, doc.Render(), 0o644)
 }

@@ -11,13 +11,18 @@ import (
 
 func newRevertCmd(env *Env) *cobra.Command {
 	var timeout time.Duration
+	var keepLiveRestore bool
 	cmd := &cobra.Command{
 		Use:   "revert",
 		Short: "Restore the host exactly as it was before the first provision",
 		Long: `Revert puts back daemon.json, the docker.service drop-ins and /etc/docker/ssl
 exactly as they were before the first provision, restarts docker.service and
 checks that the local unix socket answers. The local CA in /etc/tlsdock/ca is
-kept, so client bundles issued from it stay valid for a later provision.`,
+kept, so client bundles issued from it stay valid for a later provision.
+
+A dockerd that starts without live-restore stops every running container.
+If live-restore was off before provision, pass --keep-live-restore to keep
+it on (the only difference from the original files) so containers survive.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, closer, err := env.newAgent(cmd.Context(), false)
@@ -27,9 +32,13 @@ kept, so client bundles issued from it stay valid for a later provision.`,
 			defer closer()
 			cfg := agent.Defaults()
 			cfg.Timeout = timeout
+			cfg.LiveRestore = keepLiveRestore
 			res, err := a.Revert(cmd.Context(), cfg)
 			for _, f := range res.Files {
 				fmt.Fprintf(env.Stdout, "  %s %s\n", f.Action, f.Path)
+			}
+			for _, n := range res.Notes {
+				fmt.Fprintf(env.Stdout, "  note: %s\n", n)
 			}
 			if err != nil {
 				return err
@@ -38,6 +47,7 @@ kept, so client bundles issued from it stay valid for a later provision.`,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&keepLiveRestore, "keep-live-restore", false, "keep \"live-restore\": true in daemon.json so running containers survive the revert")
 	cmd.Flags().DurationVar(&timeout, "timeout", agent.Defaults().Timeout, "how long to wait for docker.service to restart")
 	return cmd
 }
