@@ -61,7 +61,8 @@ type Plan struct {
 	// Hosts is the full list of listeners dockerd ends up with.
 	Hosts []string
 	// TCPHosts is the list of TLS listeners tlsdock manages.
-	TCPHosts []string
+	TCPHosts    []string
+	changeNotes []string
 	// ProbeClient is the client certificate verification uses with
 	// --certs (the local CA mints its own).
 	ProbeClient *tls.Certificate
@@ -74,6 +75,12 @@ func (p *Plan) Changed() bool {
 
 func (p *Plan) note(format string, args ...any) {
 	p.Notes = append(p.Notes, fmt.Sprintf(format, args...))
+}
+
+// changeNote describes a change to dockerd's configuration; it is shown
+// only when the plan changes a file.
+func (p *Plan) changeNote(format string, args ...any) {
+	p.changeNotes = append(p.changeNotes, fmt.Sprintf(format, args...))
 }
 
 // Plan reads the host, validates every input and computes what a provision
@@ -181,6 +188,9 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	} else if dropInExists {
 		plan.addFile(DropInPath, oldDropIn, true, nil, 0, false)
 	}
+	if len(plan.Files) > 0 {
+		plan.Notes = append(plan.Notes, plan.changeNotes...)
+	}
 	plan.Restart = plan.Install || len(plan.Files) > 0 || !plan.DockerActive
 	return plan, nil
 }
@@ -228,7 +238,7 @@ func (a *Agent) planDockerd(plan *Plan, cfg Config, doc *daemonjson.Doc, svc *sy
 		return nil, nil, &InputError{Field: DaemonJSONPath, Err: err}
 	}
 	if len(unitTLS) > 0 {
-		plan.note("removed TLS flags %s from docker.service's ExecStart: tlsdock sets TLS", strings.Join(unitTLS, " "))
+		plan.changeNote("removed TLS flags %s from docker.service's ExecStart: tlsdock sets TLS", strings.Join(unitTLS, " "))
 	}
 	// Keep every non-TCP listener (fd://, unix://) from the unit and
 	// daemon.json; drop TCP listeners that are not asked for.
@@ -248,9 +258,9 @@ func (a *Agent) planDockerd(plan *Plan, cfg Config, doc *daemonjson.Doc, svc *sy
 		}
 		tlsVerify, _, _ := doc.Bool("tlsverify")
 		if !tlsVerify || hasFlag(svc.ExecStart, "--tlsverify") {
-			plan.note("removed plaintext listener %s: it served the Docker API without authentication", h)
+			plan.changeNote("removed plaintext listener %s: it served the Docker API without authentication", h)
 		} else {
-			plan.note("removed TCP listener %s: pass it with --host to keep it", h)
+			plan.changeNote("removed TCP listener %s: pass it with --host to keep it", h)
 		}
 	}
 	if len(unitHosts) == 0 && len(docHosts) == 0 {
@@ -279,7 +289,7 @@ func (a *Agent) planDockerd(plan *Plan, cfg Config, doc *daemonjson.Doc, svc *sy
 			}
 			cmd = rest
 			if len(unitHosts) > 0 {
-				plan.note("moved %s from docker.service's ExecStart into daemon.json: dockerd refuses hosts given both as a flag and in the file", strings.Join(unitHosts, " "))
+				plan.changeNote("moved %s from docker.service's ExecStart into daemon.json: dockerd refuses hosts given both as a flag and in the file", strings.Join(unitHosts, " "))
 			}
 		}
 	case ModeDropIn:
@@ -288,7 +298,7 @@ func (a *Agent) planDockerd(plan *Plan, cfg Config, doc *daemonjson.Doc, svc *sy
 		}
 		removed := daemonjson.RemoveTLS(newDoc)
 		if len(removed) > 0 {
-			plan.note("moved %s from daemon.json into the drop-in: dropin mode keeps them on dockerd's command line", strings.Join(removed, ", "))
+			plan.changeNote("moved %s from daemon.json into the drop-in: dropin mode keeps them on dockerd's command line", strings.Join(removed, ", "))
 		}
 		cmd = rest
 		for _, h := range plan.Hosts {
