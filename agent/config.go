@@ -50,6 +50,9 @@ type Config struct {
 	ProbeClient string        // directory with cert.pem and key.pem for the client probe
 	Timeout     time.Duration // bound on each systemd job
 	DryRun      bool
+	// RenewBefore, with Generate: reissue the server certificate this long
+	// before it expires; 0 reissues at two thirds of its lifetime (RenewAt).
+	RenewBefore time.Duration
 }
 
 // Defaults returns the documented defaults.

@@ -396,7 +396,7 @@ func (a *Agent) planCerts(plan *Plan, cfg Config, now time.Time) error {
 	plan.CA = ca
 	names, ips := a.defaultNames(req)
 	full := certstore.Requirements{Now: now, DNSNames: names, IPs: ips}
-	if installed != nil && plan.NewCA == nil && reusable(installed, ca, cfg.KeyType, full, now) {
+	if installed != nil && plan.NewCA == nil && reusable(installed, ca, cfg.KeyType, full, now, cfg.RenewBefore) {
 		plan.Set = installed
 		return nil
 	}
@@ -472,14 +472,14 @@ func firstOr(s []string, def string) string {
 // reusable reports whether an installed set of the local CA can stay: it is
 // valid, covers the names, has the asked key type and is not yet due for
 // renewal (two thirds of its lifetime).
-func reusable(set *certstore.Set, ca *certstore.CA, kt certstore.KeyType, req certstore.Requirements, now time.Time) bool {
+func reusable(set *certstore.Set, ca *certstore.CA, kt certstore.KeyType, req certstore.Requirements, now time.Time, renewBefore time.Duration) bool {
 	if set.Cert.CheckSignatureFrom(ca.Cert) != nil {
 		return false
 	}
 	if set.Validate(req) != nil || certstore.KeyTypeOf(set.Key) != kt {
 		return false
 	}
-	return now.Before(RenewAt(set.Cert))
+	return now.Before(renewTime(set.Cert, renewBefore))
 }
 
 // RenewAt is when a local-CA certificate is due for renewal: two thirds of

@@ -127,6 +127,7 @@ Start with:  tlsdock provision --generate --client-out ./docker-client`,
 	root.PersistentFlags().StringVar(&env.Root, "root", env.Root, "filesystem root to operate on (for tests)")
 	_ = root.PersistentFlags().MarkHidden("root")
 	root.AddCommand(newProvisionCmd(&env), newStatusCmd(&env), newRevertCmd(&env), newCertsCmd(&env))
+	root.AddCommand(newRunCmd(&env))
 	root.SetVersionTemplate("tlsdock {{.Version}}\n")
 	return root
 }

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/tlsdock/tlsdock/agent"
+	"github.com/tlsdock/tlsdock/systemd"
+)
+
+// runFlags are the flags only `tlsdock run` has; the config file can set
+// them too.
+type runFlags struct {
+	debounce      time.Duration
+	maxWait       time.Duration
+	minRestart    time.Duration
+	renewBefore   time.Duration
+	metricsListen string
+}
+
+func (rf *runFlags) register(fs *pflag.FlagSet) {
+	d := agent.RunDefaults()
+	fs.DurationVar(&rf.debounce, "debounce", d.Debounce, "act once the source has not changed for this long")
+	fs.DurationVar(&rf.maxWait, "max-wait", d.MaxWait, "act at the latest this long after a burst of changes began")
+	fs.DurationVar(&rf.minRestart, "min-restart-interval", d.MinRestartInterval, "least time between two rotations (docker.service allows 3 starts in 60s)")
+	fs.DurationVar(&rf.renewBefore, "renew-before", 0, "with --generate: renew the server certificate this long before it expires (0: at two thirds of its lifetime)")
+	fs.StringVar(&rf.metricsListen, "metrics-listen", "", "serve Prometheus metrics on HOST:PORT at /metrics (off by default)")
+}
+
+// runConfig merges the config file under the flags, like provision, with
+// the watched source defaulting to /etc/tlsdock/certs unless the local CA
+// is used.
+func (rf *runFlags) config(cmd *cobra.Command, f *settingsFlags, root string) (agent.RunConfig, error) {
+	fileSettings, err := agent.LoadConfigFile(f.configPath)
+	if err != nil {
+		return agent.RunConfig{}, err
+	}
+	changed := cmd.Flags().Changed
+	generate := f.generate
+	if v, ok, err := fileSettings.Bool("generate"); err == nil && ok && !changed("generate") {
+		generate = v
+	}
+	if _, inFile := fileSettings.String("certs"); !generate && !changed("certs") && !inFile {
+		f.certs = agent.Paths{Root: root}.Abs(agent.DefaultSource)
+	}
+	cfg, err := f.config(cmd)
+	if err != nil {
+		return agent.RunConfig{}, err
+	}
+	rc := agent.RunConfig{
+		Config: cfg, Debounce: rf.debounce, MaxWait: rf.maxWait, MinRestartInterval: rf.minRestart,
+		MetricsListen: rf.metricsListen,
+	}
+	rc.RenewBefore = rf.renewBefore
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"debounce", &rc.Debounce}, {"max-wait", &rc.MaxWait}, {"min-restart-interval", &rc.MinRestartInterval}, {"renew-before", &rc.RenewBefore}} {
+		v, ok, err := fileSettings.Duration(d.name)
+		if err != nil {
+			return agent.RunConfig{}, &agent.InputError{Field: f.configPath, Err: err}
+		}
+		if ok && !changed(d.name) {
+			*d.dst = v
+		}
+	}
+	if v, ok := fileSettings.String("metrics-listen"); ok && !changed("metrics-listen") {
+		rc.MetricsListen = v
+	}
+	if rc.RenewBefore != 0 && !rc.Generate {
+		return agent.RunConfig{}, &agent.InputError{Field: "--renew-before", Err: fmt.Errorf("applies only with --generate (the local CA): certificates in %s are renewed by their issuer, and tlsdock warns 30, 7 and 1 days before they expire; remove renew-before", rc.Certs)}
+	}
+	return rc, rc.Validate()
+}
+
+// reloadRunConfig reads the settings again for SIGHUP: the config file as
+// it is now, under the flags given on the command line.
+func reloadRunConfig(cmd *cobra.Command, root string) (agent.RunConfig, error) {
+	fresh := &cobra.Command{Use: cmd.Use}
+	var f settingsFlags
+	var rf runFlags
+	f.register(fresh.Flags())
+	rf.register(fresh.Flags())
+	var err error
+	cmd.Flags().Visit(func(fl *pflag.Flag) {
+		nf := fresh.Flags().Lookup(fl.Name)
+		if err != nil || nf == nil {
+			return
+		}
+		if sv, ok := fl.Value.(pflag.SliceValue); ok {
+			if dst, ok := nf.Value.(pflag.SliceValue); ok {
+				err = dst.Replace(sv.GetSlice())
+				nf.Changed = true
+				return
+			}
+		}
+		err = fresh.Flags().Set(fl.Name, fl.Value.String())
+	})
+	if err != nil {
+		return agent.RunConfig{}, err
+	}
+	return rf.config(fresh, &f, root)
+}
+
+func newRunCmd(env *Env) *cobra.Command {
+	var f settingsFlags
+	var rf runFlags
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Keep dockerd's certificate current: watch the source or renew from the local CA (the daemon of tlsdock.service)",
+		Long: `Run is the rotation daemon, started by tlsdock.service (Type=notify). It reads
+the same config file and flags as provision.
+
+With --certs DIR (default /etc/tlsdock/certs) it watches DIR. When the files
+change it waits until they settle (--debounce, at most --max-wait), checks
+that the set is complete and valid, and rotates with the provision sequence:
+back up, install, restart docker.service, verify, roll back on failure. An
+invalid set is never installed: the error names the file, shows in
+` + "`tlsdock status`" + ` and is checked again when the files change. Rotations are at
+least --min-restart-interval apart, and the latest valid set wins. The
+certificate served is warned about 30, 7 and 1 days before it expires.
+
+With --generate it renews the server certificate from the local CA at two
+thirds of its lifetime (or --renew-before its expiry), with a little jitter.
+
+At start it rotates if the installed set differs from a valid source set.
+SIGHUP re-reads the settings and checks at once; SIGTERM waits for a
+rotation in progress, then exits. A failed rotation is retried with backoff
+(30s, doubling, at most 10m) and never stops the daemon.`,
+		Example: `  # As tlsdock.service does, with settings in /etc/tlsdock/tlsdock.conf:
+  tlsdock run
+
+  # Watch another directory, with metrics:
+  tlsdock run --certs /etc/vault-agent/docker --metrics-listen 127.0.0.1:9323`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := rf.config(cmd, &f, env.Root)
+			if err != nil {
+				return err
+			}
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			logger := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+
+			var metrics *agent.Metrics
+			if cfg.MetricsListen != "" {
+				m, closeMetrics, err := serveMetrics(cfg.MetricsListen, logger)
+				if err != nil {
+					return err
+				}
+				defer closeMetrics()
+				metrics = m
+			}
+
+			sd, closer, err := env.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer closer()
+			o := agent.Options{Paths: agent.Paths{Root: env.Root}, Systemd: sd, Logger: logger}
+			if env.Agent != nil {
+				env.Agent(&o)
+			}
+			r := agent.NewRotator(agent.New(o), cfg, agent.RunOptions{
+				Logger:   logger,
+				Notify:   systemd.Notify,
+				Watchdog: systemd.WatchdogInterval(),
+				Metrics:  metrics,
+				Hangup:   hup,
+				Reload:   func() (agent.RunConfig, error) { return reloadRunConfig(cmd, env.Root) },
+			})
+			return r.Run(ctx)
+		},
+	}
+	f.register(cmd.Flags())
+	rf.register(cmd.Flags())
+	if fl := cmd.Flags().Lookup("certs"); fl != nil {
+		fl.Usage = "directory to watch for ca.pem, server-cert.pem and server-key.pem (unless --generate)"
+		fl.DefValue = agent.DefaultSource
+	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log every file event and check")
+	return cmd
+}
+
+// serveMetrics serves the metrics on addr from a private registry.
+func serveMetrics(addr string, logger *slog.Logger) (*agent.Metrics, func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, &agent.InputError{Field: "--metrics-listen", Err: fmt.Errorf("cannot listen on %s (%w): choose a free address, or leave metrics-listen unset", addr, err)}
+	}
+	reg := prometheus.NewRegistry()
+	m := agent.NewMetrics(reg)
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("serving metrics stopped", "component", "metrics", "addr", addr, "err", err)
+		}
+	}()
+	logger.Info("serving metrics", "component", "metrics", "addr", ln.Addr().String(), "path", "/metrics")
+	return m, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
