@@ -6,7 +6,17 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.Version=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build test unit e2e e2e-setup lint demo clean
+.PHONY: all build test unit e2e e2e-setup lint demo clean package package-check
+
+# Packages (see packaging/): the version for deb and rpm is VERSION sanitised
+# by packaging/version.sh (0.0.0~gitN.HASH while there are no tags).
+DIST ?= dist
+PKG_VERSION ?= $(shell packaging/version.sh '$(VERSION)')
+PKG_STAGE := $(DIST)/stage
+MAINTAINER ?= tlsdock maintainers <maintainers@tlsdock.invalid>
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+DEB := $(DIST)/tlsdock_$(PKG_VERSION)_amd64.deb
+RPM := $(DIST)/tlsdock-$(PKG_VERSION)-1.x86_64.rpm
 
 all: build
 
@@ -30,8 +40,35 @@ e2e: e2e-setup
 
 test: lint unit e2e
 
+# dist/tlsdock_VERSION_amd64.deb and dist/tlsdock-VERSION-1.x86_64.rpm, with
+# nfpm pinned in go.mod (go tool nfpm).
+package:
+	rm -rf $(PKG_STAGE) && mkdir -p $(PKG_STAGE)
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '-s -w -X main.Version=$(PKG_VERSION)' -o $(PKG_STAGE)/tlsdock ./cmd/tlsdock
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(PKG_STAGE)/tlsdock gen-docs --dir $(PKG_STAGE) >/dev/null
+	gzip -9n $(PKG_STAGE)/man/*.1
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) MAINTAINER='$(MAINTAINER)' packaging/changelog.sh '$(PKG_VERSION)' | gzip -9n >$(PKG_STAGE)/changelog.gz
+	rm -f $(DEB) $(RPM)
+	export PKG_VERSION='$(PKG_VERSION)' PKG_STAGE='$(PKG_STAGE)' MAINTAINER='$(MAINTAINER)' SOURCE_DATE_EPOCH='$(SOURCE_DATE_EPOCH)'; \
+	$(GO) tool nfpm package --config packaging/nfpm.yaml --packager deb --target '$(DEB)' && \
+	$(GO) tool nfpm package --config packaging/nfpm.yaml --packager rpm --target '$(RPM)'
+
+# lintian on the .deb, rpm queries on the .rpm, shellcheck on the scripts.
+package-check: package
+	bash packaging/check.sh '$(DEB)' '$(RPM)'
+
 demo: e2e-setup
 	$(GO) run ./test/e2e/demo
+
+# Benchmarks against the recipes tlsdock replaces (root; test hosts as in
+# e2e). bench writes docs/benchmarks.md (about 6 minutes); bench-quick runs
+# one iteration of each and only prints the table.
+.PHONY: bench bench-quick
+bench: e2e-setup
+	$(GO) run ./test/e2e/bench -out docs/benchmarks.md
+
+bench-quick: e2e-setup
+	$(GO) run ./test/e2e/bench -quick -out ''
 
 clean:
 	rm -rf bin dist

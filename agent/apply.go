@@ -46,7 +46,7 @@ var ErrRolledBack = errors.New("rolled back")
 var ErrRollbackFailed = errors.New("rollback failed")
 
 // lockPath serialises provision, run and revert on one host.
-const lockPath = "/run/tlsdock.lock"
+const lockPath = "/run/tlsdock/lock"
 
 func (a *Agent) lock() (func(), error) {
 	path := a.o.Paths.Abs(lockPath)

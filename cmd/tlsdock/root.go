@@ -128,6 +128,7 @@ Start with:  tlsdock provision --generate --client-out ./docker-client`,
 	_ = root.PersistentFlags().MarkHidden("root")
 	root.AddCommand(newProvisionCmd(&env), newStatusCmd(&env), newRevertCmd(&env), newCertsCmd(&env))
 	root.AddCommand(newRunCmd(&env))
+	root.AddCommand(newGenDocsCmd(&env))
 	root.SetVersionTemplate("tlsdock {{.Version}}\n")
 	return root
 }

@@ -61,6 +61,9 @@ func (rf *runFlags) config(cmd *cobra.Command, f *settingsFlags, root string) (a
 	if err != nil {
 		return agent.RunConfig{}, err
 	}
+	// client-out is for `tlsdock provision`: the daemon never writes client
+	// bundles (they often live in a home directory, which the unit hides).
+	cfg.ClientOut = ""
 	rc := agent.RunConfig{
 		Config: cfg, Debounce: rf.debounce, MaxWait: rf.maxWait, MinRestartInterval: rf.minRestart,
 		MetricsListen: rf.metricsListen,

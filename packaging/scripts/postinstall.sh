@@ -1,0 +1,147 @@
+#!/bin/sh
+# tlsdock: deb postinst and rpm %post (one script for both).
+#
+# Arguments:
+#   deb: configure [MOST-RECENTLY-CONFIGURED-VERSION]   (empty: first install)
+#        abort-upgrade NEW-VERSION | abort-remove | abort-deconfigure ...
+#   rpm: $1 = 1 (install) or >= 2 (upgrade)
+#
+# What it does, when systemd runs:
+#   1. daemon-reload and enable tlsdock.service (a masked unit is left alone).
+#   2. On an upgrade, stop the daemon (it must not rotate while we provision).
+#   3. When the host is configured (generate or certs in tlsdock.conf, or a
+#      complete set in /etc/tlsdock/certs), run `tlsdock provision`. It is
+#      idempotent: when nothing changed it restarts nothing, docker included.
+#   4. Start tlsdock.service when provision succeeded, or when the daemon ran
+#      before the upgrade.
+# Without systemd (a chroot, an image build, a container, dpkg --root) it
+# only enables the unit for the next boot, prints one line and exits 0.
+#
+# Exit status: 0, except when provision exits 4 (it failed and its rollback
+# failed too: docker may be down). Then the package stays unconfigured, so
+# that apt and configuration management report the failure; after fixing the
+# host, `dpkg --configure -a` runs this again. Provision exit codes 1, 2
+# (bad input, nothing changed) and 3 (failed and rolled back: docker runs its
+# previous configuration) leave the package installed with a message that
+# says what to do, because the host is as it was before.
+set -eu
+
+UNIT=tlsdock.service
+CONF=/etc/tlsdock/tlsdock.conf
+CERTS=/etc/tlsdock/certs
+STATE=/var/lib/tlsdock/state.json
+
+say() { echo "tlsdock: $*"; }
+
+action=
+case "${1:-}" in
+configure)
+	action=install
+	if [ -n "${2:-}" ]; then
+		action=upgrade
+	fi
+	;;
+abort-upgrade | abort-remove | abort-deconfigure)
+	action=abort
+	;;
+[0-9]*)
+	action=install
+	if [ "$1" -ge 2 ] 2>/dev/null; then
+		action=upgrade
+	fi
+	;;
+*)
+	exit 0
+	;;
+esac
+
+if [ -n "${DPKG_ROOT:-}" ] || [ ! -d /run/systemd/system ]; then
+	if [ -z "${DPKG_ROOT:-}" ] && command -v systemctl >/dev/null 2>&1; then
+		systemctl enable "$UNIT" >/dev/null 2>&1 || true
+	fi
+	say "systemd is not running (chroot, image build or container): not provisioning; run 'tlsdock provision' on the booted host"
+	exit 0
+fi
+
+systemctl daemon-reload || true
+if [ "$(systemctl is-enabled "$UNIT" 2>/dev/null || true)" = masked ]; then
+	say "$UNIT is masked: not provisioning and not starting it"
+	exit 0
+fi
+systemctl enable --quiet "$UNIT" || say "could not enable $UNIT"
+
+if [ "$action" = abort ]; then
+	# A removal or upgrade was undone: bring the daemon back if the host
+	# was provisioned.
+	if [ -f "$STATE" ]; then
+		systemctl start "$UNIT" || say "could not start $UNIT: see journalctl -u $UNIT"
+	fi
+	exit 0
+fi
+
+was_active=no
+if [ "$action" = upgrade ] && systemctl is-active --quiet "$UNIT"; then
+	was_active=yes
+	systemctl stop "$UNIT" || true
+fi
+
+conf_generate() {
+	[ -r "$CONF" ] && grep -Eq "^[[:space:]]*generate[[:space:]]*=[[:space:]]*[\"']?(1|t|T|true|TRUE|True)[\"']?[[:space:]]*$" "$CONF"
+}
+conf_certs() {
+	[ -r "$CONF" ] && grep -Eq '^[[:space:]]*certs[[:space:]]*=' "$CONF"
+}
+certs_dir_complete() {
+	[ -f "$CERTS/ca.pem" ] && [ -f "$CERTS/server-cert.pem" ] && [ -f "$CERTS/server-key.pem" ]
+}
+
+rc=none
+if conf_generate || conf_certs; then
+	say "provisioning with the settings in $CONF"
+	rc=0
+	tlsdock provision || rc=$?
+elif certs_dir_complete; then
+	say "provisioning with the certificate set in $CERTS"
+	rc=0
+	tlsdock provision --certs "$CERTS" || rc=$?
+fi
+
+start=no
+case "$rc" in
+none)
+	if [ "$was_active" = yes ]; then
+		start=yes
+	elif [ "$action" = install ]; then
+		say "not configured yet, nothing on the host changed. To put dockerd behind mutual TLS, set 'generate = true' in $CONF or put ca.pem, server-cert.pem and server-key.pem into $CERTS, then run 'tlsdock provision' and 'systemctl start $UNIT'"
+	fi
+	;;
+0)
+	start=yes
+	;;
+2)
+	say "provision exited 2: bad input, nothing on the host changed. Fix $CONF or $CERTS as the message above says, then run 'tlsdock provision' and 'systemctl start $UNIT'"
+	;;
+3)
+	say "provision exited 3: it failed and rolled back, docker runs its previous configuration. Fix the cause above, then run 'tlsdock provision' and 'systemctl start $UNIT'"
+	;;
+4)
+	say "provision exited 4: it failed and the rollback failed too. The host needs attention: check 'systemctl status docker' and 'tlsdock status' (the backup is in /var/lib/tlsdock/journal.json); then run 'dpkg --configure -a' (deb) or 'tlsdock provision'"
+	exit 1
+	;;
+*)
+	say "provision exited $rc (see the message above); nothing else was done. Fix the cause, then run 'tlsdock provision' and 'systemctl start $UNIT'"
+	;;
+esac
+if [ "$rc" != none ] && [ "$rc" != 0 ] && [ "$was_active" = yes ]; then
+	# The daemon ran before the upgrade: keep it running, it retries.
+	start=yes
+fi
+
+if [ "$start" = yes ]; then
+	if systemctl start "$UNIT"; then
+		say "$UNIT is running"
+	else
+		say "could not start $UNIT: see 'journalctl -u $UNIT'"
+	fi
+fi
+exit 0
