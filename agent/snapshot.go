@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -85,7 +84,7 @@ func readFileState(p Paths, hostPath string) (FileState, error) {
 	if !fi.Mode().IsRegular() {
 		return st, &InputError{Field: hostPath, Err: fmt.Errorf("is a %s, not a regular file: move it away", fi.Mode().Type())}
 	}
-	data, err := readBounded(abs)
+	data, err := certstore.ReadFileBounded(abs)
 	if err != nil {
 		return st, fmt.Errorf("backing up %s: %w", hostPath, err)
 	}
@@ -205,20 +204,4 @@ func restoreFile(p Paths, f FileState) error {
 		}
 	}
 	return nil
-}
-
-func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, certstore.MaxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > certstore.MaxFileSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, certstore.MaxFileSize)
-	}
-	return data, nil
 }

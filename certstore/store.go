@@ -259,7 +259,7 @@ func (st Store) snapshot() ([3][]byte, error) {
 		if err := checkRegular(label(p), fi); err != nil {
 			return snap, err
 		}
-		b, err := readAllBounded(p)
+		b, err := ReadFileBounded(p)
 		if err != nil {
 			return snap, err
 		}
@@ -268,7 +268,9 @@ func (st Store) snapshot() ([3][]byte, error) {
 	return snap, nil
 }
 
-func readAllBounded(p string) ([]byte, error) {
+// ReadFileBounded reads a file of at most MaxFileSize bytes without
+// blocking on a FIFO. It is the bounded read for every file tlsdock backs up.
+func ReadFileBounded(p string) ([]byte, error) {
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", p, err)
