@@ -64,7 +64,7 @@ result of the last provision or rotation. It changes nothing.`,
 				fmt.Fprintln(w)
 			}
 			if s.LastError != "" && s.LastError != s.LastApply.Error {
-				fmt.Fprintf(w, "error:       %s\n", s.LastError)
+				fmt.Fprintf(w, "attention:   %s\n", s.LastError)
 			}
 			return nil
 		},
