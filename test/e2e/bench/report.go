@@ -1,0 +1,325 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/tlsdock/tlsdock/agent"
+)
+
+// report collects the results and renders docs/benchmarks.md.
+type report struct {
+	env    envInfo
+	p      plan
+	certs  *certResults
+	prov   *provisionResults
+	load   *loadResults
+	rot    *rotateResults
+	noRun  string // why rows 4 and 5 were not measured
+	errors []string
+}
+
+// row is one line of the table.
+type row struct {
+	id, what, tlsdock, baseline, ratio, target, result string
+}
+
+// verdict is "met" or "MISSED".
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func notMeasured(id, what, target, why string) row {
+	return row{id, what, "—", "—", "—", target, why}
+}
+
+const failedMsg = "not measured: failed (see below)"
+
+func (r *report) rows() []row {
+	var rows []row
+
+	// 1. Certificate setup.
+	const certTarget = "≥ 50x faster"
+	if c := r.certs; c != nil {
+		ratio := c.openssl.median() / c.inProcess.median()
+		rows = append(rows, row{"1a", "Certificate setup: CA + server + client, in process (certstore calls)",
+			c.inProcess.format(fmtMS), c.openssl.format(fmtMS), fmtRatio(ratio), certTarget, verdict(ratio >= 50)})
+		ratio = c.openssl.median() / c.process.median()
+		rows = append(rows, row{"1b", "Certificate setup: CA + server + client, fresh process writing the 6 files",
+			c.process.format(fmtMS), c.openssl.format(fmtMS), fmtRatio(ratio), certTarget, verdict(ratio >= 50)})
+	} else {
+		rows = append(rows,
+			notMeasured("1a", "Certificate setup: CA + server + client, in process (certstore calls)", certTarget, failedMsg),
+			notMeasured("1b", "Certificate setup: CA + server + client, fresh process writing the 6 files", certTarget, failedMsg))
+	}
+
+	// 2. Provision.
+	const provTarget = "≤ restart + 1 s"
+	if p := r.prov; p != nil && len(p.provision) > 0 {
+		over := p.provision.median() - p.restart.median()
+		rows = append(rows, row{"2", "Provision a stock host to a verified mTLS endpoint (`tlsdock provision --generate`)",
+			p.provision.format(fmtMS), p.restart.format(fmtMS) + " (bare restart)",
+			fmt.Sprintf("+%s (%s)", fmtMS(over), fmtRatio(p.provision.median()/p.restart.median())),
+			provTarget, verdict(over <= 1000)})
+	} else {
+		rows = append(rows, notMeasured("2", "Provision a stock host to a verified mTLS endpoint (`tlsdock provision --generate`)", provTarget, failedMsg))
+	}
+
+	// 3. New connections.
+	whats := []string{
+		"Fresh mTLS handshakes per second (4 concurrent clients)",
+		"GET /_ping on a new connection, p50 latency",
+		"GET /_ping on a new connection, p99 latency",
+		"GET /_ping on a new connection, per second",
+		"GET /_ping over 4 kept-alive connections, per second",
+	}
+	if l := r.load; l != nil {
+		e, s := l.ecdsa, l.rsa
+		hs := e.handshakes.median() / s.handshakes.median()
+		ka := e.keepalive.median() / s.keepalive.median()
+		rows = append(rows,
+			row{"3a", whats[0], e.handshakes.format(fmtRate), s.handshakes.format(fmtRate) + " (RSA-4096)", fmtRatio(hs), "≥ 10x", verdict(hs >= 10)},
+			row{"3b", whats[1], e.newconnP50.format(fmtMS), s.newconnP50.format(fmtMS) + " (RSA-4096)",
+				fmtRatio(s.newconnP50.median()/e.newconnP50.median()) + " lower", "—", "info"},
+			row{"3c", whats[2], e.newconnP99.format(fmtMS), s.newconnP99.format(fmtMS) + " (RSA-4096)",
+				fmtRatio(s.newconnP99.median()/e.newconnP99.median()) + " lower", "—", "info"},
+			row{"3d", whats[3], e.newconnRate.format(fmtRate), s.newconnRate.format(fmtRate) + " (RSA-4096)",
+				fmtRatio(e.newconnRate.median() / s.newconnRate.median()), "—", "info"},
+			row{"3e", whats[4], e.keepalive.format(fmtRate), s.keepalive.format(fmtRate) + " (RSA-4096)",
+				fmtRatio(ka), "match: 0.8x–1.25x", verdict(ka >= 0.8 && ka <= 1.25)},
+		)
+	} else {
+		for i, w := range whats {
+			target := "—"
+			switch i {
+			case 0:
+				target = "≥ 10x"
+			case 4:
+				target = "match: 0.8x–1.25x"
+			}
+			rows = append(rows, notMeasured(string(rune('a'+i)), w, target, failedMsg))
+			rows[len(rows)-1].id = "3" + rows[len(rows)-1].id
+		}
+	}
+
+	// 4 and 5. tlsdock run.
+	rotWhat := "Rotation: new set renamed into the watched source → new serial served (`tlsdock run`)"
+	idleWhats := []string{"Idle `tlsdock run`: resident memory (VmRSS)", "Idle `tlsdock run`: CPU (utime + stime)", "Idle `tlsdock run`: wakeups (context switches, all threads)"}
+	idleTargets := []string{"< 20 MiB", "< 0.1%", "≤ 1/s (no polling)"}
+	why := r.noRun
+	if why == "" {
+		why = failedMsg
+	}
+	if t := r.rot; t != nil {
+		limit := 1.5*t.restart.median() + ms(t.debounce)
+		rows = append(rows, row{"4", rotWhat, t.rotation.format(fmtMS), t.restart.format(fmtMS) + " (bare restart, TLS dockerd)",
+			fmtRatio(t.rotation.median() / t.restart.median()),
+			fmt.Sprintf("≤ 1.5 × restart + debounce %v (= %s)", t.debounce, fmtMS(limit)), verdict(t.rotation.median() <= limit)})
+		window := fmt.Sprintf(" (whole %v window)", t.idleWindow)
+		rows = append(rows,
+			row{"5a", idleWhats[0], t.rssMiB.format(fmtMiB), "— (no daemon)", "—", idleTargets[0], verdict(t.rssMiB.max() < 20)},
+			row{"5b", idleWhats[1], fmtPct(t.cpuTotal) + window + sliceNote(t.cpuPct, fmtPct, r.p.idleSlices), "— (no daemon)", "—", idleTargets[1], verdict(t.cpuTotal < 0.1)},
+			row{"5c", idleWhats[2], fmtRate(t.wakeTotal) + window + sliceNote(t.wakeups, fmtRate, r.p.idleSlices), "— (no daemon)", "—", idleTargets[2], verdict(t.wakeTotal <= 1)},
+		)
+	} else {
+		rows = append(rows, notMeasured("4", rotWhat, "≤ 1.5 × restart + debounce", why))
+		for i := range idleWhats {
+			rows = append(rows, notMeasured("5"+string(rune('a'+i)), idleWhats[i], idleTargets[i], why))
+		}
+	}
+	return rows
+}
+
+func sliceNote(s sample, f func(float64) string, n int) string {
+	if n < 2 {
+		return ""
+	}
+	return fmt.Sprintf("; per slice %s–%s", f(s.min()), f(s.max()))
+}
+
+func fmtMiB(v float64) string { return fmt.Sprintf("%.1f MiB", v) }
+
+func fmtPct(v float64) string {
+	if math.IsNaN(v) {
+		return "—"
+	}
+	return fmt.Sprintf("%.3f%%", v)
+}
+
+func (r *report) markdown() string {
+	var w strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
+	mode := fmt.Sprintf("full (`make bench`): %d certificate setups, %d provisions, %d × %v per load measurement, %d bare restarts, %d rotations, %v idle window",
+		r.p.certRuns, r.p.provisionRuns, r.p.loadRuns, r.p.loadDur, r.p.restartRuns, r.p.rotationRuns, r.p.idleWindow)
+	if r.p.quick {
+		mode = fmt.Sprintf("**quick** (`make bench-quick`): one iteration of each, %v per load measurement, %v idle window. Figures from one run; not for comparison.", r.p.loadDur, r.p.idleWindow)
+	}
+	p("# Benchmarks: tlsdock against the recipes it replaces\n\n")
+	p("Generated by `make bench` (test/e2e/bench); do not edit by hand. Every figure is the\n")
+	p("median of repeated runs as `median [min–max]`, and every ratio compares medians measured\n")
+	p("side by side in the same run. A missed target says MISSED; nothing is tuned to pass.\n\n")
+	p("| | |\n|---|---|\n")
+	p("| date | %s |\n", r.env.date)
+	p("| mode | %s |\n", mode)
+	p("| CPU | %s |\n", r.env.cpu)
+	p("| kernel | %s |\n", r.env.kernel)
+	p("| Go | %s |\n", r.env.goVersion)
+	p("| dockerd | %s (Debian 12 test host in systemd-nspawn, %s) |\n", orDash(r.env.dockerd), orDash(r.env.systemd))
+	p("| openssl | %s |\n", orDash(r.env.openssl))
+	p("| tlsdock | %s |\n", orDash(r.env.tlsdock))
+	p("| load average (1, 5, 15 min) | %s at the start, %s at the end (the CPUs are shared; other work on the machine shows here) |\n\n", orDash(r.env.loadStart), orDash(r.env.loadEnd))
+
+	p("| # | What | tlsdock | Baseline (recipe) | Ratio | Target | Result |\n")
+	p("|---|---|---|---|---|---|---|\n")
+	for _, x := range r.rows() {
+		p("| %s | %s | %s | %s | %s | %s | %s |\n", x.id, x.what, x.tlsdock, x.baseline, x.ratio, x.target, x.result)
+	}
+	p("\n")
+
+	if len(r.errors) > 0 {
+		p("## Failed measurements\n\n")
+		for _, e := range r.errors {
+			p("- %s\n", strings.ReplaceAll(strings.TrimSpace(e), "\n", "\n  "))
+		}
+		p("\n")
+	}
+
+	p("## What each row times\n\n")
+	p("**1. Certificate setup.** The baseline is the recipe of Docker's documentation (\"Protect the Docker\n")
+	p("daemon socket\") run as a bash script of real `openssl` commands in a new directory: three RSA-4096\n")
+	p("keys (the CA key with `-aes256`), the self-signed CA, a server CSR with an extfile (SANs, serverAuth)\n")
+	p("signed by the CA, a client CSR with an extfile (clientAuth) signed by the CA, then the `rm` and\n")
+	p("`chmod` steps; the passphrase and subjects are given on the command line instead of prompts. It is\n")
+	p("timed from the start of bash to its exit. tlsdock's side is its default setup, ECDSA P-256\n")
+	p("throughout: `certstore.NewCA` and two `CA.Issue` calls (server for dockerhost, localhost, 127.0.0.1\n")
+	p("and ::1; client), with tlsdock's lifetimes. Row 1a times those calls in this process (keys, signing,\n")
+	p("PEM encoding, no files). Row 1b starts a fresh process (this program as a worker) that does the same\n")
+	p("and writes the same six files the recipe leaves with tlsdock's atomic writer (temp file, fchmod,\n")
+	p("fsync, rename, fsync of the directory), timed from fork to exit: process against process, files\n")
+	p("against files. 1b is the fair comparison; 1a shows the cryptography alone.\n\n")
+
+	p("**2. Provision.** Each run boots a fresh stock test host (Debian 12, docker.io, no daemon.json),\n")
+	p("times one `systemctl restart docker` on it (the baseline; `systemctl reset-failed` runs first,\n")
+	p("untimed, so the start limit never trips), then times `tlsdock provision --generate --client-out\n")
+	p("/root/client --json` until it exits 0 with every check passed. Both commands run inside the host\n")
+	p("through the same `nsenter`, so its few milliseconds are on both sides. Provision includes creating\n")
+	p("the CA and the certificates, the backup, the live-restore step (write `live-restore`, SIGHUP over\n")
+	p("`ReloadUnit`, check `GET /info`) that keeps containers alive, writing daemon.json and the drop-in,\n")
+	p("daemon-reload, reset-failed, the restart and the verification (plain HTTP, no client certificate,\n")
+	p("a foreign CA and TLS 1.1 refused; the new serial presented; `/_ping` with a client certificate).\n")
+	if pr := r.prov; pr != nil && len(pr.inner) > 0 {
+		p("From docker.service's journal (systemd's own lines), the median provision splits into: %s before\n", fmtMS(pr.before.median()))
+		p("the live-restore reload (start-up, plan, CA and certificates, backup), %s for the reload,\n", fmtMS(pr.reload.median()))
+		p("%s from the reload to the restart (check `/info`, write the TLS configuration, daemon-reload,\n", fmtMS(pr.between.median()))
+		p("reset-failed), %s for the restart itself (Stopping → Started) and %s after it\n", fmtMS(pr.inner.median()), fmtMS(pr.after.median()))
+		p("(verification and commit). The bare restart measured on the same hosts took %s.\n", fmtMS(pr.restart.median()))
+	}
+	p("\n")
+
+	p("**3. New-connection cost.** Two test hosts side by side: one provisioned with tlsdock's defaults\n")
+	p("(`provision --generate`: ECDSA P-256 CA, server and client), one provisioned with the recipe's\n")
+	p("RSA-4096 set (`provision --certs` of the set from row 1, client probe with the recipe's RSA-4096\n")
+	p("client certificate). A Go load client (this program as a worker, started in the host's private\n")
+	p("network namespace with `nsenter -n`, so it reaches only that dockerd on 127.0.0.1:2376) runs %d\n", r.p.loadConc)
+	p("concurrent workers for %v per measurement (at most %d operations), with the matching client\n", r.p.loadDur, r.p.loadMax)
+	p("certificate and full verification of the server, and no session cache: every new connection is a\n")
+	p("full handshake, as every docker CLI command makes one. 3a: TCP connect + mutual-TLS handshake +\n")
+	p("close. 3b–3d: a new connection for each `GET /_ping` (handshake included). 3e: `GET /_ping` over\n")
+	p("4 kept-alive connections opened before the clock starts. The two hosts alternate which goes first,\n")
+	p("after an uncounted warm-up. Client and dockerd share the machine's CPUs, as they would on a\n")
+	p("docker host used locally; the recipe's client also signs with its RSA-4096 key in every handshake.\n")
+	p("In TLS 1.3 the client's handshake ends before dockerd has checked the client certificate, so 3a\n")
+	p("counts what the client waits for (the server's signature is on that path); 3b–3d wait for dockerd's\n")
+	p("answer and so include all of its work.\n")
+	if l := r.load; l != nil {
+		p("Negotiated: tlsdock defaults: %s; recipe: %s.\n", orDash(l.ecdsa.tls), orDash(l.rsa.tls))
+	}
+	p("\n")
+
+	p("**4. Rotation.** A test host provisioned with `--certs /etc/tlsdock/certs` (an ECDSA P-256 set from\n")
+	p("a CA made for the run), then `tlsdock run --certs /etc/tlsdock/certs --probe-client /root/client\n")
+	p("--debounce %v` started with `systemd-run -p Type=notify` (the other settings are the defaults:\n", agent.DefaultDebounce)
+	p("max wait %v, minimum restart interval %v). For each rotation a new server certificate from\n", agent.DefaultMaxWait, agent.DefaultMinRestartInterval)
+	p("the same CA is written into a directory next to the source, a poller in the host's network\n")
+	p("namespace starts handshaking every 20 ms and reads the serial of the certificate served, and the\n")
+	p("three files are renamed into the source one after the other (as Vault Agent or consul-template do).\n")
+	p("The figure runs from the first rename to the end of the first handshake that shows the new serial;\n")
+	p("it includes the debounce, the validation, the backup, the restart of docker.service and tlsdock's\n")
+	p("verification of the new endpoint before it commits (the poller may see the new serial while the\n")
+	p("verification still runs). Rotations are spaced by more than the minimum restart interval, so none\n")
+	p("is held back by the rate limit. The baseline is a bare `systemctl restart docker` of the same,\n")
+	p("already TLS-configured, dockerd before `tlsdock run` starts (reset-failed first, untimed): what a\n")
+	p("rotation by hand costs once the files are in place.\n")
+	if t := r.rot; t != nil && len(t.toStop) > 0 {
+		p("From docker.service's journal, the median rotation splits into %s from the first rename to\n", fmtMS(t.toStop.median()))
+		p("the restart (the debounce of %v, validation, backup, install, daemon-reload, reset-failed),\n", t.debounce)
+		p("%s for the restart itself (Stopping → Started) and %s until the poller saw the new serial.\n", fmtMS(t.inner.median()), fmtMS(t.toSeen.median()))
+	}
+	if t := r.rot; t != nil && len(t.downtime) > 0 {
+		p("While dockerd restarted, the endpoint served no certificate for %s.\n", t.downtime.format(fmtMS))
+	}
+	p("\n")
+
+	p("**5. Idle cost.** After the last rotation settled (3 s), the `tlsdock run` process is watched for\n")
+	p("%v in %d slice(s), from this machine through the host's /proc (nothing is started inside the\n", r.p.idleWindow, r.p.idleSlices)
+	p("host while it runs): VmRSS from /proc/PID/status every second; CPU from utime + stime of\n")
+	p("/proc/PID/stat (all threads, %d ticks per second) as a share of one CPU; wakeups as the sum of\n", clockTicks)
+	p("voluntary and nonvoluntary context switches over every thread's /proc/PID/task/TID/status.\n")
+	p("The wakeup target is this report's reading of \"no polling\": a daemon that polls wakes at least\n")
+	p("once a second. There is no baseline: the recipe runs no daemon, and it rotates by hand.\n")
+	if t := r.rot; t != nil && t.idleWindow > 0 {
+		p("Over the whole window: %d ticks of CPU, %d threads at the end.\n", t.cpuTicks, t.threads)
+		after := make([]string, len(t.rssAfter))
+		for i, v := range t.rssAfter {
+			after[i] = fmtMiB(v)
+		}
+		p("VmRSS one second after `tlsdock run` was ready: %s; one second after each rotation: %s.\n", fmtMiB(t.rssStart), orDash(strings.Join(after, ", ")))
+	}
+	if r.p.quick {
+		p("In quick mode the window is short and one CPU tick is %s of it: the CPU figure is coarse.\n", fmtPct(100/r.p.idleWindow.Seconds()/clockTicks))
+	}
+	p("\n")
+
+	if missed := r.missed(); len(missed) > 0 {
+		p("## Missed targets\n\n")
+		for _, m := range missed {
+			p("- %s\n", m)
+		}
+		p("\n")
+	}
+	return w.String()
+}
+
+// missed explains each missed target with the figures of this run.
+func (r *report) missed() []string {
+	var out []string
+	for _, x := range r.rows() {
+		if x.result != "MISSED" {
+			continue
+		}
+		s := fmt.Sprintf("**%s** %s: %s against %s (%s); target %s.", x.id, x.what, x.tlsdock, x.baseline, x.ratio, x.target)
+		if x.id == "2" && r.prov != nil && len(r.prov.inner) > 0 {
+			pr := r.prov
+			s += fmt.Sprintf(" The restart inside provision took %s against %s for the bare restart; the rest is the live-restore reload (%s), the steps around it (%s before, %s between) and the verification (%s).",
+				fmtMS(pr.inner.median()), fmtMS(pr.restart.median()), fmtMS(pr.reload.median()), fmtMS(pr.before.median()), fmtMS(pr.between.median()), fmtMS(pr.after.median()))
+		}
+		if x.id == "4" && r.rot != nil && len(r.rot.toStop) > 0 {
+			t := r.rot
+			s += fmt.Sprintf(" Of the rotation, %s passed before the restart (debounce %v included), the restart took %s (the bare one %s) and %s passed until the new serial was seen.",
+				fmtMS(t.toStop.median()), t.debounce, fmtMS(t.inner.median()), fmtMS(t.restart.median()), fmtMS(t.toSeen.median()))
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func orDash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "—"
+	}
+	return s
+}
