@@ -38,7 +38,22 @@ e2e-setup:
 e2e: e2e-setup
 	TLSDOCK_E2E=1 $(GO) test -count=1 -p 1 -timeout 60m ./test/e2e/...
 
-test: lint unit e2e
+test: lint unit fuzz e2e
+
+# Go fuzz targets, each for FUZZTIME. A crasher is written to the package's
+# testdata/fuzz/<target>/ and stays there as a regression seed that every
+# `go test` runs.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := certstore:FuzzParseSet daemonjson:FuzzParseRender daemonjson:FuzzMergeKeepsUnknownKeys \
+	systemd:FuzzParseCommand systemd:FuzzReadServiceDropIn
+
+.PHONY: fuzz
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t#*:}; \
+		echo "fuzz ./$$pkg $$fn for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
 
 # dist/tlsdock_VERSION_amd64.deb and dist/tlsdock-VERSION-1.x86_64.rpm, with
 # nfpm pinned in go.mod (go tool nfpm).

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tlsdock/tlsdock/certstore"
 	"github.com/tlsdock/tlsdock/systemd"
 )
 
@@ -62,6 +63,22 @@ type Options struct {
 	// Pause, when set, is called at each named step of the sequence. The
 	// crash tests use it to stop tlsdock at a chosen point.
 	Pause func(step string)
+
+	// ProxyReload, in proxy mode, is the serve step when the sequence runs
+	// inside `tlsdock run --mode proxy`: it swaps the installed set into the
+	// running proxy. Unset (the CLI), the serve step makes tlsdock.service
+	// serve the proxy and restarts it.
+	ProxyReload func(*certstore.Set) error
+	// LockWait is how long the sequence waits for the lock of another
+	// tlsdock; 0 fails at once (the CLI). The proxy daemon waits, because
+	// the CLI holds the lock while it restarts tlsdock.service.
+	LockWait time.Duration
+	// Stopping, when closed, ends a wait for the lock (the daemon got
+	// SIGTERM).
+	Stopping <-chan struct{}
+	// Executable is the path of the tlsdock binary that tlsdock.service
+	// runs in proxy mode; default os.Executable.
+	Executable func() (string, error)
 }
 
 // Agent runs tlsdock's sequence.
@@ -107,6 +124,9 @@ func New(o Options) *Agent {
 	}
 	if o.Pause == nil {
 		o.Pause = func(string) {}
+	}
+	if o.Executable == nil {
+		o.Executable = os.Executable
 	}
 	return &Agent{o: o}
 }

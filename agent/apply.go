@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -57,7 +58,7 @@ func (a *Agent) lock() (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening lock %s: %w", lockPath, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil && !a.waitLock(f) {
 		f.Close()
 		return nil, fmt.Errorf("another tlsdock is applying changes (lock %s is held): wait for it to finish", lockPath)
 	}
@@ -149,8 +150,12 @@ func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) 
 			a.o.Logger.Info("no changes", "serial", res.Serial)
 			return nil
 		}
-		res.Notes = append(res.Notes, "the endpoint did not pass verification, so docker is restarted: "+err.Error())
-		plan.Restart = true
+		if plan.Mode == ModeProxy {
+			res.Notes = append(res.Notes, "the endpoint did not pass verification, so the proxy serves the set again: "+err.Error())
+		} else {
+			res.Notes = append(res.Notes, "the endpoint did not pass verification, so docker is restarted: "+err.Error())
+			plan.Restart = true
+		}
 	}
 	res.Changed, res.Restarted = true, plan.Restart
 
@@ -189,17 +194,41 @@ func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) 
 		}
 		a.o.Pause("live-restore")
 	}
-	if err := a.write(plan); err != nil {
-		return a.rollback(ctx, snap, res, err, false)
+	reloaded, err := a.write(ctx, cfg, plan)
+	if err != nil {
+		err = a.rollback(ctx, snap, res, err, false)
+		if reloaded {
+			// systemd loaded the new drop-in: load the restored one.
+			rctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+			if rerr := a.o.Systemd.DaemonReload(rctx); rerr != nil {
+				res.Notes = append(res.Notes, "run `systemctl daemon-reload`: systemd still has tlsdock's drop-in loaded ("+rerr.Error()+")")
+			}
+			cancel()
+		}
+		return err
 	}
 	a.o.Pause("written")
-	if err := a.restart(ctx, cfg); err != nil {
-		return a.rollback(ctx, snap, res, err, true)
+	if plan.Mode == ModeProxy {
+		// The serve step: dockerd restarts only when its configuration
+		// changed; the proxy takes the set.
+		if err := a.serveProxy(ctx, cfg, plan, !reloaded); err != nil {
+			return a.rollbackProxy(ctx, snap, res, err, plan.Restart)
+		}
+	} else {
+		if err := a.leaveProxy(ctx, cfg, plan); err != nil {
+			return a.rollback(ctx, snap, res, err, false)
+		}
+		if err := a.restart(ctx, cfg, !reloaded); err != nil {
+			return a.rollback(ctx, snap, res, err, true)
+		}
 	}
 	a.o.Pause("restarted")
 	checks, err := a.verify(ctx, plan)
 	res.Checks = checks
 	if err != nil {
+		if plan.Mode == ModeProxy {
+			return a.rollbackProxy(ctx, snap, res, err, plan.Restart)
+		}
 		return a.rollback(ctx, snap, res, err, true)
 	}
 	// Commit.
@@ -243,28 +272,47 @@ func (a *Agent) enableLiveRestore(ctx context.Context, plan *Plan) error {
 }
 
 // write installs the certificate set and writes the configuration files.
-func (a *Agent) write(plan *Plan) error {
+//
+// The order keeps docker startable if tlsdock is killed at any point:
+// dockerd refuses "hosts" in daemon.json while the loaded unit passes -H.
+// In daemon-json mode the drop-in (ExecStart without -H) is written and
+// loaded with a daemon-reload before daemon.json gets "hosts"; in dropin
+// mode daemon.json (losing "hosts") is written before the drop-in (adding
+// -H), which is loaded at the restart. It reports whether it reloaded
+// systemd (or tried to).
+func (a *Agent) write(ctx context.Context, cfg Config, plan *Plan) (reloaded bool, err error) {
 	if plan.Install {
 		if err := os.MkdirAll(filepath.Dir(a.o.Paths.SSL()), 0o755); err != nil {
-			return err
+			return false, err
 		}
 		if _, err := (certstore.Store{Dir: a.o.Paths.SSL()}).Install(plan.Set); err != nil {
-			return fmt.Errorf("installing certificates in %s: %w", SSLDir, err)
+			return false, fmt.Errorf("installing certificates in %s: %w", SSLDir, err)
 		}
 	}
 	a.o.Pause("certs-installed")
-	for _, f := range plan.Files {
+	files := append([]FileChange(nil), plan.Files...)
+	if plan.Mode == ModeDaemonJSON {
+		sort.SliceStable(files, func(i, j int) bool { return files[i].Path == DropInPath && files[j].Path != DropInPath })
+	}
+	for _, f := range files {
 		if f.Action == "delete" {
 			if err := os.Remove(a.o.Paths.Abs(f.Path)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("removing %s: %w", f.Path, err)
+				return reloaded, fmt.Errorf("removing %s: %w", f.Path, err)
 			}
-			continue
+		} else if err := a.writeFile(f.Path, f.new, f.mode); err != nil {
+			return reloaded, err
 		}
-		if err := a.writeFile(f.Path, f.new, f.mode); err != nil {
-			return err
+		if f.Path == DropInPath && plan.Mode == ModeDaemonJSON {
+			reloaded = true
+			rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+			err := a.o.Systemd.DaemonReload(rctx)
+			cancel()
+			if err != nil {
+				return reloaded, fmt.Errorf("loading %s (systemd daemon-reload): %w", DropInPath, err)
+			}
 		}
 	}
-	return nil
+	return reloaded, nil
 }
 
 func (a *Agent) writeFile(hostPath string, data []byte, mode os.FileMode) error {
@@ -278,13 +326,16 @@ func (a *Agent) writeFile(hostPath string, data []byte, mode os.FileMode) error 
 	return nil
 }
 
-// restart reloads systemd and restarts docker.service, clearing its start
-// limit first.
-func (a *Agent) restart(ctx context.Context, cfg Config) error {
+// restart reloads systemd (unless reload is false: the unit files are
+// already loaded) and restarts docker.service, clearing its start limit
+// first.
+func (a *Agent) restart(ctx context.Context, cfg Config, reload bool) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	if err := a.o.Systemd.DaemonReload(ctx); err != nil {
-		return err
+	if reload {
+		if err := a.o.Systemd.DaemonReload(ctx); err != nil {
+			return err
+		}
 	}
 	if err := a.o.Systemd.ResetFailed(ctx, systemd.DockerUnit); err != nil {
 		return err

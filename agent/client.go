@@ -85,6 +85,10 @@ func (a *Agent) issueClient(ca *certstore.CA, name string, groups []string, dir 
 		return nil, fmt.Errorf("the client bundle in %s does not read back", dir)
 	}
 	b.Serial, b.NotAfter, b.Written = fmt.Sprintf("%x", c.SerialNumber), c.NotAfter, true
+	if err := a.recordIssued(name, b.Serial, groups, c.NotAfter, now); err != nil {
+		// The bundle is good; only revocation by NAME needs the record.
+		a.o.Logger.Warn("recording the issued client certificate failed: revoke it by serial", "name", name, "serial", b.Serial, "err", err)
+	}
 	a.o.Logger.Info("issued client certificate", "name", name, "dir", dir, "serial", b.Serial)
 	return b, nil
 }

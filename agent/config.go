@@ -18,19 +18,21 @@ import (
 // Mode is how dockerd is configured.
 type Mode string
 
-// The native modes.
+// The native modes, and proxy mode: dockerd keeps only its local socket and
+// tlsdock.service terminates mutual TLS in front of it (package proxy).
 const (
 	ModeDaemonJSON Mode = "daemon-json"
 	ModeDropIn     Mode = "dropin"
+	ModeProxy      Mode = "proxy"
 )
 
 // ParseMode checks a --mode value.
 func ParseMode(s string) (Mode, error) {
 	switch Mode(s) {
-	case ModeDaemonJSON, ModeDropIn:
+	case ModeDaemonJSON, ModeDropIn, ModeProxy:
 		return Mode(s), nil
 	}
-	return "", &InputError{Field: "--mode", Err: fmt.Errorf("unknown mode %q: use daemon-json (the default) or dropin", s)}
+	return "", &InputError{Field: "--mode", Err: fmt.Errorf("unknown mode %q: use daemon-json (the default), dropin or proxy", s)}
 }
 
 // DefaultHost is the listener tlsdock configures when no --host is given.
@@ -53,6 +55,11 @@ type Config struct {
 	// RenewBefore, with Generate: reissue the server certificate this long
 	// before it expires; 0 reissues at two thirds of its lifetime (RenewAt).
 	RenewBefore time.Duration
+	// Policy (proxy mode) is the policy file; "" is the built-in policy.
+	Policy string
+	// CRLs (proxy mode) are external CRL files; the local CA's CRL
+	// (LocalCRLPath) is loaded whenever it exists.
+	CRLs []string
 }
 
 // Defaults returns the documented defaults.
@@ -112,7 +119,7 @@ func (c Config) Validate() error {
 	if c.Timeout <= 0 {
 		return inputErr("--timeout", "must be positive, got %v", c.Timeout)
 	}
-	return nil
+	return c.validateProxy()
 }
 
 // Listener is a parsed --host.
@@ -188,7 +195,7 @@ func checkSAN(s string) error {
 	name := strings.TrimPrefix(s, "*.")
 	for _, label := range strings.Split(name, ".") {
 		if label == "" || len(label) > 63 || strings.Trim(label, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != "" {
-			return inputErr("--san", "%q is neither an IP address nor a DNS name", s)
+			return inputErr("--san", "%q is neither an IP address nor a DNS name: give a name such as docker.example.com or an address such as 10.0.0.5", s)
 		}
 	}
 	return nil
@@ -206,6 +213,8 @@ var configKeys = map[string]bool{
 	// tlsdock run
 	"debounce": false, "max-wait": false, "min-restart-interval": false,
 	"renew-before": false, "metrics-listen": false,
+	// proxy mode
+	"policy": false, "crl": true,
 }
 
 // ParseConfigFile reads the config file format: one "key = value" per line,

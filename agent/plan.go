@@ -66,6 +66,15 @@ type Plan struct {
 	// ProbeClient is the client certificate verification uses with
 	// --certs (the local CA mints its own).
 	ProbeClient *tls.Certificate
+	// dockerdChanges (proxy mode): dockerd's configuration loses a TCP
+	// listener or TLS settings, so dockerd restarts.
+	dockerdChanges bool
+	// proxyUnit (proxy mode, from the CLI): tlsdock.service's files were
+	// planned, and the serve step restarts it.
+	proxyUnit bool
+	// leaveProxy (native modes): the proxy's drop-in goes, so
+	// tlsdock.service stops before dockerd takes the TCP listener.
+	leaveProxy bool
 }
 
 // Changed reports whether applying the plan changes anything.
@@ -89,6 +98,10 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// The D-Bus call and the dockerd query of the plan are bounded: a
+	// systemd or dockerd that does not answer must not hang tlsdock.
+	sctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
 	now := a.o.Now()
 	ls, err := cfg.Listeners()
 	if err != nil {
@@ -98,7 +111,7 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	for _, l := range ls {
 		plan.TCPHosts = append(plan.TCPHosts, l.URL)
 	}
-	if err := a.planCerts(plan, cfg, now); err != nil {
+	if err := a.planCerts(ctx, plan, cfg, now); err != nil {
 		return nil, err
 	}
 	if cfg.ProbeClient != "" {
@@ -109,28 +122,36 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 		plan.ProbeClient = &c
 	}
 
+	if err := a.checkTargets(); err != nil {
+		return nil, err
+	}
 	doc, exists, err := daemonjson.Load(a.o.Paths.DaemonJSON())
 	if err != nil {
 		return nil, &InputError{Field: DaemonJSONPath, Err: err}
 	}
-	unitInfo, err := a.o.Systemd.Unit(ctx, systemd.DockerUnit)
+	unitInfo, err := a.o.Systemd.Unit(sctx, systemd.DockerUnit)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("asking systemd about %s (waited at most --timeout %v): %w: check that systemd answers (systemctl status)", systemd.DockerUnit, cfg.Timeout, err)
 	}
-	if unitInfo.LoadState != "loaded" {
+	switch unitInfo.LoadState {
+	case "loaded":
+	case "bad-setting", "error":
+		return nil, &InputError{Field: systemd.DockerUnit, Err: fmt.Errorf("systemd refuses its unit files (load state %s; %s): see why with `systemctl status docker.service`, fix them and run systemctl daemon-reload", unitInfo.LoadState, strings.Join(append([]string{unitInfo.FragmentPath}, unitInfo.DropInPaths...), ", "))}
+	default:
 		return nil, fmt.Errorf("docker.service is %s: install docker.io or docker-ce first", orWord(unitInfo.LoadState, "unknown"))
 	}
 	plan.DockerActive = unitInfo.ActiveState == "active"
-	later, err := systemd.LaterExecStart(a.o.Paths.Root, unitInfo.DropInPaths)
+	dropIns := a.dropIns(unitInfo)
+	later, err := systemd.LaterExecStart(a.o.Paths.Root, dropIns)
 	if err != nil {
-		return nil, err
+		return nil, &InputError{Field: systemd.DockerUnit, Err: err}
 	}
 	if len(later) > 0 {
 		return nil, &InputError{Field: later[0], Err: fmt.Errorf("sets ExecStart after tlsdock's %s and would undo it: merge it into an override.conf (which tlsdock builds on) or remove it", systemd.DropInName)}
 	}
-	svc, err := systemd.ReadService(a.o.Paths.Root, unitInfo.FragmentPath, unitInfo.DropInPaths, DropInPath)
+	svc, err := systemd.ReadService(a.o.Paths.Root, unitInfo.FragmentPath, dropIns, DropInPath)
 	if err != nil {
-		return nil, err
+		return nil, &InputError{Field: systemd.DockerUnit, Err: err}
 	}
 	if svc.ExecStart == nil {
 		return nil, &InputError{Field: unitInfo.FragmentPath, Err: errors.New("docker.service has no ExecStart: repair the docker package")}
@@ -143,7 +164,7 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	swarm := false
 	liveRestoreOn := false
 	if plan.DockerActive {
-		if info, err := a.o.Docker.Info(ctx); err == nil {
+		if info, err := a.o.Docker.Info(sctx); err == nil {
 			swarm, liveRestoreOn = info.SwarmActive(), info.LiveRestoreEnabled
 		} else {
 			a.o.Logger.Warn("dockerd's local API did not answer; assuming no swarm", "err", err)
@@ -154,7 +175,7 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.LiveRestore && !swarm && plan.DockerActive && !liveRestoreOn && !hasFlag(svc.ExecStart, "--live-restore") {
+	if cfg.LiveRestore && !swarm && plan.DockerActive && !liveRestoreOn && !hasFlag(svc.ExecStart, "--live-restore") && (cfg.Mode != ModeProxy || plan.dockerdChanges) {
 		plan.LiveRestoreFirst = true
 		lr := doc.Clone()
 		if err := daemonjson.SetLiveRestore(lr, true); err != nil {
@@ -192,7 +213,72 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 		plan.Notes = append(plan.Notes, plan.changeNotes...)
 	}
 	plan.Restart = plan.Install || len(plan.Files) > 0 || !plan.DockerActive
+	if cfg.Mode == ModeProxy {
+		// A new set never restarts dockerd: only a change of its own
+		// configuration (a TCP listener removed) does.
+		plan.Restart = plan.dockerdChanges || !plan.DockerActive
+	}
+	if err := a.planProxyUnit(plan, cfg); err != nil {
+		return nil, err
+	}
 	return plan, nil
+}
+
+// dropIns lists docker.service's drop-ins as systemd will load them at
+// tlsdock's daemon-reload. systemd reports the ones it loaded; when the
+// files changed since (NeedDaemonReload), the drop-in directory on disk is
+// what counts, or a drop-in written without a daemon-reload would escape
+// the checks and take effect at the restart.
+func (a *Agent) dropIns(u systemd.UnitInfo) []string {
+	if !u.NeedDaemonReload {
+		return u.DropInPaths
+	}
+	var out []string
+	for _, d := range u.DropInPaths {
+		if filepath.Dir(d) != systemd.DropInDir {
+			out = append(out, d)
+		}
+	}
+	entries, _ := os.ReadDir(a.o.Paths.Abs(systemd.DropInDir))
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".conf") && !e.IsDir() {
+			out = append(out, systemd.DropInDir+"/"+e.Name())
+		}
+	}
+	return out
+}
+
+// checkTargets refuses, before anything changes, a file or directory that
+// tlsdock would replace but cannot: a symlink (tlsdock never writes through
+// one) or something that is not a regular file. Found only half-way through
+// the sequence, it would also defeat the rollback.
+func (a *Agent) checkTargets() error {
+	for _, p := range []string{DaemonJSONPath, DropInPath} {
+		fi, err := os.Lstat(a.o.Paths.Abs(p))
+		if err != nil {
+			continue
+		}
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(a.o.Paths.Abs(p))
+			return inputErr(p, "is a symlink to %s, and tlsdock never writes through a symlink: replace the link with a copy of the file it points to (cp --remove-destination %s %s) and run tlsdock again", target, target, p)
+		case fi.IsDir():
+			return inputErr(p, "is a directory, not a regular file: move it away and run tlsdock again")
+		case !fi.Mode().IsRegular():
+			return inputErr(p, "is not a regular file (mode %v): move it away and run tlsdock again", fi.Mode())
+		}
+	}
+	fi, err := os.Lstat(a.o.Paths.SSL())
+	switch {
+	case err != nil:
+	case fi.Mode()&os.ModeSymlink != 0:
+		return inputErr(SSLDir, "is a symlink, and tlsdock installs certificates into a real directory: replace the link with a directory (mkdir) and run tlsdock again")
+	case !fi.IsDir():
+		return inputErr(SSLDir, "is not a directory (mode %v): move it away and run tlsdock again", fi.Mode())
+	case fi.Mode().Perm()&0o022 != 0:
+		return inputErr(SSLDir, "is writable by group or others (mode %v): chmod 0755 %s and run tlsdock again", fi.Mode().Perm(), SSLDir)
+	}
+	return nil
 }
 
 func orWord(s, def string) string {
@@ -235,7 +321,7 @@ func (a *Agent) planDockerd(plan *Plan, cfg Config, doc *daemonjson.Doc, svc *sy
 	rest, unitHosts, unitTLS := svc.ExecStart.WithoutFlags(true)
 	docHosts, err := doc.Hosts()
 	if err != nil {
-		return nil, nil, &InputError{Field: DaemonJSONPath, Err: err}
+		return nil, nil, &InputError{Field: DaemonJSONPath, Err: fmt.Errorf("%w: fix it or remove the key (tlsdock writes \"hosts\" itself) and run tlsdock again", err)}
 	}
 	if len(unitTLS) > 0 {
 		plan.changeNote("removed TLS flags %s from docker.service's ExecStart: tlsdock sets TLS", strings.Join(unitTLS, " "))
@@ -249,7 +335,8 @@ func (a *Agent) planDockerd(plan *Plan, cfg Config, doc *daemonjson.Doc, svc *sy
 			continue
 		}
 		seen[h] = true
-		if !strings.HasPrefix(h, "tcp://") {
+		// dockerd reads a host without a scheme (":2375") as TCP.
+		if len(daemonjson.InsecureTCPHosts([]string{h}, false)) == 0 {
 			keep = append(keep, h)
 			continue
 		}
@@ -270,7 +357,7 @@ func (a *Agent) planDockerd(plan *Plan, cfg Config, doc *daemonjson.Doc, svc *sy
 	plan.Hosts = append(append([]string{}, keep...), plan.TCPHosts...)
 
 	newDoc := doc.Clone()
-	if cfg.LiveRestore && !hasFlag(svc.ExecStart, "--live-restore") {
+	if cfg.LiveRestore && cfg.Mode != ModeProxy && !hasFlag(svc.ExecStart, "--live-restore") {
 		if swarm {
 			plan.note("warning: this node is in swarm mode, which does not allow live-restore: containers will restart with dockerd")
 		} else if err := daemonjson.SetLiveRestore(newDoc, true); err != nil {
@@ -305,6 +392,10 @@ func (a *Agent) planDockerd(plan *Plan, cfg Config, doc *daemonjson.Doc, svc *sy
 			cmd = cmd.Append("-H", h)
 		}
 		cmd = cmd.Append("--tlsverify", "--tlscacert="+caPath, "--tlscert="+certPath, "--tlskey="+keyPath)
+	case ModeProxy:
+		if cmd, err = a.planProxyDockerd(plan, cfg, newDoc, svc, rest, unitHosts, unitTLS, swarm); err != nil {
+			return nil, nil, err
+		}
 	}
 	args := svc.ExecStart.Args()
 	if cmd != nil {
@@ -361,7 +452,7 @@ func requiredNames(cfg Config, ls []Listener) certstore.Requirements {
 	return req
 }
 
-func (a *Agent) planCerts(plan *Plan, cfg Config, now time.Time) error {
+func (a *Agent) planCerts(ctx context.Context, plan *Plan, cfg Config, now time.Time) error {
 	req := requiredNames(cfg, plan.Listeners)
 	req.Now = now
 	store := certstore.Store{Dir: a.o.Paths.SSL()}
@@ -394,7 +485,7 @@ func (a *Agent) planCerts(plan *Plan, cfg Config, now time.Time) error {
 		return fmt.Errorf("loading the local CA in %s: %w", CADir, err)
 	}
 	plan.CA = ca
-	names, ips := a.defaultNames(req)
+	names, ips := a.defaultNames(ctx, req)
 	full := certstore.Requirements{Now: now, DNSNames: names, IPs: ips}
 	if installed != nil && plan.NewCA == nil && reusable(installed, ca, cfg.KeyType, full, now, cfg.RenewBefore) {
 		plan.Set = installed
@@ -418,9 +509,12 @@ func (a *Agent) planCerts(plan *Plan, cfg Config, now time.Time) error {
 	return nil
 }
 
+// dnsWait bounds the lookup of the host's FQDN.
+const dnsWait = 5 * time.Second
+
 // defaultNames is what a server certificate of the local CA covers: the
 // host's name, FQDN and addresses, localhost and loopback, and req.
-func (a *Agent) defaultNames(req certstore.Requirements) ([]string, []net.IP) {
+func (a *Agent) defaultNames(ctx context.Context, req certstore.Requirements) ([]string, []net.IP) {
 	names := []string{}
 	seenName := map[string]bool{}
 	addName := func(n string) {
@@ -432,7 +526,11 @@ func (a *Agent) defaultNames(req certstore.Requirements) ([]string, []net.IP) {
 	}
 	if h, err := a.o.Hostname(); err == nil {
 		addName(h)
-		if cname, err := net.LookupCNAME(h); err == nil {
+		// Bounded: a host without working DNS must not stall the plan.
+		lctx, cancel := context.WithTimeout(ctx, dnsWait)
+		cname, err := net.DefaultResolver.LookupCNAME(lctx, h)
+		cancel()
+		if err == nil {
 			addName(cname)
 		}
 	}

@@ -70,7 +70,14 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 		res.Notes = append(res.Notes, "dockerd restarts as it was before provision; without live-restore it stops running containers")
 	}
 	res.Changed, res.Restarted = true, true
-	if err := a.restart(ctx, cfg); err != nil {
+	if snap.File(ProxyDropInPath).Exists {
+		// Proxy mode: the proxy gives up the TCP listeners first.
+		if err := a.stopProxyUnit(ctx, cfg); err != nil {
+			return res, a.rollback(ctx, snap, res, err, false)
+		}
+		res.Notes = append(res.Notes, "stopped "+ProxyUnit+": proxy mode is reverted")
+	}
+	if err := a.restart(ctx, cfg, true); err != nil {
 		return res, a.rollback(ctx, snap, res, err, true)
 	}
 	if err := a.o.Docker.Ping(ctx); err != nil {

@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -39,7 +41,7 @@ type Snapshot struct {
 
 // createdDirs are directories a provision may create; revert removes them
 // again when they did not exist before and are empty.
-var createdDirs = []string{SSLDir, "/etc/systemd/system/docker.service.d", "/etc/docker"}
+var createdDirs = []string{SSLDir, "/etc/systemd/system/docker.service.d", "/etc/docker", ProxyDropInDir}
 
 // snapshotPaths are the host paths a provision may change.
 var snapshotPaths = []string{
@@ -61,7 +63,7 @@ func TakeSnapshot(p Paths, now time.Time) (*Snapshot, error) {
 	if fi, err := os.Lstat(filepath.Join(p.SSL(), "..data")); err == nil && fi.Mode()&os.ModeSymlink != 0 {
 		s.ManagedSSL = true
 	}
-	for _, hp := range snapshotPaths {
+	for _, hp := range append(append([]string{}, snapshotPaths...), proxyUnitPaths...) {
 		st, err := readFileState(p, hp)
 		if err != nil {
 			return nil, err
@@ -122,8 +124,11 @@ func (s *Snapshot) Save(path string) error {
 }
 
 // LoadSnapshot reads a saved snapshot; it returns nil, nil when there is none.
+// A symlink in its place, or a snapshot that does not record every file
+// tlsdock may change, is an error: restoring it would act on files it does
+// not describe.
 func LoadSnapshot(path string) (*Snapshot, error) {
-	data, err := os.ReadFile(path)
+	data, err := readPrivate(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -134,7 +139,35 @@ func LoadSnapshot(path string) (*Snapshot, error) {
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, fmt.Errorf("backup %s is damaged: %w", path, err)
 	}
+	for _, hp := range snapshotPaths {
+		found := false
+		for _, f := range s.Files {
+			found = found || f.Path == hp
+		}
+		if !found {
+			return nil, fmt.Errorf("backup %s is damaged: it has no record of %s: move it away and check the files tlsdock manages by hand", path, hp)
+		}
+	}
 	return &s, nil
+}
+
+// readPrivate reads one of tlsdock's own files in /var/lib/tlsdock, never
+// through a symlink.
+func readPrivate(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s is a symlink; tlsdock's own files never are: remove it", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (mode %v): remove it", path, fi.Mode())
+	}
+	return io.ReadAll(f)
 }
 
 // Restore puts every recorded file back as it was. The certificate set is
@@ -144,6 +177,15 @@ func (s *Snapshot) Restore(p Paths) error {
 	for _, hp := range []string{DaemonJSONPath, DropInPath} {
 		if err := restoreFile(p, s.File(hp)); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	// tlsdock.service's files (proxy mode), when the snapshot recorded
+	// them: one taken by an older tlsdock did not.
+	for _, hp := range proxyUnitPaths {
+		if f, ok := s.recorded(hp); ok {
+			if err := restoreFile(p, f); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if err := s.restoreSSL(p); err != nil {
@@ -186,6 +228,11 @@ func (s *Snapshot) restoreSSL(p Paths) error {
 
 func restoreFile(p Paths, f FileState) error {
 	abs := p.Abs(f.Path)
+	if f.Exists && unchanged(abs, f) {
+		// Rewriting an unchanged file could only fail (a full disk) and
+		// turn a clean rollback into a failed one.
+		return nil
+	}
 	if !f.Exists {
 		if err := os.Remove(abs); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("restoring %s: %w", f.Path, err)
@@ -204,4 +251,18 @@ func restoreFile(p Paths, f FileState) error {
 		}
 	}
 	return nil
+}
+
+// unchanged reports whether abs is a regular file (not a symlink) with f's
+// content, mode and owner.
+func unchanged(abs string, f FileState) bool {
+	fi, err := os.Lstat(abs)
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != f.Mode.Perm() {
+		return false
+	}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); !ok || int(sys.Uid) != f.UID || int(sys.Gid) != f.GID {
+		return false
+	}
+	data, err := certstore.ReadFileBounded(abs)
+	return err == nil && bytes.Equal(data, f.Content)
 }

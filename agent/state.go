@@ -40,7 +40,7 @@ func (a *Agent) originalPath() string { return filepath.Join(a.o.Paths.State(), 
 
 // loadState reads the state; nil when tlsdock never ran here.
 func (a *Agent) loadState() (*State, error) {
-	data, err := os.ReadFile(a.statePath())
+	data, err := readPrivate(a.statePath())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

@@ -52,6 +52,9 @@ type DockerUnit struct {
 	MainPID     uint32 `json:"main_pid"`
 }
 
+// statusWait bounds how long Status waits for systemd.
+var statusWait = 10 * time.Second
+
 // Status reads the installed state. It changes nothing.
 func (a *Agent) Status(ctx context.Context) (*Status, error) {
 	s := &Status{}
@@ -96,7 +99,10 @@ func (a *Agent) Status(ctx context.Context) (*Status, error) {
 			OK: fi.Mode().Perm() == f.want && (uid == 0 || os.Geteuid() != 0)})
 	}
 	if a.o.Systemd != nil {
-		if info, err := a.o.Systemd.Unit(ctx, systemd.DockerUnit); err == nil {
+		// Bounded: status must answer even when systemd does not.
+		uctx, cancel := context.WithTimeout(ctx, statusWait)
+		defer cancel()
+		if info, err := a.o.Systemd.Unit(uctx, systemd.DockerUnit); err == nil {
 			s.Docker = DockerUnit{ActiveState: info.ActiveState, SubState: info.SubState, MainPID: info.MainPID}
 		} else {
 			s.Docker.ActiveState = "unknown: " + err.Error()

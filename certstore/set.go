@@ -113,7 +113,7 @@ func readBounded(path string) ([]byte, error) {
 			if target, lerr := os.Readlink(path); lerr == nil {
 				return nil, fmt.Errorf("%s: dangling symlink to %q: %w: point it at an existing PEM file", l, target, os.ErrNotExist)
 			}
-			return nil, fmt.Errorf("%s: %w", l, os.ErrNotExist)
+			return nil, fmt.Errorf("%s: %w: put the PEM file there", l, os.ErrNotExist)
 		}
 		return nil, fmt.Errorf("%s: %w", l, err)
 	}

@@ -26,7 +26,7 @@ func ParseCommand(s string) (Command, error) {
 		cmd   Command
 		raw   strings.Builder
 		val   strings.Builder
-		quote rune
+		quote byte
 		in    bool
 	)
 	flush := func() {
@@ -37,32 +37,36 @@ func ParseCommand(s string) (Command, error) {
 		val.Reset()
 		in = false
 	}
-	rs := []rune(s)
-	for i := 0; i < len(rs); i++ {
-		r := rs[i]
+	// Byte by byte: the syntax is ASCII, and every other byte (invalid
+	// UTF-8 included) is kept exactly as written.
+	for i := 0; i < len(s); i++ {
+		r := s[i]
 		switch {
-		case r == '\\' && i+1 < len(rs):
-			raw.WriteRune(r)
-			raw.WriteRune(rs[i+1])
-			val.WriteRune(rs[i+1])
+		case r == '\\' && i+1 == len(s):
+			// It would escape whatever tlsdock appends after it.
+			return nil, fmt.Errorf("command line %q ends with a lone backslash: remove it", s)
+		case r == '\\':
+			raw.WriteByte(r)
+			raw.WriteByte(s[i+1])
+			val.WriteByte(s[i+1])
 			i++
 			in = true
 		case quote != 0:
-			raw.WriteRune(r)
+			raw.WriteByte(r)
 			if r == quote {
 				quote = 0
 			} else {
-				val.WriteRune(r)
+				val.WriteByte(r)
 			}
 		case r == '"' || r == '\'':
 			quote = r
-			raw.WriteRune(r)
+			raw.WriteByte(r)
 			in = true
 		case r == ' ' || r == '\t' || r == '\n':
 			flush()
 		default:
-			raw.WriteRune(r)
-			val.WriteRune(r)
+			raw.WriteByte(r)
+			val.WriteByte(r)
 			in = true
 		}
 	}

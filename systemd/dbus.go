@@ -73,6 +73,29 @@ func (m *Manager) Start(ctx context.Context, name string) error {
 	return m.runJob(ctx, "start", name, m.conn.StartUnitContext)
 }
 
+// Stop stops a unit and waits for the job result. A unit systemd does not
+// know is already stopped.
+func (m *Manager) Stop(ctx context.Context, name string) error {
+	ch := make(chan string, 1) // buffered, as in runJob
+	_, err := m.conn.StopUnitContext(ctx, name, "replace", ch)
+	var dbe godbus.Error
+	if errors.As(err, &dbe) && dbe.Name == "org.freedesktop.systemd1.NoSuchUnit" {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("systemd stop %s: %w", name, err)
+	}
+	select {
+	case res := <-ch:
+		if res != "done" {
+			return fmt.Errorf("systemd stop %s: job result %q", name, res)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("systemd stop %s: no job result: %w", name, ctx.Err())
+	}
+}
+
 // Reload asks a unit to reload its configuration (docker.service sends
 // SIGHUP to dockerd) and waits for the job.
 func (m *Manager) Reload(ctx context.Context, name string) error {

@@ -23,12 +23,14 @@ type settingsFlags struct {
 	liveRestore bool
 	probeClient string
 	timeout     time.Duration
+	policy      string
+	crls        []string
 }
 
 func (f *settingsFlags) register(fs *pflag.FlagSet) {
 	d := agent.Defaults()
 	fs.StringVar(&f.configPath, "config", agent.ConfigFile, "config file; flags override it")
-	fs.StringVar(&f.mode, "mode", string(d.Mode), "how dockerd is configured: daemon-json (TLS settings in /etc/docker/daemon.json) or dropin (flags in a systemd drop-in)")
+	fs.StringVar(&f.mode, "mode", string(d.Mode), "how the API is served: daemon-json (dockerd's TLS settings in /etc/docker/daemon.json), dropin (dockerd flags in a systemd drop-in) or proxy (tlsdock.service terminates mutual TLS in front of docker.sock: hot reload, per-client policy, revocation)")
 	fs.StringVar(&f.certs, "certs", "", "directory with ca.pem, server-cert.pem and server-key.pem to install")
 	fs.BoolVar(&f.generate, "generate", false, "use a local CA in "+agent.CADir+" (created once, then reused) to issue the server certificate")
 	fs.StringVar(&f.clientOut, "client-out", "", "with --generate: also write a client bundle (ca.pem, cert.pem, key.pem) to this directory, for DOCKER_CERT_PATH")
@@ -38,6 +40,8 @@ func (f *settingsFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.liveRestore, "live-restore", d.LiveRestore, "turn on dockerd's live-restore first, so containers survive the restart (skipped in swarm mode)")
 	fs.StringVar(&f.probeClient, "probe-client", "", "with --certs: directory with cert.pem and key.pem of a client, used to check that a valid client gets in")
 	fs.DurationVar(&f.timeout, "timeout", d.Timeout, "how long to wait for docker.service to restart")
+	fs.StringVar(&f.policy, "policy", "", "proxy mode: policy file (JSON, see README) deciding each client's requests; default: group read-only may GET and HEAD, others have full access")
+	fs.StringArrayVar(&f.crls, "crl", nil, "proxy mode: external CRL file (PEM or DER) to enforce (repeatable); the local CA's "+agent.LocalCRLPath+" is enforced whenever it exists")
 }
 
 // config merges the config file under the flags: a flag given on the
@@ -73,6 +77,8 @@ func (f *settingsFlags) config(cmd *cobra.Command) (agent.Config, error) {
 	str("client-out", &f.clientOut)
 	str("key-type", &f.keyType)
 	str("probe-client", &f.probeClient)
+	str("policy", &f.policy)
+	list("crl", &f.crls)
 	list("host", &f.hosts)
 	list("san", &f.sans)
 	if err := boolean("generate", &f.generate); err != nil {
@@ -97,7 +103,7 @@ func (f *settingsFlags) config(cmd *cobra.Command) (agent.Config, error) {
 	cfg := agent.Config{
 		Mode: mode, Certs: f.certs, Generate: f.generate, ClientOut: f.clientOut,
 		Hosts: f.hosts, SANs: f.sans, KeyType: kt, LiveRestore: f.liveRestore,
-		ProbeClient: f.probeClient, Timeout: f.timeout,
+		ProbeClient: f.probeClient, Timeout: f.timeout, Policy: f.policy, CRLs: f.crls,
 	}
 	return cfg, cfg.Validate()
 }

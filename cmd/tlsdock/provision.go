@@ -29,6 +29,13 @@ and docker keeps running on its previous configuration.
 
 Running it again with the same inputs changes nothing and restarts nothing.
 
+With --mode proxy, dockerd keeps only its local socket (a TCP listener it
+had is removed, and only then is it restarted) and tlsdock.service
+terminates mutual TLS in front of it: provision writes its drop-in (and the
+unit itself when no package installed it), restarts it and verifies the
+endpoint. New certificates are then swapped in without restarting dockerd;
+--policy and --crl decide and revoke per client.
+
 Certificates come from one of:
   --certs DIR    ca.pem, server-cert.pem and server-key.pem, as in Docker's docs
   --generate     a local CA in /etc/tlsdock/ca issues the server certificate
@@ -41,6 +48,9 @@ failed too, 1 any other failure.`,
 
   # Certificates from your own CA, daemon flags in a drop-in:
   tlsdock provision --certs /root/docker-certs --mode dropin --san docker.example.com
+
+  # Proxy mode: hot reload, per-client policy, revocation:
+  tlsdock provision --mode proxy --generate --client-out ~/.docker/myhost
 
   # What would change?
   tlsdock provision --generate --dry-run`,

@@ -84,6 +84,11 @@ func (rf *runFlags) config(cmd *cobra.Command, f *settingsFlags, root string) (a
 	if v, ok := fileSettings.String("metrics-listen"); ok && !changed("metrics-listen") {
 		rc.MetricsListen = v
 	}
+	if _, inFile := fileSettings.String("min-restart-interval"); rc.Mode == agent.ModeProxy && !inFile && !changed("min-restart-interval") {
+		// Proxy mode swaps a set in without restarting dockerd: there is
+		// no start limit to respect.
+		rc.MinRestartInterval = 0
+	}
 	if rc.RenewBefore != 0 && !rc.Generate {
 		return agent.RunConfig{}, &agent.InputError{Field: "--renew-before", Err: fmt.Errorf("applies only with --generate (the local CA): certificates in %s are renewed by their issuer, and tlsdock warns 30, 7 and 1 days before they expire; remove renew-before", rc.Certs)}
 	}
@@ -144,7 +149,15 @@ thirds of its lifetime (or --renew-before its expiry), with a little jitter.
 At start it rotates if the installed set differs from a valid source set.
 SIGHUP re-reads the settings and checks at once; SIGTERM waits for a
 rotation in progress, then exits. A failed rotation is retried with backoff
-(30s, doubling, at most 10m) and never stops the daemon.`,
+(30s, doubling, at most 10m) and never stops the daemon.
+
+With --mode proxy (what provision --mode proxy configures) the daemon is the
+proxy: it listens on each --host (or on systemd's sockets when
+socket-activated) with the installed set and sends READY=1 first, then
+swaps new sets in without restarting dockerd (--min-restart-interval
+defaults to 0). It enforces --policy and the CRLs (--crl, and the local CA's
+` + agent.LocalCRLPath + `), reloading them within a second of a change.
+SIGTERM lets requests finish and gives attach and exec streams a grace.`,
 		Example: `  # As tlsdock.service does, with settings in /etc/tlsdock/tlsdock.conf:
   tlsdock run
 
@@ -184,6 +197,16 @@ rotation in progress, then exits. A failed rotation is retried with backoff
 			}
 			defer closer()
 			o := agent.Options{Paths: agent.Paths{Root: env.Root}, Systemd: sd, Logger: logger}
+			var rotHup <-chan os.Signal = hup
+			var pd *proxyRun
+			if cfg.Mode == agent.ModeProxy {
+				if pd, err = startProxy(ctx, env, cfg.Config, logger, &o); err != nil {
+					return err
+				}
+				defer pd.shutdown()
+				rotHup = pd.hangups(hup)
+				ctx = pd.ctx
+			}
 			if env.Agent != nil {
 				env.Agent(&o)
 			}
@@ -192,10 +215,16 @@ rotation in progress, then exits. A failed rotation is retried with backoff
 				Notify:   systemd.Notify,
 				Watchdog: systemd.WatchdogInterval(),
 				Metrics:  metrics,
-				Hangup:   hup,
+				Hangup:   rotHup,
 				Reload:   func() (agent.RunConfig, error) { return reloadRunConfig(cmd, env.Root) },
 			})
-			return r.Run(ctx)
+			if err := r.Run(ctx); err != nil {
+				return err
+			}
+			if pd != nil {
+				return pd.err
+			}
+			return nil
 		},
 	}
 	f.register(cmd.Flags())

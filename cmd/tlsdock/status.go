@@ -3,9 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tlsdock/tlsdock/agent"
+	"github.com/tlsdock/tlsdock/proxy"
 )
 
 func newStatusCmd(env *Env) *cobra.Command {
@@ -28,10 +33,23 @@ result of the last provision or rotation. It changes nothing.`,
 			if err != nil {
 				return err
 			}
+			var ps *proxy.Status
+			var perr error
+			if s.Mode == agent.ModeProxy {
+				ps, perr = a.ProxyStatus(cmd.Context())
+			}
 			if asJSON {
 				enc := json.NewEncoder(env.Stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(s)
+				out := struct {
+					*agent.Status
+					Proxy      *proxy.Status `json:"proxy,omitempty"`
+					ProxyError string        `json:"proxy_error,omitempty"`
+				}{Status: s, Proxy: ps}
+				if perr != nil {
+					out.ProxyError = perr.Error()
+				}
+				return enc.Encode(out)
 			}
 			w := env.Stdout
 			if !s.Provisioned {
@@ -66,6 +84,9 @@ result of the last provision or rotation. It changes nothing.`,
 			if s.LastError != "" && s.LastError != s.LastApply.Error {
 				fmt.Fprintf(w, "attention:   %s\n", s.LastError)
 			}
+			if s.Mode == agent.ModeProxy {
+				printProxyStatus(w, ps, perr)
+			}
 			return nil
 		},
 	}
@@ -78,4 +99,41 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printProxyStatus shows what the running proxy serves and has seen.
+func printProxyStatus(w io.Writer, ps *proxy.Status, err error) {
+	if err != nil {
+		fmt.Fprintf(w, "proxy:       NOT ANSWERING: %v\n", err)
+		return
+	}
+	fmt.Fprintf(w, "proxy:       serving serial %s on %s, %d connections (%d hijacked)\n", ps.Serial, orDash(strings.Join(ps.Listeners, " ")), ps.Connections, ps.Hijacked)
+	fmt.Fprintf(w, "  policy:    %s, %d rules, default %s\n", ps.Policy.Source, len(ps.Policy.Rules), ps.Policy.Default)
+	for _, r := range ps.Policy.Rules {
+		fmt.Fprintf(w, "    %-24s %-5s %d hits\n", r.Name, r.Action, r.Hits)
+	}
+	if len(ps.Clients) == 0 {
+		fmt.Fprintln(w, "  clients:   none seen since the proxy started")
+	}
+	for i, c := range ps.Clients {
+		if i == 10 {
+			fmt.Fprintf(w, "    ... and %d more (--json lists them)\n", len(ps.Clients)-10)
+			break
+		}
+		groups := ""
+		if len(c.Groups) > 0 {
+			groups = " [" + strings.Join(c.Groups, ",") + "]"
+		}
+		fmt.Fprintf(w, "  client:    %s%s serial %s, last seen %s, %d requests, %d denied, %d open\n", c.User, groups, c.Serial, c.LastSeen.UTC().Format(time.DateTime), c.Requests, c.Denied, c.Active)
+	}
+	for _, c := range ps.CRLs {
+		stale := ""
+		if c.Stale {
+			stale = " (STALE: past its next update; its serials stay revoked)"
+		}
+		fmt.Fprintf(w, "  crl:       %s number %s, %d revoked%s\n", c.Source, orDash(c.Number), c.Revoked, stale)
+	}
+	for _, r := range ps.Revoked {
+		fmt.Fprintf(w, "  revoked:   serial %s at %s\n", r.Serial, r.RevokedAt.UTC().Format(time.DateTime))
+	}
 }
