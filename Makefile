@@ -49,7 +49,7 @@ test: lint unit fuzz e2e
 # (golang/go#75804, fixed in Go 1.27). -timeout bounds a stuck worker.
 FUZZTIME ?= 100000x
 FUZZ_TARGETS := certstore:FuzzParseSet daemonjson:FuzzParseRender daemonjson:FuzzMergeKeepsUnknownKeys \
-	systemd:FuzzParseCommand systemd:FuzzReadServiceDropIn
+	systemd:FuzzParseCommand systemd:FuzzReadServiceDropIn proxy:FuzzMatch
 
 .PHONY: fuzz
 fuzz:
@@ -80,7 +80,7 @@ demo: e2e-setup
 	$(GO) run ./test/e2e/demo
 
 # Benchmarks against the recipes tlsdock replaces (root; test hosts as in
-# e2e). bench writes docs/benchmarks.md (about 6 minutes); bench-quick runs
+# e2e). bench writes docs/benchmarks.md (about 8 minutes); bench-quick runs
 # one iteration of each and only prints the table.
 .PHONY: bench bench-quick
 bench: e2e-setup

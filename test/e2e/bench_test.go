@@ -39,7 +39,7 @@ func TestBenchQuick(t *testing.T) {
 	report := string(stdout)
 	t.Logf("report:\n%s", report)
 
-	for _, want := range []string{"**quick**", "| CPU |", "| kernel |", "| Go |", "| dockerd | Docker version 20.10", "| date |"} {
+	for _, want := range []string{"**6. Proxy mode against native TLS, socat and nginx.**", "**quick**", "| CPU |", "| kernel |", "| Go |", "| dockerd | Docker version 20.10", "| date |"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("the report lacks %q", want)
 		}
@@ -59,7 +59,7 @@ func TestBenchQuick(t *testing.T) {
 		}
 	}
 	results := []string{"met", "MISSED", "info"}
-	for _, id := range []string{"1a", "1b", "2", "3a", "3b", "3c", "3d", "3e", "4", "5a", "5b", "5c"} {
+	for _, id := range []string{"1a", "1b", "2", "3a", "3b", "3c", "3d", "3e", "4", "5a", "5b", "5c", "6a", "6b", "6c", "6d", "6e"} {
 		cells, ok := rows[id]
 		if !ok {
 			t.Errorf("row %s missing from the table", id)
@@ -79,6 +79,17 @@ func TestBenchQuick(t *testing.T) {
 		}
 		if strings.TrimSpace(cells[2]) == "—" {
 			t.Errorf("row %s: no tlsdock figure", id)
+		}
+		// The proxy's rows compare with the other terminators measured in the same run.
+		if id == "6a" || id == "6b" {
+			for _, other := range []string{"native ", "nginx ", "socat "} {
+				if !strings.Contains(cells[3], other) || strings.Contains(cells[3], other+"—") {
+					t.Errorf("row %s: no %sfigure in %q", id, other, cells[3])
+				}
+			}
+		}
+		if id == "6c" && !strings.Contains(cells[3], "native ") {
+			t.Errorf("row 6c: no native count in %q", cells[3])
 		}
 	}
 }

@@ -5,7 +5,7 @@ set -euo pipefail
 
 ROOTFS=${TLSDOCK_E2E_ROOTFS:-/var/cache/tlsdock-e2e/rootfs}
 SUITE=${TLSDOCK_E2E_SUITE:-bookworm}
-PKGS=(debootstrap systemd-container iproute2 util-linux openssl curl lintian rpm shellcheck)
+PKGS=(debootstrap systemd-container iproute2 util-linux openssl curl lintian rpm shellcheck socat nginx-light)
 
 need=()
 for p in "${PKGS[@]}"; do

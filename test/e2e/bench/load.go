@@ -17,14 +17,19 @@ type loadTarget struct {
 	name string
 	h    *testhost.Host
 	dir  string // ca.pem, cert.pem, key.pem
+	addr string // in h's network namespace; empty: 127.0.0.1:2376
 }
 
 // runLoad runs the load worker in t's network namespace.
 func (b *bench) runLoad(ctx context.Context, t loadTarget, mode string, d time.Duration) (*loadResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, d+time.Minute)
 	defer cancel()
+	addr := t.addr
+	if addr == "" {
+		addr = "127.0.0.1:2376"
+	}
 	out, _, err := t.h.ExecNet(ctx, nil, nil, b.self, "worker", "load", "-mode", mode,
-		"-addr", "127.0.0.1:2376",
+		"-addr", addr,
 		"-ca", filepath.Join(t.dir, "ca.pem"), "-cert", filepath.Join(t.dir, "cert.pem"), "-key", filepath.Join(t.dir, "key.pem"),
 		"-c", strconv.Itoa(b.p.loadConc), "-d", d.String(), "-n", strconv.Itoa(b.p.loadMax))
 	if err != nil {

@@ -9,7 +9,11 @@
 //     connection, keep-alive requests) against dockerd with tlsdock's
 //     defaults and with the recipe's RSA-4096 certificates;
 //  4. rotation latency of `tlsdock run` against a bare restart;
-//  5. the idle cost of `tlsdock run`.
+//  5. the idle cost of `tlsdock run`;
+//  6. proxy mode against native dockerd TLS, socat and nginx as TLS
+//     terminators in front of the docker socket, with one ECDSA P-256 set:
+//     keep-alive requests, fresh handshakes, failed requests per rotation
+//     under load, and the proxy's RSS.
 //
 // Every figure is the median of repeated runs with min and max, and every
 // comparison a ratio of figures measured in the same run. The hosts are
@@ -17,7 +21,7 @@
 // systemd-nspawn); load and probes run in their private network namespaces
 // and reach only 127.0.0.1 there. It needs root.
 //
-//	go run ./test/e2e/bench             # make bench: the full run (about 6 minutes)
+//	go run ./test/e2e/bench             # make bench: the full run (about 8 minutes)
 //	go run ./test/e2e/bench -quick      # make bench-quick: one iteration of each
 //
 // Run it from the repository root: it builds ./cmd/tlsdock.
@@ -51,16 +55,23 @@ type plan struct {
 	rotationRuns  int
 	idleWindow    time.Duration
 	idleSlices    int
+
+	proxyRuns      int           // row 6: runs of each load measurement
+	proxyDur       time.Duration // row 6: per load measurement
+	proxyRotations int           // row 6: rotations under load per terminator
+	proxyIdle      time.Duration // row 6: wait before the idle RSS
 }
 
 var (
 	fullPlan = plan{
 		certRuns: 5, provisionRuns: 5, loadRuns: 3, loadDur: 5 * time.Second, loadConc: 4, loadMax: 200000,
 		restartRuns: 5, rotationRuns: 5, idleWindow: 60 * time.Second, idleSlices: 3,
+		proxyRuns: 3, proxyDur: 3 * time.Second, proxyRotations: 3, proxyIdle: 10 * time.Second,
 	}
 	quickPlan = plan{
 		quick: true, certRuns: 1, provisionRuns: 1, loadRuns: 1, loadDur: time.Second, loadConc: 4, loadMax: 200000,
 		restartRuns: 1, rotationRuns: 1, idleWindow: 5 * time.Second, idleSlices: 1,
+		proxyRuns: 1, proxyDur: time.Second, proxyRotations: 1, proxyIdle: 2 * time.Second,
 	}
 )
 
@@ -196,6 +207,13 @@ func run(p plan, out string, verbose bool) (int, error) {
 		fail("rotation and idle", err)
 	}
 	rep.rot = rot
+
+	b.progress("6. proxy mode against native TLS, socat and nginx")
+	px, err := benchProxy(ctx, b)
+	if err != nil {
+		fail("proxy mode", err)
+	}
+	rep.proxy = px
 
 	b.env.loadEnd = loadAvg()
 	rep.env = b.env // dockerd and systemd come from the first host

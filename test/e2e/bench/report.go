@@ -16,6 +16,7 @@ type report struct {
 	prov   *provisionResults
 	load   *loadResults
 	rot    *rotateResults
+	proxy  *proxyResults
 	noRun  string // why rows 4 and 5 were not measured
 	errors []string
 }
@@ -131,7 +132,55 @@ func (r *report) rows() []row {
 			rows = append(rows, notMeasured("5"+string(rune('a'+i)), idleWhats[i], idleTargets[i], why))
 		}
 	}
-	return rows
+	return append(rows, r.proxyRows()...)
+}
+
+var proxyWhats = []string{
+	"Proxy mode: GET /_ping over 4 kept-alive connections, per second",
+	"Proxy mode: fresh mTLS handshakes per second (4 concurrent clients)",
+	"Proxy mode: failed requests per rotation under load (4 clients, a new connection per GET /_ping)",
+	"Proxy mode: `tlsdock run --mode proxy` resident memory (VmRSS) under load",
+	"Proxy mode: `tlsdock run --mode proxy` resident memory (VmRSS) at idle",
+}
+
+var proxyTargets = []string{"≥ nginx (≥ 1.00x)", "≥ 0.9x native", "0 (proxy)", "—", "—"}
+
+// proxyRows are the rows of section 6: the tlsdock column is the proxy.
+func (r *report) proxyRows() []row {
+	x := r.proxy
+	if x == nil {
+		var rows []row
+		for i, w := range proxyWhats {
+			rows = append(rows, notMeasured("6"+string(rune('a'+i)), w, proxyTargets[i], failedMsg))
+		}
+		return rows
+	}
+	ka, hs := x.keepalive, x.handshakes
+	kaNginx := ka[termProxy].median() / ka[termNginx].median()
+	hsNative := hs[termProxy].median() / hs[termNative].median()
+	fails := x.rotFailed[termProxy]
+	return []row{
+		{"6a", proxyWhats[0], ka[termProxy].format(fmtRate),
+			fmt.Sprintf("nginx %s; socat %s; native %s", ka[termNginx].format(fmtRate), ka[termSocat].format(fmtRate), ka[termNative].format(fmtRate)),
+			fmt.Sprintf("%s of nginx, %s of native", fmtRatio(kaNginx), fmtRatio(ka[termProxy].median()/ka[termNative].median())),
+			proxyTargets[0], verdict(kaNginx >= 1)},
+		{"6b", proxyWhats[1], hs[termProxy].format(fmtRate),
+			fmt.Sprintf("native %s; nginx %s; socat %s", hs[termNative].format(fmtRate), hs[termNginx].format(fmtRate), hs[termSocat].format(fmtRate)),
+			fmt.Sprintf("%s of native, %s of nginx", fmtRatio(hsNative), fmtRatio(hs[termProxy].median()/hs[termNginx].median())),
+			proxyTargets[1], verdict(hsNative >= 0.9)},
+		{"6c", proxyWhats[2], fails.format(fmtCount) + fmt.Sprintf(" (of %s)", x.rotOK[termProxy].format(fmtCount)),
+			fmt.Sprintf("native %s (of %s)", x.rotFailed[termNative].format(fmtCount), x.rotOK[termNative].format(fmtCount)),
+			"—", proxyTargets[2], verdict(len(fails) > 0 && fails.max() == 0)},
+		{"6d", proxyWhats[3], x.rssLoad.format(fmtMiB), "— (not measured for the others)", "—", proxyTargets[3], "info"},
+		{"6e", proxyWhats[4], x.rssIdle.format(fmtMiB) + fmt.Sprintf(" (%v after the load)", x.idleAfter), "— (not measured for the others)", "—", proxyTargets[4], "info"},
+	}
+}
+
+func fmtCount(v float64) string {
+	if math.IsNaN(v) {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f", v)
 }
 
 func sliceNote(s sample, f func(float64) string, n int) string {
@@ -284,6 +333,8 @@ func (r *report) markdown() string {
 	}
 	p("\n")
 
+	r.proxyText(p)
+
 	if missed := r.missed(); len(missed) > 0 {
 		p("## Missed targets\n\n")
 		for _, m := range missed {
@@ -315,6 +366,48 @@ func (r *report) missed() []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// proxyText explains section 6.
+func (r *report) proxyText(p func(string, ...any)) {
+	p("**6. Proxy mode against native TLS, socat and nginx.** One ECDSA P-256 set (CA, server certificate\n")
+	p("for localhost and 127.0.0.1, client certificate), issued once with certstore, serves all four TLS\n")
+	p("terminators in front of a dockerd unix socket. Two test hosts: one provisioned natively\n")
+	p("(`tlsdock provision --certs /etc/tlsdock/certs`, daemon-json mode: dockerd serves TLS on :2376),\n")
+	p("one in proxy mode (`provision --mode proxy --certs /etc/tlsdock/certs`: `tlsdock.service` serves\n")
+	p("mutual TLS on :2376 and watches the source). On the proxy host's network namespace, this machine's\n")
+	p("socat (127.0.0.1:2377: `OPENSSL-LISTEN,fork,reuseaddr,cert,key,cafile,verify=1` to\n")
+	p("`UNIX-CONNECT:/proc/PID/root/run/docker.sock`) and nginx (127.0.0.1:2378: an `http {}` server with\n")
+	p("`ssl_verify_client on`, session cache and tickets off, `proxy_pass` to an upstream on the same\n")
+	p("socket with 16 kept-alive upstream connections, `worker_processes auto`) terminate TLS for the same\n")
+	p("dockerd as the proxy, with the same server certificate, key and CA files. The Go load client of\n")
+	p("row 3 runs %d workers for %v per measurement, %d run(s) of each, the terminators in turn with the\n", r.p.loadConc, r.p.proxyDur, r.p.proxyRuns)
+	p("first one rotating between runs, after an uncounted warm-up. 6a is row 3e's measurement and 6b row\n")
+	p("3a's against each terminator. 6c: for each rotation the load client opens a new connection for\n")
+	p("every `GET /_ping` (4 workers; a worker pauses 20 ms after a failed request, as a retrying client\n")
+	p("would, so a refused port is not counted thousands of times), a new server set from the same CA is\n")
+	p("renamed into the source, and the load stops one second after a poller sees the new serial. The proxy\n")
+	p("picks the set up from its watched source (default debounce); the native host gets\n")
+	p("`tlsdock provision --certs` of the changed source, which restarts dockerd. The figure is the number\n")
+	p("of failed requests per rotation, next to the requests that succeeded in the same window; %d\n", r.p.proxyRotations)
+	p("rotation(s) each. 6d: VmRSS of the proxy process (through the host's /proc) every 200 ms during the\n")
+	p("proxy's load runs; 6e: three readings one second apart after %v without load.\n", r.p.proxyIdle)
+	if x := r.proxy; x != nil {
+		p("Versions: %s; socat %s. Negotiated: ", orDash("nginx "+x.nginx), orDash(x.socat))
+		var neg []string
+		for _, t := range terminators {
+			neg = append(neg, fmt.Sprintf("%s: %s", t, orDash(x.tls[t])))
+		}
+		p("%s.\n", strings.Join(neg, "; "))
+		p("New serial served after %s (proxy) and %s (native) from the first rename.\n",
+			x.rotLat[termProxy].format(fmtMS), x.rotLat[termNative].format(fmtMS))
+		for _, t := range []string{termProxy, termNative} {
+			if e := x.rotFirstErr[t]; e != "" {
+				p("First failure during a rotation, %s: `%s`.\n", t, strings.ReplaceAll(e, "`", "'"))
+			}
+		}
+	}
+	p("\n")
 }
 
 func orDash(s string) string {

@@ -188,6 +188,8 @@ func workerLoad(args []string) error {
 	conc := fs.Int("c", 4, "concurrent workers")
 	dur := fs.Duration("d", 5*time.Second, "duration")
 	maxOps := fs.Int64("n", 200000, "bound on operations")
+	stdinStop := fs.Bool("stdin-stop", false, "also stop when stdin ends (the orchestrator closes it)")
+	errPause := fs.Duration("err-pause", 0, "pause of a worker after a failed operation, as a client that retries")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -269,6 +271,12 @@ func workerLoad(args []string) error {
 	// The socket deadline derived from ctx can fire a moment before ctx
 	// reports it: both are checked.
 	over := func() bool { return ctx.Err() != nil || !time.Now().Before(deadline) }
+	if *stdinStop {
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			cancel()
+		}()
+	}
 	var count, errs atomic.Int64
 	var firstErr atomic.Value
 	lats := make([][]time.Duration, *conc)
@@ -291,6 +299,12 @@ func workerLoad(args []string) error {
 					count.Add(-1)
 					errs.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
+					if *errPause > 0 {
+						select {
+						case <-ctx.Done():
+						case <-time.After(*errPause):
+						}
+					}
 					continue
 				}
 				lats[i] = append(lats[i], time.Since(t))

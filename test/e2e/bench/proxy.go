@@ -1,0 +1,468 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tlsdock/tlsdock/certstore"
+	"github.com/tlsdock/tlsdock/test/e2e/testhost"
+)
+
+// The TLS terminators of row 6, all in front of a dockerd's unix socket
+// and all with the same ECDSA P-256 set.
+const (
+	termProxy  = "tlsdock proxy"
+	termNative = "native dockerd TLS"
+	termNginx  = "nginx"
+	termSocat  = "socat"
+)
+
+var terminators = []string{termProxy, termNative, termNginx, termSocat}
+
+// proxyResults are the samples of row 6.
+type proxyResults struct {
+	keepalive, handshakes map[string]sample // requests or handshakes per second, by terminator
+	tls                   map[string]string
+	rotFailed, rotOK      map[string]sample // failed and good requests per rotation (termProxy, termNative)
+	rotLat                map[string]sample // ms from the change to the new serial served
+	rotFirstErr           map[string]string
+	rssLoad, rssIdle      sample // the proxy's VmRSS in MiB
+	idleAfter             time.Duration
+	nginx, socat          string // versions
+}
+
+// proxyConf is the nginx recipe: an http {} TLS terminator with client
+// certificates required, proxying to dockerd's socket over kept-alive
+// upstream connections. %[1]s is the work directory, %[2]s the socket,
+// %[3]s the certificate directory.
+const nginxConf = `user root;
+worker_processes auto;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	client_body_temp_path %[1]s/body;
+	proxy_temp_path %[1]s/proxy;
+	upstream dockerd {
+		server unix:%[2]s;
+		keepalive 16;
+	}
+	server {
+		listen 127.0.0.1:2378 ssl;
+		ssl_certificate %[3]s/server-cert.pem;
+		ssl_certificate_key %[3]s/server-key.pem;
+		ssl_client_certificate %[3]s/ca.pem;
+		ssl_verify_client on;
+		ssl_protocols TLSv1.2 TLSv1.3;
+		ssl_session_cache off;
+		ssl_session_tickets off;
+		location / {
+			proxy_pass http://dockerd;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_buffering off;
+		}
+	}
+}
+`
+
+// bgProc is a process of this machine running in a host's network
+// namespace, stopped by the PID in its pid file.
+type bgProc struct {
+	name    string
+	pidFile string
+	cancel  context.CancelFunc
+	done    chan error
+	stderr  []byte
+}
+
+func startBG(ctx context.Context, h *testhost.Host, name, pidFile string, args ...string) *bgProc {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &bgProc{name: name, pidFile: pidFile, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		_, errb, err := h.ExecNet(ctx, nil, nil, args...)
+		p.stderr = errb
+		p.done <- err
+	}()
+	return p
+}
+
+// stop sends SIGTERM to the PID in the pid file and waits up to 5 s before
+// killing what ExecNet started.
+func (p *bgProc) stop() {
+	if b, err := os.ReadFile(p.pidFile); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+	}
+	p.cancel()
+}
+
+func (p *bgProc) exited() error {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err == nil {
+			err = errors.New("exited")
+		}
+		return fmt.Errorf("%s: %w", p.name, err)
+	default:
+		return nil
+	}
+}
+
+// provisionChecked runs `tlsdock provision --json ARGS` in h and checks
+// that every verification passed.
+func provisionChecked(ctx context.Context, h *testhost.Host, args ...string) error {
+	out, errb, err := h.Exec(ctx, nil, append([]string{"tlsdock", "provision", "--json"}, args...)...)
+	if err != nil {
+		return fmt.Errorf("tlsdock provision %s: %w\n%s\n%s", strings.Join(args, " "), err, out, errb)
+	}
+	var r provisionResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		return fmt.Errorf("tlsdock provision --json printed %q: %w", out, err)
+	}
+	for _, c := range r.Checks {
+		if !c.OK {
+			return fmt.Errorf("tlsdock provision %s: check %q failed: %s", strings.Join(args, " "), c.Name, c.Detail)
+		}
+	}
+	return nil
+}
+
+// benchProxy boots a native host (dockerd serving TLS, daemon-json mode)
+// and a proxy host (tlsdock.service in front of the socket), runs socat and
+// nginx from this machine in the proxy host's network namespace in front
+// of the same socket, and measures all four with one certificate set.
+func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
+	nginxBin, err := exec.LookPath("nginx")
+	if err != nil {
+		return nil, fmt.Errorf("nginx not installed (test/e2e/setup-host.sh installs it): %w", err)
+	}
+	socatBin, err := exec.LookPath("socat")
+	if err != nil {
+		return nil, fmt.Errorf("socat not installed (test/e2e/setup-host.sh installs it): %w", err)
+	}
+	r := &proxyResults{
+		keepalive: map[string]sample{}, handshakes: map[string]sample{}, tls: map[string]string{},
+		rotFailed: map[string]sample{}, rotOK: map[string]sample{}, rotLat: map[string]sample{}, rotFirstErr: map[string]string{},
+	}
+	if o, err := exec.CommandContext(ctx, nginxBin, "-v").CombinedOutput(); err == nil {
+		r.nginx = strings.TrimSpace(strings.TrimPrefix(string(o), "nginx version: "))
+	}
+	if o, err := exec.CommandContext(ctx, socatBin, "-V").Output(); err == nil {
+		for _, l := range strings.Split(string(o), "\n") {
+			if v, ok := strings.CutPrefix(l, "socat version "); ok {
+				r.socat, _, _ = strings.Cut(v, " on ")
+				break
+			}
+		}
+	}
+
+	// One set for everything: CA, server and client, ECDSA P-256.
+	ca, err := certstore.NewCA(certstore.ECDSAP256, time.Now(), nil)
+	if err != nil {
+		return nil, err
+	}
+	_, clientCert, clientKey, err := issueServer(ca, "client")
+	if err != nil {
+		return nil, err
+	}
+	_, cert, key, err := issueServer(ca, "server")
+	if err != nil {
+		return nil, err
+	}
+	local := filepath.Join(b.tmp, "proxy-set")
+	if err := os.MkdirAll(local, 0o700); err != nil {
+		return nil, err
+	}
+	set := map[string][]byte{"ca.pem": ca.CertPEM, "server-cert.pem": cert, "server-key.pem": key, "cert.pem": clientCert, "key.pem": clientKey}
+	for n, data := range set {
+		if err := os.WriteFile(filepath.Join(local, n), data, 0o600); err != nil {
+			return nil, err
+		}
+	}
+
+	b.progress("proxy: booting two hosts")
+	native, err := b.bootHost(ctx, "native")
+	if err != nil {
+		return nil, err
+	}
+	defer b.closeHost(native)
+	px, err := b.bootHost(ctx, "proxy")
+	if err != nil {
+		return nil, err
+	}
+	defer b.closeHost(px)
+	for _, h := range []*testhost.Host{native, px} {
+		for n, guest := range map[string]string{
+			"ca.pem": "/etc/tlsdock/certs/ca.pem", "server-cert.pem": "/etc/tlsdock/certs/server-cert.pem", "server-key.pem": "/etc/tlsdock/certs/server-key.pem",
+			"cert.pem": "/root/client/cert.pem", "key.pem": "/root/client/key.pem",
+		} {
+			if err := h.WriteFile(guest, set[n], 0o600); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := provisionChecked(ctx, native, "--certs", "/etc/tlsdock/certs", "--probe-client", "/root/client"); err != nil {
+		return nil, err
+	}
+	if err := provisionChecked(ctx, px, "--mode", "proxy", "--certs", "/etc/tlsdock/certs", "--probe-client", "/root/client"); err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, px.Journal(ctx, "tlsdock.service", 30))
+	}
+	out, _, err := px.Exec(ctx, nil, "systemctl", "show", "-p", "MainPID", "--value", "tlsdock.service")
+	if err != nil {
+		return nil, err
+	}
+	proxyPID := strings.TrimSpace(string(out))
+	if proxyPID == "" || proxyPID == "0" {
+		return nil, fmt.Errorf("tlsdock.service has no main PID:\n%s", px.Journal(ctx, "tlsdock.service", 30))
+	}
+
+	// socat and nginx: this machine's binaries in the proxy host's network
+	// namespace, in front of the same dockerd socket.
+	sock := guestFile(px, "/run/docker.sock")
+	work := filepath.Join(b.tmp, "terminators")
+	for _, d := range []string{work, filepath.Join(work, "body"), filepath.Join(work, "proxy")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	socatPid := filepath.Join(work, "socat.pid")
+	socat := startBG(ctx, px, "socat", socatPid, "sh", "-c", `echo $$ >"$0"; exec "$@"`, socatPid, socatBin,
+		"OPENSSL-LISTEN:2377,bind=127.0.0.1,fork,reuseaddr,cert="+filepath.Join(local, "server-cert.pem")+
+			",key="+filepath.Join(local, "server-key.pem")+",cafile="+filepath.Join(local, "ca.pem")+",verify=1",
+		"UNIX-CONNECT:"+sock)
+	defer socat.stop()
+	conf := filepath.Join(work, "nginx.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConf, work, sock, local), 0o600); err != nil {
+		return nil, err
+	}
+	nginx := startBG(ctx, px, "nginx", filepath.Join(work, "nginx.pid"), nginxBin, "-p", work, "-e", filepath.Join(work, "error.log"), "-c", conf, "-g", "daemon off;")
+	defer nginx.stop()
+
+	client := filepath.Join(b.tmp, "proxy-client")
+	if err := os.MkdirAll(client, 0o700); err != nil {
+		return nil, err
+	}
+	for _, n := range []string{"ca.pem", "cert.pem", "key.pem"} {
+		if err := os.WriteFile(filepath.Join(client, n), set[n], 0o600); err != nil {
+			return nil, err
+		}
+	}
+	targets := map[string]loadTarget{
+		termProxy:  {name: termProxy, h: px, dir: client},
+		termNative: {name: termNative, h: native, dir: client},
+		termSocat:  {name: termSocat, h: px, dir: client, addr: "127.0.0.1:2377"},
+		termNginx:  {name: termNginx, h: px, dir: client, addr: "127.0.0.1:2378"},
+	}
+
+	// Warm-up (not counted); socat and nginx may still be starting.
+	for _, name := range terminators {
+		t := targets[name]
+		deadline := time.Now().Add(15 * time.Second)
+		for _, m := range []string{"handshake", "keepalive"} {
+			for {
+				_, err := b.runLoad(ctx, t, m, 300*time.Millisecond)
+				if err == nil {
+					break
+				}
+				if e := errors.Join(socat.exited(), nginx.exited()); e != nil || time.Now().After(deadline) {
+					return nil, fmt.Errorf("warm-up of %s: %v (%v)\nsocat: %s\nnginx: %s", name, err, e, socat.stderr, nginx.stderr)
+				}
+				time.Sleep(300 * time.Millisecond)
+			}
+		}
+	}
+
+	for i := range b.p.proxyRuns {
+		for _, m := range []string{"keepalive", "handshake"} {
+			for j := range terminators {
+				name := terminators[(i+j)%len(terminators)] // rotate who goes first
+				b.progress("proxy %d/%d: %s against %s", i+1, b.p.proxyRuns, m, name)
+				var stopRSS func()
+				if name == termProxy {
+					stopRSS = b.sampleRSS(px, proxyPID, &r.rssLoad)
+				}
+				res, err := b.runLoad(ctx, targets[name], m, b.p.proxyDur)
+				if stopRSS != nil {
+					stopRSS()
+				}
+				if err != nil {
+					return nil, err
+				}
+				if m == "keepalive" {
+					r.keepalive[name] = append(r.keepalive[name], res.rate())
+				} else {
+					r.handshakes[name] = append(r.handshakes[name], res.rate())
+					r.tls[name] = res.TLS
+				}
+			}
+		}
+	}
+
+	// Idle RSS: the proxy after the load, with nothing connected.
+	r.idleAfter = b.p.proxyIdle
+	b.progress("proxy: idle for %v", r.idleAfter)
+	time.Sleep(r.idleAfter)
+	for range 3 {
+		if s, err := readProc(px, proxyPID); err == nil {
+			r.rssIdle = append(r.rssIdle, float64(s.rssKiB)/1024)
+		}
+		time.Sleep(time.Second)
+	}
+
+	// Rotations under load: proxy through its daemon's watched source,
+	// native through `tlsdock provision --certs` of the changed source.
+	for i := range b.p.proxyRotations {
+		for _, name := range []string{termProxy, termNative} {
+			h := targets[name].h
+			b.progress("proxy: rotation %d/%d under load, %s", i+1, b.p.proxyRotations, name)
+			res, lat, err := b.rotateUnderLoad(ctx, h, name == termNative, client, ca, i)
+			if err != nil {
+				j := "tlsdock.service"
+				if name == termNative {
+					j = "docker.service"
+				}
+				return nil, fmt.Errorf("rotation under load, %s: %w\n%s", name, err, h.Journal(ctx, j, 30))
+			}
+			b.progress("proxy: rotation %d/%d, %s: %d failed, %d good requests, new serial after %s", i+1, b.p.proxyRotations, name, res.Errors, res.Count, fmtMS(ms(lat)))
+			r.rotFailed[name] = append(r.rotFailed[name], float64(res.Errors))
+			r.rotOK[name] = append(r.rotOK[name], float64(res.Count))
+			r.rotLat[name] = append(r.rotLat[name], ms(lat))
+			if res.FirstErr != "" && r.rotFirstErr[name] == "" {
+				r.rotFirstErr[name] = res.FirstErr
+			}
+		}
+	}
+	if e := errors.Join(socat.exited(), nginx.exited()); e != nil {
+		return nil, fmt.Errorf("a terminator exited during the run: %w", e)
+	}
+	return r, nil
+}
+
+// sampleRSS reads pid's VmRSS every 200 ms into s until the returned
+// function is called.
+func (b *bench) sampleRSS(h *testhost.Host, pid string, s *sample) func() {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tk := time.NewTicker(200 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				if p, err := readProc(h, pid); err == nil {
+					*s = append(*s, float64(p.rssKiB)/1024)
+				}
+			}
+		}
+	})
+	return func() { close(stop); wg.Wait() }
+}
+
+// rotateUnderLoad runs the load worker (a new connection per GET /_ping, 4
+// workers, each pausing 20 ms after a failure) against h's 127.0.0.1:2376,
+// rotates to a new server set from ca and stops the load one second after
+// the new serial is served. native: the set is renamed into the source and
+// `tlsdock provision --certs` installs it; otherwise the proxy daemon
+// picks it up from its watched source.
+func (b *bench) rotateUnderLoad(ctx context.Context, h *testhost.Host, native bool, client string, ca *certstore.CA, i int) (*loadResult, time.Duration, error) {
+	serial, cert, key, err := issueServer(ca, "server")
+	if err != nil {
+		return nil, 0, err
+	}
+	incoming := fmt.Sprintf("/root/incoming-%d", i)
+	files := []struct {
+		name string
+		data []byte
+	}{{"ca.pem", ca.CertPEM}, {"server-key.pem", key}, {"server-cert.pem", cert}}
+	for _, f := range files {
+		if err := h.WriteFile(incoming+"/"+f.name, f.data, 0o600); err != nil {
+			return nil, 0, err
+		}
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	type loaded struct {
+		out []byte
+		err error
+	}
+	loadDone := make(chan loaded, 1)
+	go func() {
+		out, _, err := h.ExecNet(lctx, nil, pr, b.self, "worker", "load", "-mode", "newconn", "-addr", "127.0.0.1:2376",
+			"-ca", filepath.Join(client, "ca.pem"), "-cert", filepath.Join(client, "cert.pem"), "-key", filepath.Join(client, "key.pem"),
+			"-c", strconv.Itoa(b.p.loadConc), "-d", "4m", "-n", "100000000", "-stdin-stop", "-err-pause", "20ms")
+		loadDone <- loaded{out, err}
+	}()
+	time.Sleep(time.Second)
+
+	type polled struct {
+		r   serialResult
+		err error
+	}
+	pollDone := make(chan polled, 1)
+	go func() {
+		out, _, err := h.ExecNet(lctx, nil, nil, b.self, "worker", "serial", "-addr", "127.0.0.1:2376",
+			"-want", serial, "-cert", filepath.Join(client, "cert.pem"), "-key", filepath.Join(client, "key.pem"), "-timeout", "2m")
+		var p polled
+		if jerr := json.Unmarshal(out, &p.r); jerr != nil && err == nil {
+			err = fmt.Errorf("serial worker printed %q: %w", out, jerr)
+		}
+		p.err = err
+		pollDone <- p
+	}()
+	time.Sleep(300 * time.Millisecond)
+
+	start := time.Now()
+	for _, f := range files {
+		if err := os.Rename(guestFile(h, incoming+"/"+f.name), guestFile(h, "/etc/tlsdock/certs/"+f.name)); err != nil {
+			return nil, 0, err
+		}
+	}
+	if native {
+		if err := provisionChecked(ctx, h, "--certs", "/etc/tlsdock/certs", "--probe-client", "/root/client"); err != nil {
+			return nil, 0, err
+		}
+	}
+	p := <-pollDone
+	if p.err != nil {
+		return nil, 0, p.err
+	}
+	lat := time.Unix(0, p.r.SeenNS).Sub(start)
+	_ = os.Remove(guestFile(h, incoming))
+	time.Sleep(time.Second)
+	pw.Close()
+	l := <-loadDone
+	if l.err != nil {
+		return nil, 0, l.err
+	}
+	var res loadResult
+	if err := json.Unmarshal(l.out, &res); err != nil {
+		return nil, 0, fmt.Errorf("load worker printed %q: %w", l.out, err)
+	}
+	if res.Count == 0 {
+		return nil, 0, errors.New("load worker: no request completed")
+	}
+	return &res, lat, nil
+}
