@@ -23,12 +23,7 @@ func newCertsCmd(env *Env) *cobra.Command {
 ready for DOCKER_CERT_PATH:
 
   export DOCKER_HOST=tcp://HOST:2376 DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=DIR`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return fmt.Errorf("%w: give exactly one NAME, for example: tlsdock certs client alice --out ./alice", errUsage)
-			}
-			return nil
-		},
+		Args: exactlyOne("NAME", "tlsdock certs client alice --out ./alice"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a, closer, err := env.newAgentNoSystemd()
 			if err != nil {

@@ -26,12 +26,7 @@ without restarting anything. In the native modes dockerd cannot check
 revocation at all: use proxy mode, or replace the CA.`,
 		Example: `  tlsdock certs revoke alice
   tlsdock certs revoke 3f2a9c41d0`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return fmt.Errorf("%w: give exactly one NAME or SERIAL, for example: tlsdock certs revoke alice", errUsage)
-			}
-			return nil
-		},
+		Args: exactlyOne("NAME or SERIAL", "tlsdock certs revoke alice"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a, closer, err := env.newAgentNoSystemd()
 			if err != nil {

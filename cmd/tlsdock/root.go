@@ -46,6 +46,17 @@ func ExitCode(err error) int {
 
 var errUsage = errors.New("usage")
 
+// exactlyOne accepts exactly one positional argument and otherwise says
+// what is missing, with an example.
+func exactlyOne(what, example string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return fmt.Errorf("%w: give exactly one %s, for example: %s", errUsage, what, example)
+		}
+		return nil
+	}
+}
+
 // Env is what the commands need from outside: output streams, the
 // filesystem root, and how to reach systemd. Tests replace them.
 type Env struct {
