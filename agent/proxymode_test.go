@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -199,6 +200,42 @@ func TestRevertLeavesProxyMode(t *testing.T) {
 			t.Errorf("%s left behind: %v", p, err)
 		}
 	}
+}
+
+func TestFailedRevertStartsTheProxyAgain(t *testing.T) {
+	h := newFakeHost(t)
+	mustProvision(t, h.agent(&fakeVerifier{}, withExe), proxyCfg())
+	before := treeHash(t, h.root)
+	// dockerd does not come back on the original files the first time.
+	fails := 1
+	h.failRestart = func(string) bool {
+		fails--
+		return fails >= 0
+	}
+	n := len(h.Calls())
+	_, err := h.agent(nil).Revert(context.Background(), Defaults())
+	if !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("err = %v, want rolled back", err)
+	}
+	calls := strings.Join(h.Calls()[n:], ",")
+	if !strings.HasSuffix(calls, "daemon-reload,restart tlsdock.service") {
+		t.Fatalf("calls %s: after a failed revert the proxy must serve again", calls)
+	}
+	// The set is restored into a new generation directory: compare with
+	// generation names left out.
+	if d := diffTrees(sameGeneration(before), sameGeneration(treeHash(t, h.root))); len(d) > 0 {
+		t.Fatalf("failed revert left changes: %q", d)
+	}
+}
+
+var generationRE = regexp.MustCompile(`\.\.tlsdock-[0-9a-f]+`)
+
+func sameGeneration(tree map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range tree {
+		out[generationRE.ReplaceAllString(k, "..tlsdock-GEN")] = generationRE.ReplaceAllString(v, "..tlsdock-GEN")
+	}
+	return out
 }
 
 func TestNativeModeAfterProxyStopsTheProxyFirst(t *testing.T) {

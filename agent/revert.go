@@ -70,18 +70,21 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 		res.Notes = append(res.Notes, "dockerd restarts as it was before provision; without live-restore it stops running containers")
 	}
 	res.Changed, res.Restarted = true, true
+	rollback := a.rollback
 	if snap.File(ProxyDropInPath).Exists {
-		// Proxy mode: the proxy gives up the TCP listeners first.
+		// Proxy mode: the proxy gives up the TCP listeners first, and a
+		// rollback from here on starts it again.
 		if err := a.stopProxyUnit(ctx, cfg); err != nil {
 			return res, a.rollback(ctx, snap, res, err, false)
 		}
+		rollback = a.rollbackProxy
 		res.Notes = append(res.Notes, "stopped "+ProxyUnit+": proxy mode is reverted")
 	}
 	if err := a.restart(ctx, cfg, true); err != nil {
-		return res, a.rollback(ctx, snap, res, err, true)
+		return res, rollback(ctx, snap, res, err, true)
 	}
 	if err := a.o.Docker.Ping(ctx); err != nil {
-		return res, a.rollback(ctx, snap, res, fmt.Errorf("after revert: %w", err), true)
+		return res, rollback(ctx, snap, res, fmt.Errorf("after revert: %w", err), true)
 	}
 	res.Checks = []Check{{Endpoint: DockerSocket, Name: "the local socket answers", OK: true}}
 	for _, p := range []string{a.journalPath(), a.originalPath(), a.statePath()} {
