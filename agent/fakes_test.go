@@ -205,14 +205,22 @@ func (h *fakeHost) agent(v Verifier, mod ...func(*Options)) *Agent {
 // changed.
 func treeHash(t *testing.T, root string) map[string]string {
 	t.Helper()
+	return hashTree(t, root, "var/lib/tlsdock", "etc/tlsdock", "run")
+}
+
+// hashTree hashes every file (mode and content), link (target) and
+// directory (mode) under root, except the relative paths in skip and
+// everything below them.
+func hashTree(t *testing.T, root string, skip ...string) map[string]string {
+	t.Helper()
 	out := map[string]string{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
-		for _, skip := range []string{"var/lib/tlsdock", "etc/tlsdock", "run"} {
-			if rel == skip || strings.HasPrefix(rel, skip+"/") {
+		for _, s := range skip {
+			if rel == s || strings.HasPrefix(rel, s+"/") {
 				if d.IsDir() {
 					return filepath.SkipDir
 				}
