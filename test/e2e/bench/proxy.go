@@ -176,18 +176,11 @@ func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
 	}
 
 	// One set for everything: CA, server and client, ECDSA P-256.
-	ca, err := certstore.NewCA(certstore.ECDSAP256, time.Now(), nil)
+	bs, err := newBenchSet()
 	if err != nil {
 		return nil, err
 	}
-	_, clientCert, clientKey, err := issueServer(ca, "client")
-	if err != nil {
-		return nil, err
-	}
-	_, cert, key, err := issueServer(ca, "server")
-	if err != nil {
-		return nil, err
-	}
+	ca, cert, key, clientCert, clientKey := bs.ca, bs.cert, bs.key, bs.clientCert, bs.clientKey
 	local := filepath.Join(b.tmp, "proxy-set")
 	if err := os.MkdirAll(local, 0o700); err != nil {
 		return nil, err

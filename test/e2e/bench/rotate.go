@@ -62,18 +62,11 @@ func benchRotate(ctx context.Context, b *bench) (*rotateResults, error) {
 		return nil, fmt.Errorf("%w (%v)", errNoRun, err)
 	}
 
-	ca, err := certstore.NewCA(certstore.ECDSAP256, time.Now(), nil)
+	bs, err := newBenchSet()
 	if err != nil {
 		return nil, err
 	}
-	_, clientCert, clientKey, err := issueServer(ca, "client")
-	if err != nil {
-		return nil, err
-	}
-	_, cert, key, err := issueServer(ca, "server")
-	if err != nil {
-		return nil, err
-	}
+	ca, cert, key, clientCert, clientKey := bs.ca, bs.cert, bs.key, bs.clientCert, bs.clientKey
 	for _, f := range []struct {
 		path string
 		data []byte
@@ -169,6 +162,29 @@ func benchRotate(ctx context.Context, b *bench) (*rotateResults, error) {
 // issueServer issues an ECDSA P-256 server certificate for localhost and
 // 127.0.0.1 from ca ("client" issues a client certificate instead) and
 // returns its serial in hex.
+// benchSet is one local CA with a server and a client certificate.
+type benchSet struct {
+	ca                               *certstore.CA
+	cert, key, clientCert, clientKey []byte
+}
+
+// newBenchSet issues a CA, a server certificate and a client certificate,
+// all ECDSA P-256.
+func newBenchSet() (*benchSet, error) {
+	ca, err := certstore.NewCA(certstore.ECDSAP256, time.Now(), nil)
+	if err != nil {
+		return nil, err
+	}
+	bs := &benchSet{ca: ca}
+	if _, bs.clientCert, bs.clientKey, err = issueServer(ca, "client"); err != nil {
+		return nil, err
+	}
+	if _, bs.cert, bs.key, err = issueServer(ca, "server"); err != nil {
+		return nil, err
+	}
+	return bs, nil
+}
+
 func issueServer(ca *certstore.CA, kind string) (serial string, certPEM, keyPEM []byte, err error) {
 	req := certstore.IssueRequest{
 		CommonName: "dockerhost", DNSNames: []string{"dockerhost", "localhost"}, IPs: loopbackIPs,
