@@ -44,6 +44,14 @@ type Guard struct {
 	// with o=bind). Empty: no bind mount at all.
 	BindRoots []string `json:"bind_roots,omitempty"`
 
+	// --- knobs of the body model (guardbody.go) ---
+	// AllowHostUTS allows UTSMode "host".
+	AllowHostUTS bool `json:"allow_host_uts,omitempty"`
+	// AllowContainerNamespaces allows joining another container's
+	// namespaces: "container:<id>" as NetworkMode, PidMode or IpcMode.
+	AllowContainerNamespaces bool `json:"allow_container_namespaces,omitempty"`
+	// --- end of the body model's knobs ---
+
 	name string
 }
 
