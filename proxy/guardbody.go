@@ -417,8 +417,8 @@ func (w *walker) walk(v reflect.Value, prefix string) {
 		if fv.IsZero() {
 			continue
 		}
-		if raw, ok := fv.Interface().(json.RawMessage); ok && string(raw) == "null" {
-			continue // null leaves dockerd's field unset
+		if raw, ok := fv.Interface().(json.RawMessage); ok && zeroJSON(raw) {
+			continue // null or a zero value leaves dockerd's field unset
 		}
 		rule, ok := f.Tag.Lookup("guard")
 		if !ok {
@@ -440,6 +440,20 @@ func (w *walker) walk(v reflect.Value, prefix string) {
 			fn(w, p, fv)
 		}
 	}
+}
+
+// zeroJSON is true for a JSON value that decodes to a Go zero value. An
+// empty object is not one: mount.ClusterOptions is an empty struct.
+func zeroJSON(raw json.RawMessage) bool {
+	var c bytes.Buffer
+	if json.Compact(&c, raw) != nil {
+		return false
+	}
+	switch c.String() {
+	case "null", `""`, "0", "false":
+		return true
+	}
+	return false
 }
 
 // walkStruct walks a struct, a pointer to one, or a list of them.
@@ -778,6 +792,10 @@ func (w *walker) mount(m *mountFields, p string) {
 		w.refuse("%s.Type %q is not allowed (allowed: bind, volume, tmpfs, image)", p, m.Type)
 	case "tmpfs", "image":
 	case "bind":
+		if !path.IsAbs(src) {
+			w.refuse("%s.Source %q is not allowed (a bind needs an absolute host path)", p, src)
+			return
+		}
 		w.mounts = append(w.mounts, hostMount{Field: p + ".Source", Source: src, ReadOnly: ro})
 	case "volume":
 		if src != "" {
