@@ -183,8 +183,8 @@ type resourceFields struct {
 }
 
 type logConfig struct {
-	Type   string   `guard:"logtype"`
-	Config rawField `guard:"allow"`
+	Type   string            `guard:"logtype"`
+	Config map[string]string `guard:"logopts"`
 }
 
 // mountFields mirrors mount.Mount.
@@ -594,6 +594,14 @@ func init() {
 				}
 			}
 		},
+		"logopts": func(w *walker, p string, v reflect.Value) {
+			for _, k := range sortedKeys(v.Interface().(map[string]string)) {
+				if !logOptions[k] {
+					w.refuse("%s %q is not allowed (allowed: %s)", p, k, strings.Join(sortedKeys(logOptions), ", "))
+					return
+				}
+			}
+		},
 		"runtime":      oneOf("", "runc"),
 		"isolation":    oneOf("", "default"),
 		"volumedriver": oneOf("", "local"),
@@ -915,6 +923,15 @@ var safeSysctls = map[string]bool{
 	"net.ipv4.tcp_keepalive_probes":       true,
 	"net.ipv4.tcp_rmem":                   true,
 	"net.ipv4.tcp_wmem":                   true,
+}
+
+// logOptions are the log options a guarded container may set: those of
+// the json-file, local and journald drivers that only shape the log. With
+// LogConfig.Type "" they go to the daemon's default driver, which may send
+// logs elsewhere (syslog-address, fluentd-address...): those are refused.
+var logOptions = map[string]bool{
+	"max-size": true, "max-file": true, "compress": true, "labels": true, "labels-regex": true,
+	"env": true, "env-regex": true, "tag": true, "mode": true, "max-buffer-size": true,
 }
 
 // bridgeOptions are the bridge driver options a guarded network create may

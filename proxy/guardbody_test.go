@@ -148,6 +148,7 @@ func TestCheckBodyCreate(t *testing.T) {
 		{name: "volume driver", body: `{"HostConfig":{"VolumeDriver":"rexray"}}`, want: `HostConfig.VolumeDriver "rexray"`},
 		{name: "volumes from", body: `{"HostConfig":{"VolumesFrom":["admin"]}}`, want: "HostConfig.VolumesFrom"},
 		{name: "storage opt", body: `{"HostConfig":{"StorageOpt":{"dm.basesize":"1G"}}}`, want: `HostConfig.StorageOpt "dm.basesize"`},
+		{name: "log option address", body: `{"HostConfig":{"LogConfig":{"Config":{"syslog-address":"udp://1.2.3.4"}}}}`, want: `HostConfig.LogConfig.Config "syslog-address"`},
 		{name: "log driver", body: `{"HostConfig":{"LogConfig":{"Type":"syslog","Config":{"syslog-address":"udp://1.2.3.4"}}}}`, want: `HostConfig.LogConfig.Type "syslog"`},
 
 		// Namespaces: host and container:<id> for every one.
