@@ -97,6 +97,10 @@ func TestCheckBodyCreate(t *testing.T) {
 		{name: "top-level cgroup parent", body: `{"CgroupParent":"/"}`, want: "CgroupParent"},
 		{name: "top-level masked paths", body: `{"MaskedPaths":[]}`, want: "MaskedPaths [] is not allowed"},
 		{name: "top-level cpuset", body: `{"Cpuset":"0"}`},
+		{name: "inner privileged beside a top-level false", body: `{"Privileged":false,"HostConfig":{"Privileged":true}}`, want: "HostConfig.Privileged"},
+		{name: "top-level privileged beside an inner false", body: `{"Privileged":true,"HostConfig":{"Privileged":false}}`, want: "Privileged true"},
+		{name: "host config replaced by null", body: `{"HostConfig":{"Privileged":true},"HostConfig":null}`},
+		{name: "top-level long s", body: `{"ſecurityopt":["seccomp=unconfined"]}`, want: `SecurityOpt "seccomp=unconfined"`},
 		{name: "both binds", body: `{"Binds":["/a:/a"],"HostConfig":{"Binds":["/b:/b:ro"]}}`, mounts: []string{"HostConfig.Binds[0]=/b ro", "Binds[0]=/a"}},
 
 		// Config fields.
