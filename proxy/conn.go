@@ -310,21 +310,18 @@ func (c *conn) serveRequest(over bool) bool {
 	}
 	var prebody []byte
 	if d.Guard != nil {
-		if kind := guarded(req.Method, clean); kind != notGuarded {
-			body, status, msg := c.readGuarded(req)
-			if status != 0 {
-				return refuse(status, msg)
-			}
-			rec.guard = d.Guard.Name()
-			if msg := d.Guard.check(kind, body, s.o.ResolvePath); msg != "" {
+		rec.guard = d.Guard.Name()
+		gr := c.guardRequest(req, clean, d) // guardroute.go
+		if gr.status != 0 {
+			if gr.status == http.StatusForbidden {
 				rec.decision = "deny"
-				return refuse(http.StatusForbidden, fmt.Sprintf("tlsdock: %s %s denied for user %q by policy rule %q: %s", req.Method, clean, c.cl.id.User, d.Rule, msg))
 			}
-			if body == nil {
-				body = []byte{}
-			}
-			prebody = body
+			return refuse(gr.status, gr.msg)
 		}
+		if gr.unlock != nil {
+			defer gr.unlock()
+		}
+		prebody = gr.body
 	}
 	rec.decision = "allow"
 	target := req.URL.EscapedPath()

@@ -120,25 +120,6 @@ func TestGuardExecAndVolume(t *testing.T) {
 	}
 }
 
-func TestGuarded(t *testing.T) {
-	for _, tc := range []struct {
-		method, path string
-		want         guardKind
-	}{
-		{"POST", "/containers/create", guardCreate},
-		{"POST", "/v1.41/containers/create", guardCreate},
-		{"GET", "/containers/create", notGuarded},
-		{"POST", "/v1.41/containers/web/exec", guardExec},
-		{"POST", "/containers/exec", notGuarded},
-		{"POST", "/volumes/create", guardVolume},
-		{"POST", "/containers/web/start", notGuarded},
-	} {
-		if got := guarded(tc.method, tc.path); got != tc.want {
-			t.Errorf("guarded(%s %s) = %v, want %v", tc.method, tc.path, got, tc.want)
-		}
-	}
-}
-
 func TestGuardRealSymlinks(t *testing.T) {
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")

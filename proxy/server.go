@@ -152,6 +152,8 @@ type Server struct {
 	poolMu sync.Mutex
 	pool   []*upstream // idle dockerd connections, shared by client connections
 
+	guards guardState // the guards' mutex and dockerd client (dockerstate.go)
+
 	mu        sync.Mutex
 	closed    bool
 	listeners map[net.Listener]struct{}

@@ -459,6 +459,7 @@ func TestGuardThroughProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newEnv(t, Options{Policy: pol, ResolvePath: func(p string) (string, error) { return p, nil }})
+	e.srv.setDockerState(&fakeState{})
 	dev, _ := e.pki.client(t, "carol", "dev")
 	c := e.httpClient(t, dev)
 	resp, body := get(t, c, "POST", "/v1.41/containers/create", strings.NewReader(`{"Image":"x","HostConfig":{"Privileged":true}}`))

@@ -1,0 +1,215 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// guardEnv is a proxy whose rule "ci" applies guard "sandbox" with
+// bind_roots root, in front of the fake dockerd, with st as dockerd's
+// containers and volumes.
+func guardEnv(t *testing.T, root string, st *fakeState, extra string) (*env, func(method, url, body string) (int, string)) {
+	t.Helper()
+	pol, err := ParsePolicy([]byte(fmt.Sprintf(`{
+		"rules": [{"name": "ci", "users": ["ci"], "action": "allow", "guard": "sandbox"}],
+		"guards": {"sandbox": {"bind_roots": [%q]%s}}
+	}`, root, extra)), "policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, Options{Policy: pol})
+	e.srv.setDockerState(st)
+	cert, _ := e.pki.client(t, "ci")
+	c := e.httpClient(t, cert)
+	return e, func(method, url, body string) (int, string) {
+		t.Helper()
+		var r *strings.Reader
+		if body != "" {
+			r = strings.NewReader(body)
+		}
+		var resp, got = get(t, c, method, url, nilIfEmpty(r))
+		return resp.StatusCode, got
+	}
+}
+
+func nilIfEmpty(r *strings.Reader) interface{ Read([]byte) (int, error) } {
+	if r == nil {
+		return nil
+	}
+	return r
+}
+
+// TestGuardSymlinkSwapAtStart: a bind allowed at create is refused at
+// start once a component of its source has become a symlink.
+func TestGuardSymlinkSwapAtStart(t *testing.T) {
+	root, outside := hostTree(t)
+	src := filepath.Join(root, "data", "sub")
+	st := &fakeState{}
+	_, do := guardEnv(t, root, st, "")
+	create := fmt.Sprintf(`{"Image":"x","HostConfig":{"Binds":[%q]}}`, src+":/d")
+	if status, body := do("POST", "/v1.41/containers/create?name=web", create); status != 201 {
+		t.Fatalf("create: %d %s", status, body)
+	}
+	// dockerd now has the container; start is checked against it.
+	st.mu.Lock()
+	st.cs = []dockerContainer{{ID: "web0123456789", Name: "/web", Mounts: []dockerMount{bindMount(src, true)}}}
+	st.mu.Unlock()
+	if status, body := do("POST", "/v1.41/containers/web/start", ""); status != 404 || !strings.Contains(body, "page not found") {
+		t.Fatalf("start before the swap was not forwarded: %d %s", status, body)
+	}
+	// The swap: data becomes a symlink to outside.
+	if err := os.RemoveAll(filepath.Join(root, "data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "data")); err != nil {
+		t.Fatal(err)
+	}
+	status, body := do("POST", "/v1.41/containers/web/start", "")
+	msg := dockerMessage(t, body)
+	if status != 403 || !strings.Contains(msg, "is a symlink") || !strings.Contains(msg, `rule "ci"`) || !strings.Contains(msg, `guard "sandbox"`) {
+		t.Fatalf("start after the swap: %d %q", status, msg)
+	}
+	if status, _ := do("POST", "/v1.41/containers/web/restart", ""); status != 403 {
+		t.Fatalf("restart after the swap: %d", status)
+	}
+	if status, body := do("POST", "/v1.41/containers/nosuch/start", ""); status != 404 || !strings.Contains(body, "no such container") {
+		t.Fatalf("start of a missing container: %d %s", status, body)
+	}
+}
+
+// TestGuardNestedMounts: a container with a writable mount of a directory
+// and one with a mount below it cannot both exist, in either order.
+func TestGuardNestedMounts(t *testing.T) {
+	root, _ := hostTree(t)
+	data, sub := filepath.Join(root, "data"), filepath.Join(root, "data", "sub")
+	createWith := func(src string) string { // src may end in :ro
+		s, mode, _ := strings.Cut(src, ":")
+		if mode != "" {
+			mode = ":" + mode
+		}
+		return fmt.Sprintf(`{"Image":"x","HostConfig":{"Binds":[%q]}}`, s+":/d"+mode)
+	}
+	t.Run("ancestor first", func(t *testing.T) {
+		st := &fakeState{cs: []dockerContainer{{ID: "a", Name: "/a", Mounts: []dockerMount{bindMount(data, true)}}}}
+		_, do := guardEnv(t, root, st, "")
+		if status, body := do("POST", "/containers/create", createWith(sub)); status != 403 || !strings.Contains(body, "could replace a component") {
+			t.Fatalf("create below a writable mount: %d %s", status, body)
+		}
+	})
+	t.Run("descendant first", func(t *testing.T) {
+		st := &fakeState{cs: []dockerContainer{{ID: "b", Name: "/b", Mounts: []dockerMount{bindMount(sub, false)}}}}
+		_, do := guardEnv(t, root, st, "")
+		if status, body := do("POST", "/containers/create", createWith(data)); status != 403 || !strings.Contains(body, "below it") {
+			t.Fatalf("writable create above a mount: %d %s", status, body)
+		}
+		if status, body := do("POST", "/containers/create", createWith(data+":ro")); status != 201 {
+			t.Fatalf("read-only create above a mount: %d %s", status, body)
+		}
+	})
+	t.Run("at start", func(t *testing.T) {
+		st := &fakeState{cs: []dockerContainer{
+			{ID: "a", Name: "/a", Mounts: []dockerMount{bindMount(data, true)}},
+			{ID: "b", Name: "/b", Mounts: []dockerMount{bindMount(sub, false)}},
+		}}
+		_, do := guardEnv(t, root, st, "")
+		for _, name := range []string{"a", "b"} {
+			if status, body := do("POST", "/containers/"+name+"/start", ""); status != 403 {
+				t.Fatalf("start %s: %d %s", name, status, body)
+			}
+		}
+	})
+}
+
+// TestGuardFailsClosed: without an answer from dockerd, a create with a
+// bind and any start are refused.
+func TestGuardFailsClosed(t *testing.T) {
+	root, _ := hostTree(t)
+	st := &fakeState{err: errors.New("dial unix /var/run/docker.sock: connection refused")}
+	_, do := guardEnv(t, root, st, "")
+	status, body := do("POST", "/containers/create", fmt.Sprintf(`{"Image":"x","HostConfig":{"Binds":[%q]}}`, root+"/data:/d"))
+	if status != 503 || !strings.Contains(dockerMessage(t, body), "connection refused") {
+		t.Fatalf("create: %d %s", status, body)
+	}
+	if status, body := do("POST", "/containers/web/start", ""); status != 503 {
+		t.Fatalf("start: %d %s", status, body)
+	}
+	if status, body := do("POST", "/containers/create", `{"Image":"x"}`); status != 201 {
+		t.Fatalf("a create without mounts needs no answer: %d %s", status, body)
+	}
+}
+
+// TestGuardSerializes: the check of a guarded create runs with the
+// Server's guard mutex held, and the mutex is free after the answer.
+func TestGuardSerializes(t *testing.T) {
+	root, _ := hostTree(t)
+	st := &fakeState{}
+	e, do := guardEnv(t, root, st, "")
+	held := false
+	st.onCheck = func() {
+		if e.srv.guards.mu.TryLock() {
+			e.srv.guards.mu.Unlock()
+			return
+		}
+		held = true
+	}
+	if status, body := do("POST", "/containers/create", fmt.Sprintf(`{"Image":"x","HostConfig":{"Binds":[%q]}}`, root+"/data:/d")); status != 201 {
+		t.Fatalf("create: %d %s", status, body)
+	}
+	st.mu.Lock()
+	asked := st.asked
+	st.mu.Unlock()
+	if asked != 1 || !held {
+		t.Fatalf("asked %d times, mutex held %v", asked, held)
+	}
+	// The mutex is released just after the answer is written.
+	free := make(chan struct{})
+	go func() {
+		e.srv.guards.mu.Lock()
+		e.srv.guards.mu.Unlock()
+		close(free)
+	}()
+	select {
+	case <-free:
+	case <-time.After(waitLimit):
+		t.Fatal("the guard mutex is still held after the answer")
+	}
+}
+
+// TestGuardRoutesThroughProxy: refusals of the route classification are
+// 403 with Docker's body naming the rule, the guard and the reason, and
+// allow_endpoints lets a route through.
+func TestGuardRoutesThroughProxy(t *testing.T) {
+	root, _ := hostTree(t)
+	_, do := guardEnv(t, root, &fakeState{}, `, "allow_endpoints": ["/swarm/**"]`)
+	for _, tc := range []struct {
+		method, url, body string
+		status            int
+		want              string
+	}{
+		{"POST", "/v1.41/plugins/pull?remote=evil", "", 403, "plugins run privileged code"},
+		{"POST", "/v1.41/services/create", `{"TaskTemplate":{}}`, 403, "swarm"},
+		{"POST", "/v1.23/containers/web/start", `{"Binds":["/:/host"]}`, 403, "use /v1.41"},
+		{"POST", "/v1.41/containers/web/start", `{"Binds":["/:/host"]}`, 403, "start body"},
+		{"POST", "/v1.41/build?networkmode=host", "", 403, "networkmode"},
+		{"POST", "/v1.41/images/create?fromSrc=http://169.254.169.254/latest", "", 403, "fromSrc"},
+		{"GET", "/v1.41/swarm", "", 404, "page not found"}, // named: forwarded
+		{"GET", "/v1.41/_ping", "", 200, "OK"},
+	} {
+		status, body := do(tc.method, tc.url, tc.body)
+		if status != tc.status || !strings.Contains(body, tc.want) {
+			t.Errorf("%s %s: %d %s, want %d with %q", tc.method, tc.url, status, body, tc.status, tc.want)
+			continue
+		}
+		if status == 403 {
+			msg := dockerMessage(t, body)
+			if !strings.Contains(msg, `rule "ci"`) || !strings.Contains(msg, `guard "sandbox"`) || !strings.Contains(msg, `user "ci"`) {
+				t.Errorf("%s %s: message %q does not name the user, rule and guard", tc.method, tc.url, msg)
+			}
+		}
+	}
+}
