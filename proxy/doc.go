@@ -74,18 +74,43 @@
 // are written clean and without the version prefix; "*" matches one or more
 // whole segments (like dockerd's {name:.*}), "**" zero or more.
 //
-// An allow rule with a "guard" has the bodies of POST /containers/create,
-// POST /containers/{id}/exec and POST /volumes/create checked (at most
-// Options.MaxGuardBody bytes are read; the same bytes are forwarded). A
-// guard denies privileged containers and execs, NetworkMode, PidMode,
-// IpcMode and UsernsMode "host", CapAdd, Devices (and device cgroup rules and
-// requests), SecurityOpt other than no-new-privileges, VolumesFrom, and bind
-// mounts (HostConfig.Binds, Mounts of type bind, local volumes with o=bind)
-// outside "bind_roots", checked as written and with symlinks resolved. Each
-// can be allowed: allow_privileged, allow_host_network, allow_host_pid,
-// allow_host_ipc, allow_host_userns, allow_cap_add, allow_devices,
-// allow_security_opt, allow_volumes_from. Other endpoints that reach the
-// host (plugins, swarm services) need rules.
+// An allow rule with a "guard" applies three checks, all default-deny
+// (SECURITY.md lists them field by field):
+//
+//   - Routes. Every request is matched against dockerd's own route table
+//     (API 1.41 to 1.52, in dockerd's order). Reads and container lifecycle
+//     calls pass as they are; create, update, exec, volume create, network
+//     create and connect pass once their body does; start takes no body
+//     and no checkpoint; POST /build and POST /images/create take only
+//     known query parameters (no remote context, host or container
+//     network, cgroup parent, BuildKit, outputs, or a fromSrc URL that
+//     dockerd would fetch). Plugins (all but GET), swarm (/swarm/**, and
+//     the writes of services, nodes, secrets and configs), /session, /grpc,
+//     checkpoints, the debug endpoints and every route the table does not
+//     know are refused unless the guard's "allow_endpoints" (path
+//     patterns, as in rules) names them. A form-encoded body and a ";" in
+//     the query are refused, since dockerd would read parameters from them.
+//     A version prefix older than "min_api_version" (default 1.41, at least
+//     1.24) is refused; a request without a prefix is allowed.
+//   - Bodies. At most Options.MaxGuardBody bytes are read, decoded as
+//     dockerd decodes them, and forwarded unchanged. A field the guard
+//     does not know is refused; privileged containers and execs, host and
+//     container:<id> namespaces, added capabilities, devices, weakened
+//     security options and the like are refused unless an allow_* knob
+//     allows them.
+//   - Binds. dockerd resolves a bind source when it mounts it, at every
+//     start. Every host path (a bind source, or the device of a local
+//     volume with o=bind, existing named volumes included) must lie under
+//     "bind_roots" with no symlink below the resolved root, and must not
+//     nest with another container's mounts: no container may have a
+//     writable mount of an ancestor inside the roots, and a new writable
+//     mount may have no other container's mount below it. The proxy asks
+//     dockerd for every container's mounts (a short deadline; if dockerd
+//     cannot be asked the request is refused), checks create, and checks
+//     the container's mounts again at start and restart. Guarded create,
+//     start and restart are serialized from check to answer.
+//
+// A rule without a guard passes every route it matches.
 //
 // A refusal is HTTP 403 with Docker's JSON error body {"message": "..."}
 // naming the user, the request and the rule (and guard), so the docker CLI

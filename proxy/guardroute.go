@@ -473,10 +473,6 @@ func (c *conn) guardRequest(req *http.Request, clean string, d Decision) guarded
 			body = []byte{}
 		}
 		out.body = body
-		if msg := g.check(legacyKind(rc.kind), body, c.s.o.ResolvePath); msg != "" {
-			return guarded{status: http.StatusForbidden, msg: fmt.Sprintf("tlsdock: %s %s denied for user %q by policy rule %q: %s",
-				req.Method, clean, c.cl.id.User, d.Rule, msg)}
-		}
 		ms, vs, msg := g.checkBody(rc.kind, body)
 		if msg != "" {
 			return deny(msg)
@@ -544,18 +540,4 @@ func containerMounts(ct dockerContainer) ([]hostMount, []volumeUse) {
 		}
 	}
 	return ms, vs
-}
-
-// legacyKind maps a body kind to the first guard's checks, which run
-// until the body model replaces them.
-func legacyKind(k bodyKind) guardKind {
-	switch k {
-	case bodyCreate:
-		return guardCreate
-	case bodyExec:
-		return guardExec
-	case bodyVolume:
-		return guardVolume
-	}
-	return notGuarded
 }

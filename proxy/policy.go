@@ -20,8 +20,8 @@ type PolicyFile struct {
 	Default string `json:"default,omitempty"`
 	// Rules are tried in order; the first that matches decides.
 	Rules []Rule `json:"rules"`
-	// Guards are named sets of checks on request bodies (container
-	// create, exec create, volume create) that an allow rule can apply.
+	// Guards are named sets of checks (routes, bodies, binds; see Guard)
+	// that an allow rule can apply.
 	Guards map[string]Guard `json:"guards,omitempty"`
 }
 
@@ -75,7 +75,8 @@ type Decision struct {
 	Rule string
 	// Message explains a refusal; it goes into the 403 body.
 	Message string
-	// Guard, when not nil, must approve the request body (see Guarded).
+	// Guard, when not nil, must approve the request: its route, body and
+	// bind mounts.
 	Guard *Guard
 
 	rule *rule

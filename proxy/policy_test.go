@@ -135,6 +135,9 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"unused guard", `{"rules":[],"guards":{"g":{}}}`, "not used"},
 		{"relative root", `{"rules":[{"name":"a","action":"allow","guard":"g"}],"guards":{"g":{"bind_roots":["srv"]}}}`, "not an absolute path"},
 		{"empty group", `{"rules":[{"name":"a","action":"allow","groups":[""]}]}`, "empty user or group"},
+		{"guard endpoint pattern", `{"rules":[{"name":"a","action":"allow","guard":"g"}],"guards":{"g":{"allow_endpoints":["/v1.41/plugins/**"]}}}`, `guard "g": allow_endpoints`},
+		{"guard version floor", `{"rules":[{"name":"a","action":"allow","guard":"g"}],"guards":{"g":{"min_api_version":"1.23"}}}`, `guard "g": min_api_version "1.23"`},
+		{"guard unknown field", `{"rules":[{"name":"a","action":"allow","guard":"g"}],"guards":{"g":{"allow_plugins":true}}}`, "unknown field"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParsePolicy([]byte(tc.json), "p.json")
