@@ -39,6 +39,15 @@ const (
 	mountsContainer            // the mounts of the container in the path (start, restart)
 )
 
+// lockScope is how long a request holds the Server's guard mutex.
+type lockScope int
+
+const (
+	lockNone   lockScope = iota
+	lockCheck            // during the bind confinement
+	lockAnswer           // from the bind confinement until dockerd has answered
+)
+
 // guardRoute is one of dockerd's routes.
 type guardRoute struct {
 	method string // "" for any method (the debug routes of old dockerd)
@@ -48,6 +57,7 @@ type guardRoute struct {
 	kind   bodyKind
 	query  func(q url.Values) string // routeQuery: the refusal, or ""
 	mounts mountCheck
+	lock   lockScope
 	why    string // routeRefused: why the guard refuses it
 }
 
@@ -95,12 +105,14 @@ var guardRoutes = compileRoutes([]guardRoute{
 	allow("GET", "/containers/{name:.*}/attach/ws"),
 	allow("GET", "/exec/{id:.*}/json"),
 	allow("GET", "/containers/{name:.*}/archive"),
-	body("POST", "/containers/create", bodyCreate, mountsBody),
+	{method: "POST", tmpl: "/containers/create", class: routeBody, kind: bodyCreate, mounts: mountsBody, lock: lockAnswer},
 	allow("POST", "/containers/{name:.*}/kill"),
 	allow("POST", "/containers/{name:.*}/pause"),
 	allow("POST", "/containers/{name:.*}/unpause"),
-	{method: "POST", tmpl: "/containers/{name:.*}/restart", mounts: mountsContainer},
-	{method: "POST", tmpl: "/containers/{name:.*}/start", class: routeQuery, kind: bodyStart, query: startQuery, mounts: mountsContainer},
+	// restart waits up to its ?t= for the container to stop: it holds the
+	// mutex only for its check.
+	{method: "POST", tmpl: "/containers/{name:.*}/restart", mounts: mountsContainer, lock: lockCheck},
+	{method: "POST", tmpl: "/containers/{name:.*}/start", class: routeQuery, kind: bodyStart, query: startQuery, mounts: mountsContainer, lock: lockAnswer},
 	allow("POST", "/containers/{name:.*}/stop"),
 	allow("POST", "/containers/{name:.*}/wait"),
 	allow("POST", "/containers/{name:.*}/resize"),
@@ -266,7 +278,8 @@ type routeCheck struct {
 	kind      bodyKind   // the body to read and check; bodyNone: none
 	mounts    mountCheck // the bind confinement to run
 	container string     // mountsContainer: the container in the path
-	deny      string     // the refusal reason, or ""
+	lock      lockScope
+	deny      string // the refusal reason, or ""
 }
 
 const allowHint = " (a guard's allow_endpoints can allow it)"
@@ -284,6 +297,9 @@ func (g *Guard) classify(method, clean string, u *url.URL, h http.Header) routeC
 	if strings.Contains(u.RawQuery, ";") {
 		return routeCheck{deny: "a \";\" in the query string is not allowed"}
 	}
+	if _, err := url.ParseQuery(u.RawQuery); err != nil {
+		return routeCheck{deny: fmt.Sprintf("the query string does not parse: %v", err)}
+	}
 	for _, ct := range h.Values("Content-Type") {
 		mt, _, _ := mime.ParseMediaType(ct)
 		if low := strings.ToLower(ct); strings.Contains(low, "form") || strings.Contains(mt, "form") {
@@ -298,7 +314,7 @@ func (g *Guard) classify(method, clean string, u *url.URL, h http.Header) routeC
 		}
 		return routeCheck{deny: fmt.Sprintf("%s %s is not a Docker Engine API route this guard knows%s", method, rest, allowHint)}
 	}
-	rc := routeCheck{kind: r.kind, mounts: r.mounts}
+	rc := routeCheck{kind: r.kind, mounts: r.mounts, lock: r.lock}
 	if r.mounts == mountsContainer {
 		rc.container = name
 	}
@@ -485,13 +501,16 @@ func (c *conn) guardRequest(req *http.Request, clean string, d Decision) guarded
 	if rc.mounts == mountsNone {
 		return out
 	}
+	// The mutex makes two guarded creates see each other's container.
 	s := c.s
-	lock := rc.kind == bodyCreate || rc.mounts == mountsContainer
+	lock := rc.lock != lockNone
 	if lock {
 		s.guards.mu.Lock()
 	}
+	released := false
 	release := func() {
-		if lock {
+		if lock && !released {
+			released = true
 			s.guards.mu.Unlock()
 		}
 	}
@@ -519,8 +538,10 @@ func (c *conn) guardRequest(req *http.Request, clean string, d Decision) guarded
 		release()
 		return deny(msg)
 	}
-	if lock {
+	if rc.lock == lockAnswer {
 		out.unlock = release
+	} else {
+		release()
 	}
 	return out
 }

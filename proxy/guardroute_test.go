@@ -139,6 +139,7 @@ func TestGuardClassify(t *testing.T) {
 		{"form body", "POST", "/build", "application/x-www-form-urlencoded", "Content-Type", 0, 0, "-"},
 		{"form body with params", "POST", "/images/create?fromImage=x", "Application/X-WWW-Form-Urlencoded; charset=utf-8", "Content-Type", 0, 0, "-"},
 		{"multipart body", "POST", "/containers/web/start", "multipart/form-data; boundary=x", "Content-Type", 0, 0, "-"},
+		{"malformed query", "POST", "/images/create?fromImage=x&fromSrc%zz=http://evil/", "", "does not parse", 0, 0, "-"},
 		{"semicolon", "POST", "/images/create?fromImage=x;fromSrc=http://evil/", "", `";"`, 0, 0, "-"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
