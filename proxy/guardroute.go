@@ -458,13 +458,14 @@ type guarded struct {
 	status int // not 0: refuse with this status and msg
 	msg    string
 	body   []byte // the body read for the check, forwarded as read (nil: none)
-	unlock func() // not nil: release after the answer (create, start)
+	unlock func() // not nil: call after the answer (create, start)
 }
 
 // guardRequest runs the guard of rule d on a request: the route
 // classification, the body check and the bind confinement. Guarded
-// create, start and restart hold the Server's guard mutex from the check
-// until dockerd has answered, so two of them cannot race.
+// create and start hold the Server's guard mutex from the check until
+// dockerd has answered (restart only during its check), so two guarded
+// creates cannot each miss the other's container.
 func (c *conn) guardRequest(req *http.Request, clean string, d Decision) guarded {
 	g := d.Guard
 	deny := func(reason string) guarded {
