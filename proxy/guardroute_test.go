@@ -220,3 +220,30 @@ func TestGuardMinAPIVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardAllowEndpointsKeepsBodyChecks: naming a route never skips its
+// body check, its bind confinement or the version floor.
+func TestGuardAllowEndpointsKeepsBodyChecks(t *testing.T) {
+	g := compiledGuard(t, Guard{AllowEndpoints: []string{"/**"}})
+	for _, tc := range []struct {
+		method, target string
+		kind           bodyKind
+		mounts         mountCheck
+	}{
+		{"POST", "/containers/create", bodyCreate, mountsBody},
+		{"POST", "/containers/web/start?checkpoint=c", bodyStart, mountsContainer},
+		{"POST", "/volumes/create", bodyVolume, mountsBody},
+		{"POST", "/networks/create", bodyNetworkCreate, mountsNone},
+		{"POST", "/plugins/pull", bodyNone, mountsNone},
+	} {
+		u, _ := url.Parse(tc.target)
+		rc := g.classify(tc.method, u.Path, u, nil)
+		if rc.deny != "" || rc.kind != tc.kind || rc.mounts != tc.mounts {
+			t.Errorf("%s %s: %+v, want kind %v mounts %v", tc.method, tc.target, rc, tc.kind, tc.mounts)
+		}
+	}
+	u, _ := url.Parse("/v1.23/plugins/pull")
+	if rc := g.classify("POST", u.Path, u, nil); !strings.Contains(rc.deny, "older than") {
+		t.Errorf("version floor with allow_endpoints: %+v", rc)
+	}
+}
