@@ -107,8 +107,14 @@
 //     mount may have no other container's mount below it. The proxy asks
 //     dockerd for every container's mounts (a short deadline; if dockerd
 //     cannot be asked the request is refused), checks create, and checks
-//     the container's mounts again at start and restart. Guarded create,
-//     start and restart are serialized from check to answer.
+//     the container's mounts again at start and restart. Guarded create
+//     and start are serialized from check to answer.
+//   - Existing containers. Start, restart, exec create, attach and the
+//     archive endpoints reach into a container that may be someone
+//     else's: the proxy inspects it, and refuses when its host settings
+//     (privileged, host or container:<id> namespaces, added capabilities,
+//     devices, unconfined security options) are ones the guard's knobs do
+//     not allow, or when its mounts fail the bind checks.
 //
 // A rule without a guard passes every route it matches.
 //

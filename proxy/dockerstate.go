@@ -23,10 +23,27 @@ type dockerState interface {
 // dockerContainer is the part of a container (GET /containers/json?all=1,
 // GET /containers/{id}/json) the confinement reads.
 type dockerContainer struct {
-	ID     string `json:"Id"`
-	Name   string
-	Names  []string
-	Mounts []dockerMount
+	ID         string `json:"Id"`
+	Name       string
+	Names      []string
+	Mounts     []dockerMount
+	HostConfig *dockerHostConfig // inspect only
+}
+
+// dockerHostConfig is the part of an existing container's HostConfig that
+// decides whether a guarded client may run code in it.
+type dockerHostConfig struct {
+	Privileged        bool
+	NetworkMode       string
+	PidMode           string
+	IpcMode           string
+	UTSMode           string
+	UsernsMode        string
+	CapAdd            []string
+	Devices           []json.RawMessage
+	DeviceCgroupRules []string
+	DeviceRequests    []json.RawMessage
+	SecurityOpt       []string
 }
 
 // label names the container in refusals.

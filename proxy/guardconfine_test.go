@@ -223,7 +223,7 @@ func TestSocketState(t *testing.T) {
 		case "/containers/json?all=1":
 			w.Write([]byte(`[{"Id":"abc","Names":["/web"],"Mounts":[{"Type":"bind","Source":"/srv/a","Destination":"/a","RW":true}]}]`))
 		case "/containers/web/json":
-			w.Write([]byte(`{"Id":"abc","Name":"/web","Mounts":[{"Type":"volume","Name":"v","RW":false}]}`))
+			w.Write([]byte(`{"Id":"abc","Name":"/web","Mounts":[{"Type":"volume","Name":"v","RW":false}],"HostConfig":{"Privileged":true,"NetworkMode":"host","ShmSize":67108864}}`))
 		case "/volumes":
 			w.Write([]byte(`{"Volumes":[{"Name":"v","Driver":"local","Options":{"o":"bind","device":"/srv/v"}}],"Warnings":null}`))
 		default:
@@ -244,7 +244,7 @@ func TestSocketState(t *testing.T) {
 		t.Fatalf("containers: %+v %v", cs, err)
 	}
 	c, err := st.container(ctx, "web")
-	if err != nil || c.ID != "abc" || c.Mounts[0].Name != "v" {
+	if err != nil || c.ID != "abc" || c.Mounts[0].Name != "v" || c.HostConfig == nil || !c.HostConfig.Privileged || c.HostConfig.NetworkMode != "host" {
 		t.Fatalf("container: %+v %v", c, err)
 	}
 	if _, err := st.container(ctx, "x"); !errors.Is(err, errNoSuchContainer) {

@@ -213,3 +213,35 @@ func TestGuardRoutesThroughProxy(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardForeignContainers: a guarded client cannot run code in, or
+// copy through, a container whose host settings or mounts its guard would
+// not allow, such as an administrator's privileged one.
+func TestGuardForeignContainers(t *testing.T) {
+	root, _ := hostTree(t)
+	st := &fakeState{cs: []dockerContainer{
+		{ID: "admin0123456789", Name: "/admin", HostConfig: &dockerHostConfig{Privileged: true}},
+		{ID: "agent0123456789", Name: "/agent", HostConfig: &dockerHostConfig{}, Mounts: []dockerMount{bindMount("/", false)}},
+		{ID: "mine0123456789", Name: "/mine", HostConfig: &dockerHostConfig{NetworkMode: "bridge"}, Mounts: []dockerMount{bindMount(root+"/data", true)}},
+	}}
+	_, do := guardEnv(t, root, st, "")
+	for _, tc := range []struct {
+		method, url, body string
+		status            int
+		want              string
+	}{
+		{"POST", "/containers/admin/exec", `{"Cmd":["sh"]}`, 403, "privileged"},
+		{"POST", "/containers/admin/attach?stream=1&stdin=1", "", 403, "privileged"},
+		{"POST", "/containers/admin/start", "", 403, "privileged"},
+		{"PUT", "/containers/admin/archive?path=/", "x", 403, "privileged"},
+		{"GET", "/containers/agent/archive?path=/host/etc/shadow", "", 403, "outside the allowed roots"},
+		{"POST", "/containers/agent/exec", `{"Cmd":["sh"]}`, 403, "outside the allowed roots"},
+		{"POST", "/containers/mine/exec", `{"Cmd":["sh"]}`, 201, ""},
+		{"POST", "/containers/nosuch/exec", `{"Cmd":["sh"]}`, 404, "no such container"},
+	} {
+		status, body := do(tc.method, tc.url, tc.body)
+		if status != tc.status || !strings.Contains(body, tc.want) {
+			t.Errorf("%s %s: %d %s, want %d with %q", tc.method, tc.url, status, body, tc.status, tc.want)
+		}
+	}
+}

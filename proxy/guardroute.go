@@ -36,7 +36,8 @@ type mountCheck int
 const (
 	mountsNone      mountCheck = iota
 	mountsBody                 // the host paths of the body (create, volume create)
-	mountsContainer            // the mounts of the container in the path (start, restart)
+	mountsContainer            // the container in the path, its mounts against every other's (start, restart)
+	mountsTarget               // the container in the path, its mounts and host settings (exec, attach, archive)
 )
 
 // lockScope is how long a request holds the Server's guard mutex.
@@ -73,6 +74,12 @@ const (
 
 func allow(method, tmpl string) guardRoute { return guardRoute{method: method, tmpl: tmpl} }
 
+// target is a route into an existing container: its mounts and host
+// settings are checked, since the container may be someone else's.
+func target(method, tmpl string) guardRoute {
+	return guardRoute{method: method, tmpl: tmpl, mounts: mountsTarget}
+}
+
 func body(method, tmpl string, kind bodyKind, m mountCheck) guardRoute {
 	return guardRoute{method: method, tmpl: tmpl, class: routeBody, kind: kind, mounts: m}
 }
@@ -94,7 +101,7 @@ var guardRoutes = compileRoutes([]guardRoute{
 	refused("POST", "/containers/{name:.*}/checkpoints", whyCheckpoint),
 	refused("DELETE", "/containers/{name}/checkpoints/{checkpoint}", whyCheckpoint),
 	// container
-	allow("HEAD", "/containers/{name:.*}/archive"),
+	target("HEAD", "/containers/{name:.*}/archive"),
 	allow("GET", "/containers/json"),
 	allow("GET", "/containers/{name:.*}/export"),
 	allow("GET", "/containers/{name:.*}/changes"),
@@ -102,9 +109,9 @@ var guardRoutes = compileRoutes([]guardRoute{
 	allow("GET", "/containers/{name:.*}/top"),
 	allow("GET", "/containers/{name:.*}/logs"),
 	allow("GET", "/containers/{name:.*}/stats"),
-	allow("GET", "/containers/{name:.*}/attach/ws"),
+	target("GET", "/containers/{name:.*}/attach/ws"),
 	allow("GET", "/exec/{id:.*}/json"),
-	allow("GET", "/containers/{name:.*}/archive"),
+	target("GET", "/containers/{name:.*}/archive"),
 	{method: "POST", tmpl: "/containers/create", class: routeBody, kind: bodyCreate, mounts: mountsBody, lock: lockAnswer},
 	allow("POST", "/containers/{name:.*}/kill"),
 	allow("POST", "/containers/{name:.*}/pause"),
@@ -116,16 +123,16 @@ var guardRoutes = compileRoutes([]guardRoute{
 	allow("POST", "/containers/{name:.*}/stop"),
 	allow("POST", "/containers/{name:.*}/wait"),
 	allow("POST", "/containers/{name:.*}/resize"),
-	allow("POST", "/containers/{name:.*}/attach"),
+	target("POST", "/containers/{name:.*}/attach"),
 	refused("POST", "/containers/{name:.*}/copy", whyCopy),
-	body("POST", "/containers/{name:.*}/exec", bodyExec, mountsNone),
+	body("POST", "/containers/{name:.*}/exec", bodyExec, mountsTarget),
 	allow("POST", "/exec/{name:.*}/start"),
 	allow("POST", "/exec/{name:.*}/resize"),
 	allow("POST", "/containers/{name:.*}/rename"),
 	body("POST", "/containers/{name:.*}/update", bodyUpdate, mountsNone),
 	allow("POST", "/containers/prune"),
 	allow("POST", "/commit"),
-	allow("PUT", "/containers/{name:.*}/archive"),
+	target("PUT", "/containers/{name:.*}/archive"),
 	allow("DELETE", "/containers/{name:.*}"),
 	// image
 	allow("GET", "/images/json"),
@@ -315,7 +322,7 @@ func (g *Guard) classify(method, clean string, u *url.URL, h http.Header) routeC
 		return routeCheck{deny: fmt.Sprintf("%s %s is not a Docker Engine API route this guard knows%s", method, rest, allowHint)}
 	}
 	rc := routeCheck{kind: r.kind, mounts: r.mounts, lock: r.lock}
-	if r.mounts == mountsContainer {
+	if r.mounts == mountsContainer || r.mounts == mountsTarget {
 		rc.container = name
 	}
 	switch r.class {
@@ -518,7 +525,7 @@ func (c *conn) guardRequest(req *http.Request, clean string, d Decision) guarded
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultGuardStateTimeout)
 	defer cancel()
 	cf := &confinement{g: g, state: s.dockerState(), resolve: s.o.ResolvePath, lstat: os.Lstat}
-	if rc.mounts == mountsContainer {
+	if rc.mounts == mountsContainer || rc.mounts == mountsTarget {
 		ct, err := cf.state.container(ctx, rc.container)
 		if err != nil {
 			release()
@@ -526,6 +533,10 @@ func (c *conn) guardRequest(req *http.Request, clean string, d Decision) guarded
 				return guarded{status: http.StatusNotFound, msg: fmt.Sprintf("tlsdock: no such container: %s", rc.container)}
 			}
 			return guarded{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("tlsdock: %s %s: guard %q cannot check the container's mounts, so it refuses: %v", req.Method, clean, g.Name(), errDockerState{err})}
+		}
+		if msg := g.checkTarget(ct); msg != "" {
+			release()
+			return deny(msg)
 		}
 		cf.self = ct.ID
 		mounts, vols = containerMounts(ct)
@@ -562,4 +573,57 @@ func containerMounts(ct dockerContainer) ([]hostMount, []volumeUse) {
 		}
 	}
 	return ms, vs
+}
+
+// checkTarget refuses a request into an existing container (exec, attach,
+// archive, start) whose host settings this guard would not allow at
+// create: the container may be someone else's, such as an administrator's
+// privileged one, and running code in it reaches the host.
+func (g *Guard) checkTarget(ct dockerContainer) string {
+	h := ct.HostConfig
+	if h == nil {
+		return ""
+	}
+	what := "container " + ct.label()
+	ns := func(field, mode string, allowHost bool, knob string) string {
+		switch {
+		case mode == "host" && !allowHost:
+			return fmt.Sprintf("%s has %s %q, which this guard does not allow (%s)", what, field, mode, knob)
+		case strings.HasPrefix(mode, "container:") && !g.AllowContainerNamespaces:
+			return fmt.Sprintf("%s has %s %q, which this guard does not allow (allow_container_namespaces)", what, field, mode)
+		}
+		return ""
+	}
+	for _, m := range []string{
+		ns("NetworkMode", h.NetworkMode, g.AllowHostNetwork, "allow_host_network"),
+		ns("PidMode", h.PidMode, g.AllowHostPID, "allow_host_pid"),
+		ns("IpcMode", h.IpcMode, g.AllowHostIPC, "allow_host_ipc"),
+		ns("UTSMode", h.UTSMode, g.AllowHostUTS, "allow_host_uts"),
+		ns("UsernsMode", h.UsernsMode, g.AllowHostUserns, "allow_host_userns"),
+	} {
+		if m != "" {
+			return m
+		}
+	}
+	if h.Privileged && !g.AllowPrivileged {
+		return fmt.Sprintf("%s is privileged, which this guard does not allow (allow_privileged)", what)
+	}
+	if !g.AllowCapAdd {
+		for _, c := range h.CapAdd {
+			if n := strings.TrimPrefix(strings.ToUpper(c), "CAP_"); n != "NET_BIND_SERVICE" {
+				return fmt.Sprintf("%s has CapAdd %q, which this guard does not allow (allow_cap_add)", what, c)
+			}
+		}
+	}
+	if !g.AllowDevices && len(h.Devices)+len(h.DeviceCgroupRules)+len(h.DeviceRequests) > 0 {
+		return fmt.Sprintf("%s has host devices, which this guard does not allow (allow_devices)", what)
+	}
+	if !g.AllowSecurityOpt {
+		for _, o := range h.SecurityOpt {
+			if l := strings.ToLower(o); strings.Contains(l, "unconfined") || strings.Contains(l, "disable") {
+				return fmt.Sprintf("%s has SecurityOpt %q, which this guard does not allow (allow_security_opt)", what, o)
+			}
+		}
+	}
+	return ""
 }

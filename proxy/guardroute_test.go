@@ -66,8 +66,10 @@ func TestGuardClassify(t *testing.T) {
 		{"logs", "GET", "/containers/web/logs?follow=1", "", "", bodyNone, mountsNone, "-"},
 		{"kill", "POST", "/containers/web/kill?signal=KILL", "", "", bodyNone, mountsNone, "-"},
 		{"stop", "POST", "/containers/web/stop", "", "", bodyNone, mountsNone, "-"},
-		{"attach", "POST", "/containers/web/attach?stream=1", "", "", bodyNone, mountsNone, "-"},
-		{"archive put", "PUT", "/containers/web/archive?path=/tmp", "application/x-tar", "", bodyNone, mountsNone, "-"},
+		{"attach", "POST", "/containers/web/attach?stream=1", "", "", bodyNone, mountsTarget, "-"},
+		{"attach ws", "GET", "/containers/web/attach/ws", "", "", bodyNone, mountsTarget, "-"},
+		{"archive get", "GET", "/containers/web/archive?path=/", "", "", bodyNone, mountsTarget, "-"},
+		{"archive put", "PUT", "/containers/web/archive?path=/tmp", "application/x-tar", "", bodyNone, mountsTarget, "-"},
 		{"delete container", "DELETE", "/containers/web?force=1", "", "", bodyNone, mountsNone, "-"},
 		{"exec start", "POST", "/exec/abc/start", "application/json", "", bodyNone, mountsNone, "-"},
 		{"pull", "POST", "/images/create?fromImage=busybox&tag=latest", "", "", bodyNone, mountsNone, "-"},
@@ -83,7 +85,7 @@ func TestGuardClassify(t *testing.T) {
 		// body checks
 		{"create", "POST", "/v1.41/containers/create?name=web", "application/json", "", bodyCreate, mountsBody, "-"},
 		{"update", "POST", "/containers/web/update", "application/json", "", bodyUpdate, mountsNone, "-"},
-		{"exec", "POST", "/containers/web/exec", "application/json", "", bodyExec, mountsNone, "-"},
+		{"exec", "POST", "/containers/web/exec", "application/json", "", bodyExec, mountsTarget, "-"},
 		{"volume create", "POST", "/volumes/create", "application/json", "", bodyVolume, mountsBody, "-"},
 		{"network create", "POST", "/networks/create", "application/json", "", bodyNetworkCreate, mountsNone, "-"},
 		{"network connect", "POST", "/networks/n1/connect", "application/json", "", bodyNetworkConnect, mountsNone, "-"},
@@ -234,6 +236,7 @@ func TestGuardAllowEndpointsKeepsBodyChecks(t *testing.T) {
 		{"POST", "/containers/web/start?checkpoint=c", bodyStart, mountsContainer},
 		{"POST", "/volumes/create", bodyVolume, mountsBody},
 		{"POST", "/networks/create", bodyNetworkCreate, mountsNone},
+		{"POST", "/containers/web/exec", bodyExec, mountsTarget},
 		{"POST", "/plugins/pull", bodyNone, mountsNone},
 	} {
 		u, _ := url.Parse(tc.target)
@@ -245,5 +248,40 @@ func TestGuardAllowEndpointsKeepsBodyChecks(t *testing.T) {
 	u, _ := url.Parse("/v1.23/plugins/pull")
 	if rc := g.classify("POST", u.Path, u, nil); !strings.Contains(rc.deny, "older than") {
 		t.Errorf("version floor with allow_endpoints: %+v", rc)
+	}
+}
+
+func TestGuardCheckTarget(t *testing.T) {
+	strict := compiledGuard(t, Guard{})
+	loose := compiledGuard(t, Guard{AllowPrivileged: true, AllowHostNetwork: true, AllowHostPID: true, AllowHostIPC: true,
+		AllowHostUTS: true, AllowHostUserns: true, AllowCapAdd: true, AllowDevices: true, AllowSecurityOpt: true, AllowContainerNamespaces: true})
+	for _, tc := range []struct {
+		name string
+		h    *dockerHostConfig
+		want string
+	}{
+		{"no host config", nil, ""},
+		{"plain", &dockerHostConfig{NetworkMode: "bridge", IpcMode: "private", SecurityOpt: []string{"no-new-privileges"}, CapAdd: []string{"CAP_NET_BIND_SERVICE"}}, ""},
+		{"privileged", &dockerHostConfig{Privileged: true}, "privileged"},
+		{"host network", &dockerHostConfig{NetworkMode: "host"}, "allow_host_network"},
+		{"host pid", &dockerHostConfig{PidMode: "host"}, "allow_host_pid"},
+		{"container pid", &dockerHostConfig{PidMode: "container:abc"}, "allow_container_namespaces"},
+		{"host ipc", &dockerHostConfig{IpcMode: "host"}, "allow_host_ipc"},
+		{"host uts", &dockerHostConfig{UTSMode: "host"}, "allow_host_uts"},
+		{"host userns", &dockerHostConfig{UsernsMode: "host"}, "allow_host_userns"},
+		{"cap add", &dockerHostConfig{CapAdd: []string{"SYS_ADMIN"}}, "allow_cap_add"},
+		{"devices", &dockerHostConfig{DeviceCgroupRules: []string{"b *:* rwm"}}, "allow_devices"},
+		{"unconfined", &dockerHostConfig{SecurityOpt: []string{"apparmor=unconfined"}}, "allow_security_opt"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ct := dockerContainer{ID: "abc", Name: "/admin", HostConfig: tc.h}
+			got := strict.checkTarget(ct)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+			if got := loose.checkTarget(ct); got != "" {
+				t.Fatalf("the permissive guard refused: %s", got)
+			}
+		})
 	}
 }
