@@ -345,6 +345,21 @@ func (e *attackEnv) pluginsSwarm(t *testing.T) {
 	out, _ := hostDocker(e.ctx, e.h, "info", "--format", "{{.Swarm.LocalNodeState}}")
 	if st := strings.TrimSpace(out); st != "inactive" {
 		t.Errorf("  dockerd's swarm is %q after ci's swarm/init, want inactive", st)
+		// Play it to the end: a service whose task binds /.
+		r, err := e.ci.json("POST", "/services/create", svc)
+		t.Logf("  ci: POST /services/create on its own swarm: %v %s", err, r)
+		if err == nil && r.Status == http.StatusCreated {
+			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+				ids, _ := hostDocker(e.ctx, e.h, "ps", "-q", "--filter", "label=com.docker.swarm.service.name=attack3-svc")
+				if id := strings.TrimSpace(ids); id != "" {
+					if out, err := hostDocker(e.ctx, e.h, "exec", strings.Fields(id)[0], "/tiny", "read", "/host"+sentinelPath); err == nil && out == e.sentinel {
+						t.Errorf("  HOST FILE READ: the task of ci's service attack3-svc reads the host's %s", sentinelPath)
+						break
+					}
+				}
+			}
+			_, _ = hostDocker(e.ctx, e.h, "service", "rm", "attack3-svc")
+		}
 		if _, err := hostDocker(e.ctx, e.h, "swarm", "leave", "--force"); err != nil {
 			t.Logf("  docker swarm leave --force: %v", err)
 		}
