@@ -82,6 +82,13 @@ func (r apiResp) String() string {
 	if len(b) > 600 {
 		b = b[:600] + "..."
 	}
+	// A tar (GET archive) or a raw stream prints as dots.
+	b = strings.Map(func(c rune) rune {
+		if c == '\n' || (c >= ' ' && c < 0x7f) {
+			return c
+		}
+		return '.'
+	}, b)
 	return fmt.Sprintf("%d %s", r.Status, strings.TrimSpace(b))
 }
 

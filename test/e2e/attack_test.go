@@ -670,6 +670,11 @@ func (e *attackEnv) otherRoutes(t *testing.T) {
 			t.Errorf("  HOST FILE READ: ci's exec in attack10-ops read the host's %s (exit 0)", sentinelPath)
 		}
 	}
+	t.Log("ci: GET /containers/attack10-ops/archive?path=/host" + sentinelPath + " (docker cp out of ops' container, through its bind of /)")
+	r, err = e.ci.json("GET", "/containers/attack10-ops/archive?path=/host"+sentinelPath, "")
+	if !wantRefused(t, "archive of another user's host-mounting container", r, err, "ci") && err == nil && strings.Contains(r.Body, e.sentinel) {
+		t.Errorf("  HOST FILE READ: ci's GET archive of attack10-ops returned the host's %s", sentinelPath)
+	}
 	for _, body := range []string{`{"Cmd":["/tiny","echo"],"Privileged":true}`, `{"Cmd":["/tiny","echo"],"privileged":true}`, `{"Cmd":["/tiny","echo"],"Privileged":false,"Privileged":true}`} {
 		t.Logf("ci: exec %s in its own container", body)
 		r, err := e.ci.json("POST", "/containers/attack10-own/exec", body)
