@@ -198,6 +198,9 @@ type record struct {
 	hijacked bool
 	err      string
 	logged   bool
+	// readOnly: allowed by a read-only rule; should dockerd hijack the
+	// connection anyway, the client's bytes are not carried to it.
+	readOnly bool
 }
 
 func (c *conn) audit(r *record) {
@@ -301,9 +304,10 @@ func (c *conn) serveRequest(over bool) bool {
 	}
 	rec.path = clean
 	pol := s.policy.Load()
-	d := pol.Decide(c.cl.id, req.Method, clean)
+	d := pol.Decide(c.cl.id, req.Method, clean, Writes(req.Header, clean))
 	pol.count(d)
 	rec.rule = d.Rule
+	rec.readOnly = d.ReadOnly
 	if !d.Allow {
 		rec.decision = "deny"
 		return refuse(http.StatusForbidden, d.Message)
@@ -529,7 +533,7 @@ func isChunked(te []string) bool { return len(te) > 0 && te[0] == "chunked" }
 // forward sends an allowed request to dockerd and streams the response
 // back. prebody, when not nil, is the body already read for a guard.
 func (c *conn) forward(req *http.Request, target string, prebody []byte, rec *record) bool {
-	upgrade := hasToken(req.Header, "Connection", "upgrade") && req.Header.Get("Upgrade") != ""
+	upgrade := isUpgrade(req.Header)
 	hasBody := len(prebody) > 0 || (prebody == nil && req.Body != nil && req.Body != http.NoBody)
 	for attempt := 0; ; attempt++ {
 		up, err := c.getUpstream()
@@ -702,9 +706,19 @@ func (c *conn) hijack(resp *http.Response, up *upstream, rec *record) bool {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, err := io.Copy(onlyWriter{up.conn}, c.br)
-		if err == nil {
+		var dst io.Writer = onlyWriter{up.conn}
+		if rec.readOnly {
+			// A read-only rule let this through (Writes said it does not
+			// write): whatever dockerd made of it, nothing the client
+			// sends reaches the container.
 			closeWrite(up.conn)
+			dst = io.Discard
+		}
+		_, err := io.Copy(dst, c.br)
+		if err == nil {
+			if !rec.readOnly {
+				closeWrite(up.conn)
+			}
 			return
 		}
 		up.conn.Close()

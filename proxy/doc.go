@@ -39,8 +39,8 @@
 // # Policy file
 //
 // Without a policy file the built-in policy applies: group "read-only" may
-// use GET and HEAD only (but not the websocket attach), every other valid
-// client has full access. A policy file replaces it. It is JSON; unknown
+// use GET and HEAD only, and never to write into a container (see below),
+// every other valid client has full access. A policy file replaces it. It is JSON; unknown
 // fields are errors:
 //
 //	{
@@ -64,6 +64,16 @@
 // client whose user is in "users" or who is in one of "groups" (both empty:
 // every client), a method in "methods" (empty: any) and a path matching one
 // of "paths" (empty: any). Rule names are unique; a refusal names the rule.
+//
+// A read-only rule never lets a client write into a container. An allow
+// rule whose "methods" are all read methods (GET, HEAD, OPTIONS) does not
+// match a request that writes (Writes), whatever its method: one that
+// upgrades the connection (Connection: upgrade with an Upgrade header, as
+// attach, exec start and sessions do) and any route ending in /ws (the
+// websocket attach, which dockerd upgrades whatever the headers say). Such
+// a request goes on to the next rules; a deny rule matches it as usual.
+// Should dockerd still hijack a request a read-only rule allowed, the
+// client's bytes are not carried to it.
 //
 // Paths are matched after normalisation, exactly as dockerd routes them: the
 // path is percent-decoded once (%2F is a slash, %2e a dot), cleaned ("//",
