@@ -76,6 +76,10 @@ type connReader struct {
 	limit int64 // < 0: no limit
 	hit   bool
 	n     int64
+	// idle, when positive, is the read deadline set before each read
+	// (Options.BodyIdleTimeout while a request body may be read) on dl.
+	idle time.Duration
+	dl   interface{ SetReadDeadline(time.Time) error }
 }
 
 var errHeaderTooLarge = errors.New("request header too large")
@@ -85,6 +89,9 @@ func (cr *connReader) Read(p []byte) (int, error) {
 		if err := cr.flush.Flush(); err != nil {
 			return 0, err
 		}
+	}
+	if cr.idle > 0 {
+		cr.dl.SetReadDeadline(time.Now().Add(cr.idle))
 	}
 	if cr.limit >= 0 {
 		if cr.limit == 0 {
@@ -119,7 +126,7 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 func (s *Server) newConn(raw net.Conn) *conn {
 	c := &conn{s: s, raw: raw, remote: raw.RemoteAddr().String()}
 	c.tc = tls.Server(raw, s.base)
-	c.rd = connReader{r: c.tc, limit: -1}
+	c.rd = connReader{r: c.tc, limit: -1, dl: raw}
 	c.br = bufio.NewReaderSize(&c.rd, clientReadBuf)
 	c.bw = bufio.NewWriterSize(c.tc, clientWriteBuf)
 	if !s.trackConn(c) {
@@ -248,6 +255,7 @@ func (c *conn) serveRequest(over bool) bool {
 	}
 	c.state.Store(stateIdle)
 	c.rd.flush = c.bw
+	c.rd.idle = 0
 	c.raw.SetReadDeadline(time.Now().Add(s.o.IdleTimeout))
 	if s.shutting.Load() {
 		return false
@@ -262,6 +270,9 @@ func (c *conn) serveRequest(over bool) bool {
 	req, err := http.ReadRequest(c.br)
 	c.rd.limit = -1
 	c.raw.SetReadDeadline(time.Time{})
+	// From here on every read is of the request body (a guard's, a
+	// refused request's or a forwarded one's): each is bounded.
+	c.rd.idle = s.o.BodyIdleTimeout
 	if err != nil {
 		if c.rd.hit {
 			c.writeError(http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("tlsdock: request header larger than %d bytes", s.o.MaxHeaderBytes), true)
@@ -394,6 +405,7 @@ func (c *conn) refuse(req *http.Request, status int, msg string, closeConn bool)
 // lingerClose half-closes and drains what the client still sends for a
 // moment, so that it reads the refusal instead of a connection reset.
 func (c *conn) lingerClose() {
+	c.rd.idle = 0
 	c.bw.Flush()
 	c.tc.CloseWrite()
 	c.raw.SetReadDeadline(time.Now().Add(time.Second))
@@ -551,7 +563,17 @@ func (c *conn) forward(req *http.Request, target string, prebody []byte, rec *re
 			// dockerd may answer before it has read everything.
 			bodyDone = make(chan error, 1)
 			c.rd.flush = up.bw
-			go func() { bodyDone <- sendBody(up.bw, req, prebody) }()
+			go func() {
+				err := sendBody(up.bw, req, prebody)
+				if isBodyErr(err) {
+					// The client's body failed (stalled, cut short, reset):
+					// close dockerd's connection at once, so that dockerd
+					// aborts the request and releases what it holds (a
+					// container's archive lock), and readResponse returns.
+					up.conn.Close()
+				}
+				bodyDone <- err
+			}()
 		} else if err := up.bw.Flush(); err != nil {
 			c.dropUpstream()
 			if retry && staleErr(err) {
@@ -565,8 +587,11 @@ func (c *conn) forward(req *http.Request, target string, prebody []byte, rec *re
 		if err != nil {
 			c.dropUpstream() // unblocks the body goroutine
 			if bodyDone != nil {
-				<-bodyDone
+				berr := <-bodyDone
 				c.rd.flush = nil
+				if isBodyErr(berr) {
+					return c.bodyFailed(rec, berr)
+				}
 			}
 			if retry && up.rd.n == before && staleErr(err) {
 				continue
@@ -575,6 +600,42 @@ func (c *conn) forward(req *http.Request, target string, prebody []byte, rec *re
 		}
 		return c.respond(req, resp, up, rec, bodyDone)
 	}
+}
+
+// bodyError is a failure to read the client's request body, as opposed to
+// one writing it to dockerd.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
+
+func isBodyErr(err error) bool {
+	var be *bodyError
+	return errors.As(err, &be)
+}
+
+// clientBody marks the errors of reading a request body (not io.EOF) as
+// bodyErrors. It is only a Reader, so that io.CopyBuffer uses its buffer.
+type clientBody struct{ r io.Reader }
+
+func (b clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &bodyError{err}
+	}
+	return n, err
+}
+
+// bodyFailed answers a request whose body the client did not deliver:
+// 408 when it stopped sending, else 400, and the connection closes.
+func (c *conn) bodyFailed(rec *record, err error) bool {
+	status, msg := http.StatusBadRequest, "request body: "+err.Error()
+	if isTimeout(err) {
+		status, msg = http.StatusRequestTimeout, fmt.Sprintf("request body: the client sent nothing for %v", c.s.o.BodyIdleTimeout)
+	}
+	rec.status, rec.err = status, msg
+	c.writeError(status, "tlsdock: "+msg, true)
+	return false
 }
 
 // readResponse reads dockerd's response, forwarding interim 1xx responses
@@ -623,7 +684,7 @@ func (c *conn) respond(req *http.Request, resp *http.Response, up *upstream, rec
 		// (resp.Body is not closed: closing drains it.)
 		if bodyDone != nil {
 			if err := <-bodyDone; err != nil {
-				rec.err = err.Error()
+				rec.err = "request body: " + err.Error()
 				c.dropUpstream()
 				return false
 			}
@@ -687,6 +748,10 @@ type onlyWriter struct{ io.Writer }
 // hijack splices the client and dockerd after an upgrade: bytes flow both
 // ways until each side has closed its half.
 func (c *conn) hijack(resp *http.Response, up *upstream, rec *record) bool {
+	// A stream may idle for hours: only the body of the request was
+	// bounded.
+	c.rd.idle = 0
+	c.raw.SetReadDeadline(time.Time{})
 	c.state.Store(stateHijacked)
 	w := c.bw
 	w.WriteString("HTTP/1.1 ")
@@ -801,7 +866,7 @@ func sendBody(w *bufio.Writer, req *http.Request, prebody []byte) error {
 	case isChunked(req.TransferEncoding):
 		bp := copyBufPool.Get().(*[]byte)
 		cw := httputil.NewChunkedWriter(w)
-		_, err = io.CopyBuffer(cw, onlyReader{req.Body}, *bp)
+		_, err = io.CopyBuffer(cw, clientBody{req.Body}, *bp)
 		copyBufPool.Put(bp)
 		if err == nil {
 			cw.Close()
@@ -809,7 +874,7 @@ func sendBody(w *bufio.Writer, req *http.Request, prebody []byte) error {
 		}
 	default:
 		bp := copyBufPool.Get().(*[]byte)
-		_, err = io.CopyBuffer(onlyWriter{w}, onlyReader{req.Body}, *bp)
+		_, err = io.CopyBuffer(onlyWriter{w}, clientBody{req.Body}, *bp)
 		copyBufPool.Put(bp)
 	}
 	if err == nil {

@@ -113,7 +113,12 @@
 //
 // Handshake, request-header and keep-alive idle timeouts, a maximum header
 // size (431), and a cap on concurrent connections per client certificate
-// (429). Shutdown stops accepting, closes idle connections, lets requests in
+// (429). Every read of a request body waits at most
+// Options.BodyIdleTimeout (30 s). A body that stops arriving (408), ends
+// before its length or breaks off (400) has dockerd's connection closed at
+// once, so that dockerd aborts the request and releases what it holds (the
+// container an archive upload locks); the client's connection closes and
+// leaves its cap, and the audit record says what happened. Shutdown stops accepting, closes idle connections, lets requests in
 // flight finish and gives hijacked streams Options.HijackGrace.
 //
 // # Tunnel
