@@ -215,6 +215,20 @@ func (c *conn) audit(r *record) {
 		return
 	}
 	r.logged = true
+	if al := c.s.o.AuditLog; al != nil {
+		groups := c.cl.id.Groups
+		if groups == nil {
+			groups = []string{}
+		}
+		err := al.Write(&AuditRecord{
+			Time: r.start, User: c.cl.id.User, Groups: groups, Serial: c.cl.id.Serial, Remote: c.remote,
+			Method: r.method, Path: r.path, Status: r.status, Decision: r.decision, Rule: r.rule, Guard: r.guard,
+			Hijacked: r.hijacked, Duration: time.Since(r.start), Error: r.err,
+		})
+		if err == nil && r.decision == "allow" {
+			return // the journal keeps denials, errors and events
+		}
+	}
 	ctx := context.Background()
 	if !c.s.log.Enabled(ctx, slog.LevelInfo) {
 		return

@@ -31,10 +31,20 @@
 // # Identity and audit
 //
 // A client is named by its certificate: the subject CN is the user, each O
-// value a group (the Kubernetes convention). Every request is logged once,
-// with slog at Info and component=proxy: user, groups, serial, remote,
-// method, clean path, status, decision (allow, deny or error), rule and
-// duration. A hijacked stream is logged when it starts, with hijacked=true.
+// value a group (the Kubernetes convention). Every request has one audit
+// record, aborted ones included: user, groups, serial, remote, method,
+// clean path, status, decision (allow, deny or error), rule, guard,
+// duration and error. A hijacked stream is recorded when it starts, with
+// hijacked=true.
+//
+// Without Options.AuditLog every record goes to the logger (slog at Info,
+// component=proxy). With it (an AuditLog: a JSON-lines file, 0600 root,
+// never through a symlink, buffered and written out within 100 ms and on
+// Close, rotated by size to PATH.1 ... PATH.3, reopened by Reopen after
+// logrotate) every record goes to the file, and the logger (the journal)
+// keeps the denials, the errors and the events: journald rate-limits each
+// unit, and the file keeps the whole trail under sustained load. A record
+// the file cannot take goes to the logger.
 //
 // # Policy file
 //

@@ -45,6 +45,10 @@ type Options struct {
 	// Logger receives the audit trail (one record per request) and events;
 	// records carry component=proxy. Default: slog.Default().
 	Logger *slog.Logger
+	// AuditLog, when not nil, takes every request's audit record, and
+	// Logger only the denials and errors (and a record AuditLog could not
+	// take). The caller opens and closes it.
+	AuditLog *AuditLog
 	// Policy decides each request; default DefaultPolicy(). SetPolicy
 	// replaces it.
 	Policy *Policy
