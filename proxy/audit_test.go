@@ -330,3 +330,42 @@ func BenchmarkAuditSink(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAuditRecord measures the cost of one allowed request's audit
+// record alone: on the logger (slog text to a file, one write each, as to
+// the journal's stderr) and in the file sink.
+func BenchmarkAuditRecord(b *testing.B) {
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { devnull.Close() })
+	journal := slog.New(slog.NewTextHandler(devnull, nil))
+	al, err := OpenAuditLog(filepath.Join(b.TempDir(), "audit.jsonl"), AuditLogOptions{Logger: journal})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { al.Close() })
+	set := newPKI(b).serverSet(b)
+	for _, tc := range []struct {
+		name string
+		o    Options
+	}{
+		{"journal", Options{Logger: journal}},
+		{"file", Options{Logger: journal, AuditLog: al}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			srv, err := New(set, tc.o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := &conn{s: srv, remote: "10.0.0.1:5000", cl: &client{id: Identity{User: "alice", Groups: []string{"dev"}, Serial: "1f"}}}
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					c.audit(&record{start: time.Now(), method: "GET", path: "/v1.41/containers/json", status: 200, decision: "allow", rule: "full-access"})
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}

@@ -36,7 +36,8 @@ const (
 type conn struct {
 	s      *Server
 	raw    net.Conn
-	tc     *tls.Conn
+	tc     *tls.Conn  // the handshake
+	cc     clientConn // what requests are read from and responses written to: tc
 	remote string
 	rd     connReader
 	br     *bufio.Reader
@@ -54,6 +55,13 @@ type conn struct {
 	dead   bool
 
 	graceSet bool // guarded by s.mu
+}
+
+// clientConn is the client's side of a connection once the handshake is
+// done.
+type clientConn interface {
+	io.ReadWriter
+	CloseWrite() error
 }
 
 // upstream is a persistent connection to dockerd.
@@ -124,14 +132,21 @@ const (
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func (s *Server) newConn(raw net.Conn) *conn {
-	c := &conn{s: s, raw: raw, remote: raw.RemoteAddr().String()}
-	c.tc = tls.Server(raw, s.base)
-	c.rd = connReader{r: c.tc, limit: -1, dl: raw}
-	c.br = bufio.NewReaderSize(&c.rd, clientReadBuf)
-	c.bw = bufio.NewWriterSize(c.tc, clientWriteBuf)
+	tc := tls.Server(raw, s.base)
+	c := s.wrapConn(raw, tc)
+	c.tc = tc
 	if !s.trackConn(c) {
 		return nil
 	}
+	return c
+}
+
+// wrapConn builds a connection that carries requests over cc on raw.
+func (s *Server) wrapConn(raw net.Conn, cc clientConn) *conn {
+	c := &conn{s: s, raw: raw, cc: cc, remote: raw.RemoteAddr().String()}
+	c.rd = connReader{r: cc, limit: -1, dl: raw}
+	c.br = bufio.NewReaderSize(&c.rd, clientReadBuf)
+	c.bw = bufio.NewWriterSize(cc, clientWriteBuf)
 	return c
 }
 
@@ -145,7 +160,12 @@ func (c *conn) serve() {
 	}
 	c.raw.SetDeadline(time.Time{})
 	leaf := c.tc.ConnectionState().PeerCertificates[0]
-	over := c.s.register(c, IdentityOf(leaf), certRevKey(leaf))
+	c.serveRequests(IdentityOf(leaf), certRevKey(leaf))
+}
+
+// serveRequests serves the requests of an authenticated client.
+func (c *conn) serveRequests(id Identity, key string) {
+	over := c.s.register(c, id, key)
 	defer c.s.unregister(c)
 	for c.serveRequest(over) {
 	}
@@ -421,7 +441,7 @@ func (c *conn) refuse(req *http.Request, status int, msg string, closeConn bool)
 func (c *conn) lingerClose() {
 	c.rd.idle = 0
 	c.bw.Flush()
-	c.tc.CloseWrite()
+	c.cc.CloseWrite()
 	c.raw.SetReadDeadline(time.Now().Add(time.Second))
 	io.CopyN(io.Discard, c.br, 4<<20)
 }
@@ -803,10 +823,10 @@ func (c *conn) hijack(resp *http.Response, up *upstream, rec *record) bool {
 		up.conn.Close()
 		c.raw.Close()
 	}()
-	_, err := io.Copy(onlyWriter{c.tc}, up.br)
+	_, err := io.Copy(onlyWriter{c.cc}, up.br)
 	if err == nil {
 		// close_notify, then FIN: clients see EOF either way.
-		c.tc.CloseWrite()
+		c.cc.CloseWrite()
 		closeWrite(c.raw)
 		// dockerd is done; a client that never closes its half is cut
 		// off after the idle timeout.
