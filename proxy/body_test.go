@@ -167,3 +167,34 @@ func TestBodyCutShort(t *testing.T) {
 		})
 	}
 }
+
+// TestStalledGuardedBody: the bounded body a guard reads is bounded in
+// time too; the request is refused, recorded, and never reaches dockerd.
+func TestStalledGuardedBody(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{"rules":[{"name":"ci","action":"allow","guard":"g"}],"guards":{"g":{"bind_roots":["/srv"]}}}`), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := newArchiveDockerd(t)
+	e := newEnv(t, Options{Dial: fake.dial, Policy: p, BodyIdleTimeout: 50 * time.Millisecond})
+	ci, _ := e.pki.client(t, "ci")
+	c := e.dial(t, ci)
+	io.WriteString(c, "POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"Image\":")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 4 || !resp.Close || !strings.Contains(string(body), "timeout") {
+		t.Fatalf("got %d close=%v %q", resp.StatusCode, resp.Close, body)
+	}
+	recs := e.logs.waitRecords(t, "request", 1)
+	if len(recs) != 1 || recs[0]["path"] != "/containers/create" {
+		t.Fatalf("audit records %v", recs)
+	}
+	select {
+	case s := <-fake.started:
+		t.Fatalf("%s reached dockerd", s)
+	default:
+	}
+}
