@@ -49,7 +49,7 @@ test: lint unit fuzz e2e
 # (golang/go#75804, fixed in Go 1.27). -timeout bounds a stuck worker.
 FUZZTIME ?= 100000x
 FUZZ_TARGETS := certstore:FuzzParseSet daemonjson:FuzzParseRender daemonjson:FuzzMergeKeepsUnknownKeys \
-	systemd:FuzzParseCommand systemd:FuzzReadServiceDropIn proxy:FuzzMatch
+	systemd:FuzzParseCommand systemd:FuzzReadServiceDropIn proxy:FuzzMatch proxy:FuzzFraming
 
 .PHONY: fuzz
 fuzz:

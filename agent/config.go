@@ -60,7 +60,19 @@ type Config struct {
 	// CRLs (proxy mode) are external CRL files; the local CA's CRL
 	// (LocalCRLPath) is loaded whenever it exists.
 	CRLs []string
+	// AuditLog (proxy mode) is the file of per-request audit records
+	// (DefaultAuditLog); "" keeps them in the journal. AuditLogMaxSize
+	// rotates it past that many bytes; 0 never (logrotate's job then).
+	AuditLog        string
+	AuditLogMaxSize int64
 }
+
+// DefaultAuditLog is proxy mode's audit log; tlsdock.service's
+// LogsDirectory=tlsdock makes its directory writable.
+const DefaultAuditLog = "/var/log/tlsdock/audit.jsonl"
+
+// DefaultAuditLogMaxSize is the size past which the audit log rotates.
+const DefaultAuditLogMaxSize = 100 << 20
 
 // Defaults returns the documented defaults.
 func Defaults() Config {
@@ -70,6 +82,9 @@ func Defaults() Config {
 		KeyType:     certstore.ECDSAP256,
 		LiveRestore: true,
 		Timeout:     90 * time.Second,
+
+		AuditLog:        DefaultAuditLog,
+		AuditLogMaxSize: DefaultAuditLogMaxSize,
 	}
 }
 
@@ -147,6 +162,41 @@ func (l Listener) ProbeAddr() string {
 	return net.JoinHostPort(host, strconv.Itoa(l.Port))
 }
 
+// ParseSize reads a size in bytes with an optional K, M or G suffix
+// (powers of 1024), for --audit-log-max-size.
+func ParseSize(field, s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k', 'K':
+			mult, t = 1<<10, t[:n-1]
+		case 'm', 'M':
+			mult, t = 1<<20, t[:n-1]
+		case 'g', 'G':
+			mult, t = 1<<30, t[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || v < 0 || v > (1<<62)/mult {
+		return 0, inputErr(field, "%q is not a size: give bytes with an optional K, M or G suffix, such as 100M (0: never rotate)", s)
+	}
+	return v * mult, nil
+}
+
+// FormatSize writes a size the way ParseSize reads it.
+func FormatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		v      int64
+	}{{"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
+		if n != 0 && n%u.v == 0 {
+			return strconv.FormatInt(n/u.v, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // ParseHost checks one --host value.
 func ParseHost(s string) (Listener, error) {
 	u, err := url.Parse(s)
@@ -214,7 +264,7 @@ var configKeys = map[string]bool{
 	"debounce": false, "max-wait": false, "min-restart-interval": false,
 	"renew-before": false, "metrics-listen": false,
 	// proxy mode
-	"policy": false, "crl": true,
+	"policy": false, "crl": true, "audit-log": false, "audit-log-max-size": false,
 }
 
 // ParseConfigFile reads the config file format: one "key = value" per line,

@@ -27,8 +27,8 @@ type ProxyDaemonOptions struct {
 	// Listen opens the listeners; the default listens on each --host.
 	// `tlsdock run` passes systemd's sockets when it was socket-activated.
 	Listen func() ([]net.Listener, error)
-	// Proxy are the proxy's own options (limits); Policy, CRLs and Logger
-	// are set by the daemon.
+	// Proxy are the proxy's own options (limits); Policy, CRLs, Logger and
+	// AuditLog are set by the daemon.
 	Proxy proxy.Options
 	// ReloadDelay coalesces a burst of changes to the CRL and policy files;
 	// default 100ms.
@@ -47,6 +47,7 @@ type ProxyDaemon struct {
 	srv      *proxy.Server
 	crls     map[string]*proxy.CRL // by file, the last that loaded
 	policy   *proxy.Policy
+	audit    *proxy.AuditLog // nil: audit records go to the journal
 	watch    *fsnotify.Watcher
 	statusL  net.Listener
 	done     chan struct{}
@@ -81,8 +82,12 @@ func NewProxyDaemon(o ProxyDaemonOptions) (*ProxyDaemon, error) {
 			return nil, inputErr("--crl", "%v: give a CRL file (PEM or DER) signed by the CA in ca.pem", err)
 		}
 	}
+	if err := d.openAuditLog(); err != nil {
+		return nil, err
+	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
+		d.closeAuditLog()
 		return nil, fmt.Errorf("watching the CRL and policy files: %w", err)
 	}
 	d.watch = w
@@ -94,6 +99,35 @@ func NewProxyDaemon(o ProxyDaemonOptions) (*ProxyDaemon, error) {
 	d.wg.Add(1)
 	go d.watchLoop()
 	return d, nil
+}
+
+// openAuditLog opens Config.AuditLog (under Paths), the proxy's sink for
+// per-request audit records; none when it is "".
+func (d *ProxyDaemon) openAuditLog() error {
+	if d.o.Config.AuditLog == "" {
+		return nil
+	}
+	maxSize := d.o.Config.AuditLogMaxSize
+	if maxSize == 0 {
+		maxSize = -1 // never rotate
+	}
+	al, err := proxy.OpenAuditLog(d.o.Paths.Abs(d.o.Config.AuditLog), proxy.AuditLogOptions{MaxSize: maxSize, Logger: d.o.Logger})
+	if err != nil {
+		return &InputError{Field: "--audit-log", Err: fmt.Errorf("%w (audit-log = \"\" keeps the audit records in the journal)", err)}
+	}
+	d.audit = al
+	d.log.Info("audit records go to their own file; the journal keeps denials, errors and events", "audit_log", al.Path())
+	return nil
+}
+
+// closeAuditLog writes out and closes the audit log.
+func (d *ProxyDaemon) closeAuditLog() {
+	if d.audit == nil {
+		return
+	}
+	if err := d.audit.Close(); err != nil {
+		d.log.Error("closing the audit log", "audit_log", d.audit.Path(), "err", err)
+	}
 }
 
 // Errors delivers a listener that stopped serving (the daemon should exit).
@@ -160,6 +194,7 @@ func (d *ProxyDaemon) Reload(set *certstore.Set) error {
 	po := d.o.Proxy
 	po.Logger = d.o.Logger
 	po.Policy = d.policy
+	po.AuditLog = d.audit
 	srv, err := proxy.New(set, po)
 	if err != nil {
 		return err
@@ -297,8 +332,16 @@ func (d *ProxyDaemon) watchLoop() {
 	}
 }
 
-// Hangup re-reads the policy and CRL files (SIGHUP).
-func (d *ProxyDaemon) Hangup() { d.reloadFiles() }
+// Hangup re-reads the policy and CRL files and reopens the audit log
+// (SIGHUP, as logrotate sends after moving it away).
+func (d *ProxyDaemon) Hangup() {
+	d.reloadFiles()
+	if d.audit != nil {
+		if err := d.audit.Reopen(); err != nil {
+			d.log.Error("reopening the audit log; records go to the journal until it opens", "audit_log", d.audit.Path(), "err", err)
+		}
+	}
+}
 
 // Shutdown stops the proxy gracefully (requests in flight finish, hijacked
 // streams get their grace) and stops watching.
@@ -317,5 +360,6 @@ func (d *ProxyDaemon) Shutdown(ctx context.Context) error {
 		err = srv.Shutdown(ctx)
 	}
 	d.wg.Wait()
+	d.closeAuditLog() // after the last request's record
 	return err
 }

@@ -55,6 +55,12 @@ var packagedUnitPaths = []string{"/lib/systemd/system/tlsdock.service", "/usr/li
 const proxyUnitMarker = "# Written by `tlsdock provision --mode proxy`"
 
 func (c Config) validateProxy() error {
+	if c.AuditLog != "" && !filepath.IsAbs(c.AuditLog) {
+		return inputErr("--audit-log", "%q is not an absolute path: give one such as %s, or \"\" to keep the audit records in the journal", c.AuditLog, DefaultAuditLog)
+	}
+	if c.AuditLogMaxSize < 0 {
+		return inputErr("--audit-log-max-size", "must not be negative, got %d (0: never rotate)", c.AuditLogMaxSize)
+	}
 	if c.Mode == ModeProxy {
 		return nil
 	}
@@ -287,6 +293,12 @@ func ProxyArgs(cfg Config) []string {
 	}
 	for _, c := range cfg.CRLs {
 		args = append(args, "--crl", abs(c))
+	}
+	if cfg.AuditLog != DefaultAuditLog {
+		args = append(args, "--audit-log="+cfg.AuditLog)
+	}
+	if cfg.AuditLogMaxSize != DefaultAuditLogMaxSize {
+		args = append(args, "--audit-log-max-size", FormatSize(cfg.AuditLogMaxSize))
 	}
 	return args
 }

@@ -36,7 +36,8 @@ const (
 type conn struct {
 	s      *Server
 	raw    net.Conn
-	tc     *tls.Conn
+	tc     *tls.Conn  // the handshake
+	cc     clientConn // what requests are read from and responses written to: tc
 	remote string
 	rd     connReader
 	br     *bufio.Reader
@@ -54,6 +55,13 @@ type conn struct {
 	dead   bool
 
 	graceSet bool // guarded by s.mu
+}
+
+// clientConn is the client's side of a connection once the handshake is
+// done.
+type clientConn interface {
+	io.ReadWriter
+	CloseWrite() error
 }
 
 // upstream is a persistent connection to dockerd.
@@ -76,6 +84,10 @@ type connReader struct {
 	limit int64 // < 0: no limit
 	hit   bool
 	n     int64
+	// idle, when positive, is the read deadline set before each read
+	// (Options.BodyIdleTimeout while a request body may be read) on dl.
+	idle time.Duration
+	dl   interface{ SetReadDeadline(time.Time) error }
 }
 
 var errHeaderTooLarge = errors.New("request header too large")
@@ -85,6 +97,9 @@ func (cr *connReader) Read(p []byte) (int, error) {
 		if err := cr.flush.Flush(); err != nil {
 			return 0, err
 		}
+	}
+	if cr.idle > 0 {
+		cr.dl.SetReadDeadline(time.Now().Add(cr.idle))
 	}
 	if cr.limit >= 0 {
 		if cr.limit == 0 {
@@ -117,14 +132,21 @@ const (
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func (s *Server) newConn(raw net.Conn) *conn {
-	c := &conn{s: s, raw: raw, remote: raw.RemoteAddr().String()}
-	c.tc = tls.Server(raw, s.base)
-	c.rd = connReader{r: c.tc, limit: -1}
-	c.br = bufio.NewReaderSize(&c.rd, clientReadBuf)
-	c.bw = bufio.NewWriterSize(c.tc, clientWriteBuf)
+	tc := tls.Server(raw, s.base)
+	c := s.wrapConn(raw, tc)
+	c.tc = tc
 	if !s.trackConn(c) {
 		return nil
 	}
+	return c
+}
+
+// wrapConn builds a connection that carries requests over cc on raw.
+func (s *Server) wrapConn(raw net.Conn, cc clientConn) *conn {
+	c := &conn{s: s, raw: raw, cc: cc, remote: raw.RemoteAddr().String()}
+	c.rd = connReader{r: cc, limit: -1, dl: raw}
+	c.br = bufio.NewReaderSize(&c.rd, clientReadBuf)
+	c.bw = bufio.NewWriterSize(cc, clientWriteBuf)
 	return c
 }
 
@@ -138,7 +160,12 @@ func (c *conn) serve() {
 	}
 	c.raw.SetDeadline(time.Time{})
 	leaf := c.tc.ConnectionState().PeerCertificates[0]
-	over := c.s.register(c, IdentityOf(leaf), certRevKey(leaf))
+	c.serveRequests(IdentityOf(leaf), certRevKey(leaf))
+}
+
+// serveRequests serves the requests of an authenticated client.
+func (c *conn) serveRequests(id Identity, key string) {
+	over := c.s.register(c, id, key)
 	defer c.s.unregister(c)
 	for c.serveRequest(over) {
 	}
@@ -198,6 +225,9 @@ type record struct {
 	hijacked bool
 	err      string
 	logged   bool
+	// readOnly: allowed by a read-only rule; should dockerd hijack the
+	// connection anyway, the client's bytes are not carried to it.
+	readOnly bool
 }
 
 func (c *conn) audit(r *record) {
@@ -205,6 +235,20 @@ func (c *conn) audit(r *record) {
 		return
 	}
 	r.logged = true
+	if al := c.s.o.AuditLog; al != nil {
+		groups := c.cl.id.Groups
+		if groups == nil {
+			groups = []string{}
+		}
+		err := al.Write(&AuditRecord{
+			Time: r.start, User: c.cl.id.User, Groups: groups, Serial: c.cl.id.Serial, Remote: c.remote,
+			Method: r.method, Path: r.path, Status: r.status, Decision: r.decision, Rule: r.rule, Guard: r.guard,
+			Hijacked: r.hijacked, Duration: time.Since(r.start), Error: r.err,
+		})
+		if err == nil && r.decision == "allow" {
+			return // the journal keeps denials, errors and events
+		}
+	}
 	ctx := context.Background()
 	if !c.s.log.Enabled(ctx, slog.LevelInfo) {
 		return
@@ -245,6 +289,7 @@ func (c *conn) serveRequest(over bool) bool {
 	}
 	c.state.Store(stateIdle)
 	c.rd.flush = c.bw
+	c.rd.idle = 0
 	c.raw.SetReadDeadline(time.Now().Add(s.o.IdleTimeout))
 	if s.shutting.Load() {
 		return false
@@ -259,6 +304,9 @@ func (c *conn) serveRequest(over bool) bool {
 	req, err := http.ReadRequest(c.br)
 	c.rd.limit = -1
 	c.raw.SetReadDeadline(time.Time{})
+	// From here on every read is of the request body (a guard's, a
+	// refused request's or a forwarded one's): each is bounded.
+	c.rd.idle = s.o.BodyIdleTimeout
 	if err != nil {
 		if c.rd.hit {
 			c.writeError(http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("tlsdock: request header larger than %d bytes", s.o.MaxHeaderBytes), true)
@@ -301,9 +349,10 @@ func (c *conn) serveRequest(over bool) bool {
 	}
 	rec.path = clean
 	pol := s.policy.Load()
-	d := pol.Decide(c.cl.id, req.Method, clean)
+	d := pol.Decide(c.cl.id, req.Method, clean, Writes(req.Header, clean))
 	pol.count(d)
 	rec.rule = d.Rule
+	rec.readOnly = d.ReadOnly
 	if !d.Allow {
 		rec.decision = "deny"
 		return refuse(http.StatusForbidden, d.Message)
@@ -387,8 +436,9 @@ func (c *conn) refuse(req *http.Request, status int, msg string, closeConn bool)
 // lingerClose half-closes and drains what the client still sends for a
 // moment, so that it reads the refusal instead of a connection reset.
 func (c *conn) lingerClose() {
+	c.rd.idle = 0
 	c.bw.Flush()
-	c.tc.CloseWrite()
+	c.cc.CloseWrite()
 	c.raw.SetReadDeadline(time.Now().Add(time.Second))
 	io.CopyN(io.Discard, c.br, 4<<20)
 }
@@ -526,7 +576,7 @@ func isChunked(te []string) bool { return len(te) > 0 && te[0] == "chunked" }
 // forward sends an allowed request to dockerd and streams the response
 // back. prebody, when not nil, is the body already read for a guard.
 func (c *conn) forward(req *http.Request, target string, prebody []byte, rec *record) bool {
-	upgrade := hasToken(req.Header, "Connection", "upgrade") && req.Header.Get("Upgrade") != ""
+	upgrade := isUpgrade(req.Header)
 	hasBody := len(prebody) > 0 || (prebody == nil && req.Body != nil && req.Body != http.NoBody)
 	for attempt := 0; ; attempt++ {
 		up, err := c.getUpstream()
@@ -544,7 +594,17 @@ func (c *conn) forward(req *http.Request, target string, prebody []byte, rec *re
 			// dockerd may answer before it has read everything.
 			bodyDone = make(chan error, 1)
 			c.rd.flush = up.bw
-			go func() { bodyDone <- sendBody(up.bw, req, prebody) }()
+			go func() {
+				err := sendBody(up.bw, req, prebody)
+				if isBodyErr(err) {
+					// The client's body failed (stalled, cut short, reset):
+					// close dockerd's connection at once, so that dockerd
+					// aborts the request and releases what it holds (a
+					// container's archive lock), and readResponse returns.
+					up.conn.Close()
+				}
+				bodyDone <- err
+			}()
 		} else if err := up.bw.Flush(); err != nil {
 			c.dropUpstream()
 			if retry && staleErr(err) {
@@ -558,8 +618,11 @@ func (c *conn) forward(req *http.Request, target string, prebody []byte, rec *re
 		if err != nil {
 			c.dropUpstream() // unblocks the body goroutine
 			if bodyDone != nil {
-				<-bodyDone
+				berr := <-bodyDone
 				c.rd.flush = nil
+				if isBodyErr(berr) {
+					return c.bodyFailed(rec, berr)
+				}
 			}
 			if retry && up.rd.n == before && staleErr(err) {
 				continue
@@ -568,6 +631,42 @@ func (c *conn) forward(req *http.Request, target string, prebody []byte, rec *re
 		}
 		return c.respond(req, resp, up, rec, bodyDone)
 	}
+}
+
+// bodyError is a failure to read the client's request body, as opposed to
+// one writing it to dockerd.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
+
+func isBodyErr(err error) bool {
+	var be *bodyError
+	return errors.As(err, &be)
+}
+
+// clientBody marks the errors of reading a request body (not io.EOF) as
+// bodyErrors. It is only a Reader, so that io.CopyBuffer uses its buffer.
+type clientBody struct{ r io.Reader }
+
+func (b clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &bodyError{err}
+	}
+	return n, err
+}
+
+// bodyFailed answers a request whose body the client did not deliver:
+// 408 when it stopped sending, else 400, and the connection closes.
+func (c *conn) bodyFailed(rec *record, err error) bool {
+	status, msg := http.StatusBadRequest, "request body: "+err.Error()
+	if isTimeout(err) {
+		status, msg = http.StatusRequestTimeout, fmt.Sprintf("request body: the client sent nothing for %v", c.s.o.BodyIdleTimeout)
+	}
+	rec.status, rec.err = status, msg
+	c.writeError(status, "tlsdock: "+msg, true)
+	return false
 }
 
 // readResponse reads dockerd's response, forwarding interim 1xx responses
@@ -616,7 +715,7 @@ func (c *conn) respond(req *http.Request, resp *http.Response, up *upstream, rec
 		// (resp.Body is not closed: closing drains it.)
 		if bodyDone != nil {
 			if err := <-bodyDone; err != nil {
-				rec.err = err.Error()
+				rec.err = "request body: " + err.Error()
 				c.dropUpstream()
 				return false
 			}
@@ -680,6 +779,10 @@ type onlyWriter struct{ io.Writer }
 // hijack splices the client and dockerd after an upgrade: bytes flow both
 // ways until each side has closed its half.
 func (c *conn) hijack(resp *http.Response, up *upstream, rec *record) bool {
+	// A stream may idle for hours: only the body of the request was
+	// bounded.
+	c.rd.idle = 0
+	c.raw.SetReadDeadline(time.Time{})
 	c.state.Store(stateHijacked)
 	w := c.bw
 	w.WriteString("HTTP/1.1 ")
@@ -699,18 +802,28 @@ func (c *conn) hijack(resp *http.Response, up *upstream, rec *record) bool {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, err := io.Copy(onlyWriter{up.conn}, c.br)
-		if err == nil {
+		var dst io.Writer = onlyWriter{up.conn}
+		if rec.readOnly {
+			// A read-only rule let this through (Writes said it does not
+			// write): whatever dockerd made of it, nothing the client
+			// sends reaches the container.
 			closeWrite(up.conn)
+			dst = io.Discard
+		}
+		_, err := io.Copy(dst, c.br)
+		if err == nil {
+			if !rec.readOnly {
+				closeWrite(up.conn)
+			}
 			return
 		}
 		up.conn.Close()
 		c.raw.Close()
 	}()
-	_, err := io.Copy(onlyWriter{c.tc}, up.br)
+	_, err := io.Copy(onlyWriter{c.cc}, up.br)
 	if err == nil {
 		// close_notify, then FIN: clients see EOF either way.
-		c.tc.CloseWrite()
+		c.cc.CloseWrite()
 		closeWrite(c.raw)
 		// dockerd is done; a client that never closes its half is cut
 		// off after the idle timeout.
@@ -784,7 +897,7 @@ func sendBody(w *bufio.Writer, req *http.Request, prebody []byte) error {
 	case isChunked(req.TransferEncoding):
 		bp := copyBufPool.Get().(*[]byte)
 		cw := httputil.NewChunkedWriter(w)
-		_, err = io.CopyBuffer(cw, onlyReader{req.Body}, *bp)
+		_, err = io.CopyBuffer(cw, clientBody{req.Body}, *bp)
 		copyBufPool.Put(bp)
 		if err == nil {
 			cw.Close()
@@ -792,7 +905,7 @@ func sendBody(w *bufio.Writer, req *http.Request, prebody []byte) error {
 		}
 	default:
 		bp := copyBufPool.Get().(*[]byte)
-		_, err = io.CopyBuffer(onlyWriter{w}, onlyReader{req.Body}, *bp)
+		_, err = io.CopyBuffer(onlyWriter{w}, clientBody{req.Body}, *bp)
 		copyBufPool.Put(bp)
 	}
 	if err == nil {

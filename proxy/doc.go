@@ -31,16 +31,26 @@
 // # Identity and audit
 //
 // A client is named by its certificate: the subject CN is the user, each O
-// value a group (the Kubernetes convention). Every request is logged once,
-// with slog at Info and component=proxy: user, groups, serial, remote,
-// method, clean path, status, decision (allow, deny or error), rule and
-// duration. A hijacked stream is logged when it starts, with hijacked=true.
+// value a group (the Kubernetes convention). Every request has one audit
+// record, aborted ones included: user, groups, serial, remote, method,
+// clean path, status, decision (allow, deny or error), rule, guard,
+// duration and error. A hijacked stream is recorded when it starts, with
+// hijacked=true.
+//
+// Without Options.AuditLog every record goes to the logger (slog at Info,
+// component=proxy). With it (an AuditLog: a JSON-lines file, 0600 root,
+// never through a symlink, buffered and written out within 100 ms and on
+// Close, rotated by size to PATH.1 ... PATH.3, reopened by Reopen after
+// logrotate) every record goes to the file, and the logger (the journal)
+// keeps the denials, the errors and the events: journald rate-limits each
+// unit, and the file keeps the whole trail under sustained load. A record
+// the file cannot take goes to the logger.
 //
 // # Policy file
 //
 // Without a policy file the built-in policy applies: group "read-only" may
-// use GET and HEAD only (but not the websocket attach), every other valid
-// client has full access. A policy file replaces it. It is JSON; unknown
+// use GET and HEAD only, and never to write into a container (see below),
+// every other valid client has full access. A policy file replaces it. It is JSON; unknown
 // fields are errors:
 //
 //	{
@@ -64,6 +74,16 @@
 // client whose user is in "users" or who is in one of "groups" (both empty:
 // every client), a method in "methods" (empty: any) and a path matching one
 // of "paths" (empty: any). Rule names are unique; a refusal names the rule.
+//
+// A read-only rule never lets a client write into a container. An allow
+// rule whose "methods" are all read methods (GET, HEAD, OPTIONS) does not
+// match a request that writes (Writes), whatever its method: one that
+// upgrades the connection (Connection: upgrade with an Upgrade header, as
+// attach, exec start and sessions do) and any route ending in /ws (the
+// websocket attach, which dockerd upgrades whatever the headers say). Such
+// a request goes on to the next rules; a deny rule matches it as usual.
+// Should dockerd still hijack a request a read-only rule allowed, the
+// client's bytes are not carried to it.
 //
 // Paths are matched after normalisation, exactly as dockerd routes them: the
 // path is percent-decoded once (%2F is a slash, %2e a dot), cleaned ("//",
@@ -134,7 +154,12 @@
 //
 // Handshake, request-header and keep-alive idle timeouts, a maximum header
 // size (431), and a cap on concurrent connections per client certificate
-// (429). Shutdown stops accepting, closes idle connections, lets requests in
+// (429). Every read of a request body waits at most
+// Options.BodyIdleTimeout (30 s). A body that stops arriving (408), ends
+// before its length or breaks off (400) has dockerd's connection closed at
+// once, so that dockerd aborts the request and releases what it holds (the
+// container an archive upload locks); the client's connection closes and
+// leaves its cap, and the audit record says what happened. Shutdown stops accepting, closes idle connections, lets requests in
 // flight finish and gives hijacked streams Options.HijackGrace.
 //
 // # Tunnel

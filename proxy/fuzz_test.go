@@ -88,7 +88,7 @@ func FuzzMatch(f *testing.F) {
 			t.Fatalf("target %q: policy saw %q but dockerd routes %q (forwarded %q)", target, want, routed, fwd)
 		}
 		// A target that dockerd would route to a denied endpoint is denied.
-		d := fuzzPolicy.Decide(Identity{User: "u"}, method, clean)
+		d := fuzzPolicy.Decide(Identity{User: "u"}, method, clean, false)
 		orig, ok := dockerdRoute(target)
 		if !ok {
 			return

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -34,7 +35,9 @@ type Rule struct {
 	// applies to every client.
 	Users  []string `json:"users,omitempty"`
 	Groups []string `json:"groups,omitempty"`
-	// Methods are HTTP methods (upper case); empty is any method.
+	// Methods are HTTP methods (upper case); empty is any method. An
+	// allow rule whose methods are all read methods (GET, HEAD, OPTIONS)
+	// is read-only: it never matches a request that writes (Writes).
 	Methods []string `json:"methods,omitempty"`
 	// Paths are patterns on the clean path without the API version
 	// prefix; empty is any path. "*" matches one or more whole segments,
@@ -65,7 +68,10 @@ type rule struct {
 	methods []string
 	paths   []pattern
 	guard   *Guard
-	hits    atomic.Uint64
+	// readOnly: an allow rule whose methods are all read methods. It does
+	// not match a writing request.
+	readOnly bool
+	hits     atomic.Uint64
 }
 
 // Decision is the outcome of Policy.Decide.
@@ -78,6 +84,9 @@ type Decision struct {
 	// Guard, when not nil, must approve the request: its route, body and
 	// bind mounts.
 	Guard *Guard
+	// ReadOnly: the deciding rule is a read-only allow rule, so the
+	// request must not turn into a stream the client writes into.
+	ReadOnly bool
 
 	rule *rule
 }
@@ -92,8 +101,9 @@ const DefaultPolicySource = "built-in"
 const GroupReadOnly = "read-only"
 
 // DefaultPolicyFile is the built-in policy: group read-only may use GET and
-// HEAD only (and not the websocket attach, which writes to a container's
-// stdin), and any other valid client has full access.
+// HEAD only, and never a request that writes into a container (an upgrade,
+// the websocket attach; see Writes), and any other valid client has full
+// access.
 func DefaultPolicyFile() PolicyFile {
 	return PolicyFile{
 		Default: "deny",
@@ -102,7 +112,7 @@ func DefaultPolicyFile() PolicyFile {
 				Message: "group read-only may not attach to containers"},
 			{Name: "read-only-get", Groups: []string{GroupReadOnly}, Methods: []string{"GET", "HEAD"}, Action: "allow"},
 			{Name: "read-only", Groups: []string{GroupReadOnly}, Action: "deny",
-				Message: "group read-only may only use GET and HEAD"},
+				Message: "group read-only may only use GET and HEAD, without upgrading the connection"},
 			{Name: "full-access", Action: "allow"},
 		},
 	}
@@ -152,6 +162,27 @@ func ParsePolicy(data []byte, source string) (*Policy, error) {
 
 var httpMethods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"}
 
+// readMethods are the methods of a read-only rule.
+var readMethods = []string{"GET", "HEAD", "OPTIONS"}
+
+// Writes reports whether a request writes into a container whatever its
+// method: one that upgrades the connection (Connection: upgrade with an
+// Upgrade header; dockerd then carries the client's bytes to a container's
+// stdin or a session), and any route ending in /ws (the websocket attach,
+// which dockerd upgrades whatever the headers say). cleanPath is with or
+// without the version prefix. A read-only allow rule never matches such a
+// request.
+func Writes(h http.Header, cleanPath string) bool {
+	_, rest := SplitVersion(cleanPath)
+	return isUpgrade(h) || rest == "/ws" || strings.HasSuffix(rest, "/ws")
+}
+
+// isUpgrade reports whether a request asks to upgrade the connection; the
+// proxy forwards the upgrade exactly then.
+func isUpgrade(h http.Header) bool {
+	return hasToken(h, "Connection", "upgrade") && h.Get("Upgrade") != ""
+}
+
 // NewPolicy compiles a PolicyFile. Every problem is reported, joined.
 func NewPolicy(pf PolicyFile, source string) (*Policy, error) {
 	p := &Policy{source: source}
@@ -199,6 +230,12 @@ func NewPolicy(pf PolicyFile, source string) (*Policy, error) {
 			}
 			cr.methods = append(cr.methods, m)
 		}
+		cr.readOnly = cr.allow && len(cr.methods) > 0
+		for _, m := range cr.methods {
+			if !slices.Contains(readMethods, m) {
+				cr.readOnly = false
+			}
+		}
 		for _, s := range r.Paths {
 			pt, err := compilePattern(s)
 			if err != nil {
@@ -242,16 +279,19 @@ func NewPolicy(pf PolicyFile, source string) (*Policy, error) {
 func (p *Policy) Source() string { return p.source }
 
 // Decide decides a request by a client. cleanPath is the result of
-// CleanPath (with or without the version prefix).
-func (p *Policy) Decide(id Identity, method, cleanPath string) Decision {
+// CleanPath (with or without the version prefix); writes is Writes of the
+// request: a read-only allow rule does not match a writing request (a deny
+// rule does).
+func (p *Policy) Decide(id Identity, method, cleanPath string, writes bool) Decision {
 	_, rest := SplitVersion(cleanPath)
 	for _, r := range p.rules {
-		if !r.matches(id, method, rest) {
+		if !r.matches(id, method, rest) || (writes && r.readOnly) {
 			continue
 		}
 		d := Decision{Allow: r.allow, Rule: r.Name, rule: r}
 		if r.allow {
 			d.Guard = r.guard
+			d.ReadOnly = r.readOnly
 		} else {
 			d.Message = fmt.Sprintf("tlsdock: %s %s denied for user %q by policy rule %q", method, cleanPath, id.User, r.Name)
 			if r.Message != "" {
@@ -263,6 +303,9 @@ func (p *Policy) Decide(id Identity, method, cleanPath string) Decision {
 	d := Decision{Allow: p.deflt, Rule: "default"}
 	if !d.Allow {
 		d.Message = fmt.Sprintf("tlsdock: %s %s denied for user %q: no policy rule allows it (policy %s)", method, cleanPath, id.User, p.source)
+		if writes {
+			d.Message += "; it writes into a container (an upgrade or a websocket), which read-only rules (GET, HEAD, OPTIONS) never allow"
+		}
 	}
 	return d
 }

@@ -34,7 +34,7 @@ func TestDefaultPolicy(t *testing.T) {
 		{Identity{User: "x", Groups: []string{"dev", "read-only"}}, "POST", "/build", false, "read-only"},
 	} {
 		t.Run(tc.id.User+" "+tc.method+" "+tc.path, func(t *testing.T) {
-			d := p.Decide(tc.id, tc.method, tc.path)
+			d := p.Decide(tc.id, tc.method, tc.path, false)
 			if d.Allow != tc.allow || d.Rule != tc.rule {
 				t.Fatalf("Decide = allow %v by %q (%s), want allow %v by %q", d.Allow, d.Rule, d.Message, tc.allow, tc.rule)
 			}
@@ -102,14 +102,14 @@ func TestPolicyFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := p.Decide(tc.id, tc.method, clean)
+			d := p.Decide(tc.id, tc.method, clean, false)
 			if d.Allow != tc.allow || d.Rule != tc.rule || (d.Guard != nil) != tc.guard {
 				t.Fatalf("Decide(%q) = allow %v by %q guard %v, want allow %v by %q guard %v", clean, d.Allow, d.Rule, d.Guard != nil, tc.allow, tc.rule, tc.guard)
 			}
 			p.count(d)
 		})
 	}
-	if !strings.Contains(p.Decide(ops, "GET", "/secrets").Message, "ask ops") {
+	if !strings.Contains(p.Decide(ops, "GET", "/secrets", false).Message, "ask ops") {
 		t.Error("the rule's message is not in the refusal")
 	}
 	st := p.Status()
@@ -153,10 +153,10 @@ func TestDefaultAllowPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := p.Decide(admin, "POST", "/containers/create"); !d.Allow || d.Rule != "default" {
+	if d := p.Decide(admin, "POST", "/containers/create", false); !d.Allow || d.Rule != "default" {
 		t.Errorf("admin: %+v", d)
 	}
-	if d := p.Decide(readOnly, "POST", "/containers/create"); d.Allow {
+	if d := p.Decide(readOnly, "POST", "/containers/create", false); d.Allow {
 		t.Errorf("read-only: %+v", d)
 	}
 }

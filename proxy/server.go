@@ -32,6 +32,7 @@ const (
 	DefaultMaxGuardBody      = 1 << 20
 	DefaultHijackGrace       = 10 * time.Second
 	DefaultRecentClients     = 128
+	DefaultBodyIdleTimeout   = 30 * time.Second
 )
 
 // Options are the Server's settings and dependencies. The zero value of
@@ -44,6 +45,10 @@ type Options struct {
 	// Logger receives the audit trail (one record per request) and events;
 	// records carry component=proxy. Default: slog.Default().
 	Logger *slog.Logger
+	// AuditLog, when not nil, takes every request's audit record, and
+	// Logger only the denials and errors (and a record AuditLog could not
+	// take). The caller opens and closes it.
+	AuditLog *AuditLog
 	// Policy decides each request; default DefaultPolicy(). SetPolicy
 	// replaces it.
 	Policy *Policy
@@ -73,6 +78,13 @@ type Options struct {
 	HijackGrace time.Duration
 	// RecentClients bounds how many clients Status remembers.
 	RecentClients int
+	// BodyIdleTimeout bounds the wait for each read of a request body
+	// (DefaultBodyIdleTimeout); every read that returns data starts it
+	// again. A body that stops arriving, or ends before its length, fails
+	// the request: the dockerd connection is closed at once (dockerd
+	// aborts the request and releases what it holds), the client gets 408
+	// or 400 and its connection is closed.
+	BodyIdleTimeout time.Duration
 
 	// Now is the clock for status and CRL staleness; default time.Now.
 	// (Network deadlines always use the real clock.)
@@ -108,6 +120,7 @@ func (o Options) withDefaults() Options {
 	def(&o.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	def(&o.IdleTimeout, DefaultIdleTimeout)
 	def(&o.HijackGrace, DefaultHijackGrace)
+	def(&o.BodyIdleTimeout, DefaultBodyIdleTimeout)
 	if o.MaxHeaderBytes <= 0 {
 		o.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}

@@ -25,6 +25,8 @@ type settingsFlags struct {
 	timeout     time.Duration
 	policy      string
 	crls        []string
+	auditLog    string
+	auditMax    string
 }
 
 func (f *settingsFlags) register(fs *pflag.FlagSet) {
@@ -42,6 +44,8 @@ func (f *settingsFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", d.Timeout, "how long to wait for docker.service to restart")
 	fs.StringVar(&f.policy, "policy", "", "proxy mode: policy file (JSON, see README) deciding each client's requests; default: group read-only may GET and HEAD, others have full access")
 	fs.StringArrayVar(&f.crls, "crl", nil, "proxy mode: external CRL file (PEM or DER) to enforce (repeatable); the local CA's "+agent.LocalCRLPath+" is enforced whenever it exists")
+	fs.StringVar(&f.auditLog, "audit-log", d.AuditLog, "proxy mode: file of per-request audit records (JSON lines, 0600; reopened on SIGHUP); the journal keeps denials and events. \"\": every record to the journal")
+	fs.StringVar(&f.auditMax, "audit-log-max-size", agent.FormatSize(d.AuditLogMaxSize), "proxy mode: rotate the audit log past this size (K, M or G suffix) to .1, keeping 3 old files; 0: never (leave it to logrotate)")
 }
 
 // config merges the config file under the flags: a flag given on the
@@ -79,6 +83,8 @@ func (f *settingsFlags) config(cmd *cobra.Command) (agent.Config, error) {
 	str("probe-client", &f.probeClient)
 	str("policy", &f.policy)
 	list("crl", &f.crls)
+	str("audit-log", &f.auditLog)
+	str("audit-log-max-size", &f.auditMax)
 	list("host", &f.hosts)
 	list("san", &f.sans)
 	if err := boolean("generate", &f.generate); err != nil {
@@ -100,10 +106,15 @@ func (f *settingsFlags) config(cmd *cobra.Command) (agent.Config, error) {
 	if err != nil {
 		return agent.Config{}, &agent.InputError{Field: "--key-type", Err: err}
 	}
+	auditMax, err := agent.ParseSize("--audit-log-max-size", f.auditMax)
+	if err != nil {
+		return agent.Config{}, err
+	}
 	cfg := agent.Config{
 		Mode: mode, Certs: f.certs, Generate: f.generate, ClientOut: f.clientOut,
 		Hosts: f.hosts, SANs: f.sans, KeyType: kt, LiveRestore: f.liveRestore,
 		ProbeClient: f.probeClient, Timeout: f.timeout, Policy: f.policy, CRLs: f.crls,
+		AuditLog: f.auditLog, AuditLogMaxSize: auditMax,
 	}
 	return cfg, cfg.Validate()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,5 +79,52 @@ func TestProxyModeRunDefaults(t *testing.T) {
 	}
 	if cfg.Mode != agent.ModeProxy || cfg.Policy != "/etc/tlsdock/policy.json" || len(cfg.CRLs) != 2 || cfg.MinRestartInterval != 0 {
 		t.Fatalf("cfg = %+v: want proxy mode, the policy, two CRLs and no restart interval", cfg)
+	}
+}
+
+func TestAuditLogSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name, conf string
+		args       []string
+		path       string
+		size       int64
+		err        string
+	}{
+		{name: "defaults", path: agent.DefaultAuditLog, size: agent.DefaultAuditLogMaxSize},
+		{name: "file sets them", conf: "audit-log = /srv/log/audit.jsonl\naudit-log-max-size = 1G\n", path: "/srv/log/audit.jsonl", size: 1 << 30},
+		{name: "empty in the file: the journal only", conf: "audit-log =\naudit-log-max-size = 0\n", path: "", size: 0},
+		{name: "flags win", conf: "audit-log = /srv/a.jsonl\n", args: []string{"--audit-log=", "--audit-log-max-size", "512K"}, path: "", size: 512 << 10},
+		{name: "relative path", args: []string{"--audit-log", "audit.jsonl"}, err: "--audit-log"},
+		{name: "bad size", conf: "audit-log-max-size = lots\n", err: "--audit-log-max-size"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			conf := filepath.Join(root, "tlsdock.conf")
+			if err := os.WriteFile(conf, []byte("mode = proxy\ngenerate = true\n"+tc.conf), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var f settingsFlags
+			var rf runFlags
+			cmd := &cobra.Command{Use: "run"}
+			f.register(cmd.Flags())
+			rf.register(cmd.Flags())
+			if err := cmd.Flags().Parse(append([]string{"--config", conf}, tc.args...)); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := rf.config(cmd, &f, root)
+			if tc.err != "" {
+				var ie *agent.InputError
+				if !errors.As(err, &ie) || ie.Field != tc.err {
+					t.Fatalf("err = %v, want an input error on %s", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.AuditLog != tc.path || cfg.AuditLogMaxSize != tc.size {
+				t.Fatalf("audit log %q max %d, want %q max %d", cfg.AuditLog, cfg.AuditLogMaxSize, tc.path, tc.size)
+			}
+		})
 	}
 }

@@ -157,7 +157,11 @@ socket-activated) with the installed set and sends READY=1 first, then
 swaps new sets in without restarting dockerd (--min-restart-interval
 defaults to 0). It enforces --policy and the CRLs (--crl, and the local CA's
 ` + agent.LocalCRLPath + `), reloading them within a second of a change.
-SIGTERM lets requests finish and gives attach and exec streams a grace.`,
+Every request's audit record goes to --audit-log (default
+` + agent.DefaultAuditLog + `, JSON lines, rotated past
+--audit-log-max-size); the journal keeps denials, errors and events.
+SIGHUP also reopens the audit log (logrotate). SIGTERM lets requests
+finish, gives attach and exec streams a grace and writes out the audit log.`,
 		Example: `  # As tlsdock.service does, with settings in /etc/tlsdock/tlsdock.conf:
   tlsdock run
 

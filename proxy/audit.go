@@ -1,0 +1,300 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Defaults of AuditLogOptions.
+const (
+	DefaultAuditMaxSize       = 100 << 20
+	DefaultAuditKeep          = 3
+	DefaultAuditFlushInterval = 100 * time.Millisecond
+	auditBufSize              = 64 << 10
+)
+
+// AuditRecord is one request's line in the audit log (JSON). Time is when
+// the request's header arrived, Duration (nanoseconds) how long it took.
+type AuditRecord struct {
+	Time     time.Time     `json:"time"`
+	User     string        `json:"user"`
+	Groups   []string      `json:"groups"`
+	Serial   string        `json:"serial"`
+	Remote   string        `json:"remote"`
+	Method   string        `json:"method"`
+	Path     string        `json:"path"`
+	Status   int           `json:"status"`
+	Decision string        `json:"decision"`
+	Rule     string        `json:"rule,omitempty"`
+	Guard    string        `json:"guard,omitempty"`
+	Hijacked bool          `json:"hijacked,omitempty"`
+	Duration time.Duration `json:"duration"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// AuditLogOptions are an AuditLog's settings; the zero value of each field
+// means its default.
+type AuditLogOptions struct {
+	// MaxSize is the size past which the file is rotated
+	// (DefaultAuditMaxSize); negative: never.
+	MaxSize int64
+	// Keep is how many rotated files are kept: PATH.1 (the newest) to
+	// PATH.Keep (DefaultAuditKeep).
+	Keep int
+	// FlushInterval bounds how long a record stays in the buffer
+	// (DefaultAuditFlushInterval).
+	FlushInterval time.Duration
+	// Logger receives the log's own failures (component=audit).
+	Logger *slog.Logger
+	// AfterFunc runs f after d; default time.AfterFunc. Tests pass a hook.
+	AfterFunc func(d time.Duration, f func())
+}
+
+// AuditLog is the audit trail's own sink: one JSON line per request in a
+// file, 0600 and owned by root, buffered and written out within
+// FlushInterval, on Flush and on Close. It refuses a path that is a
+// symlink or not a regular file. It rotates by size (PATH.1 ... PATH.Keep)
+// and Reopen opens PATH anew after logrotate renamed it. It is safe for
+// concurrent use.
+type AuditLog struct {
+	path string
+	o    AuditLogOptions
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	f       *os.File
+	w       *bufio.Writer
+	size    int64
+	buf     bytes.Buffer
+	enc     *json.Encoder
+	armed   bool
+	closed  bool
+	failing bool
+}
+
+// OpenAuditLog opens (or creates) the audit log at path, creating its
+// directory 0700 when missing.
+func OpenAuditLog(path string, o AuditLogOptions) (*AuditLog, error) {
+	if o.MaxSize == 0 {
+		o.MaxSize = DefaultAuditMaxSize
+	}
+	if o.Keep <= 0 {
+		o.Keep = DefaultAuditKeep
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = DefaultAuditFlushInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.AfterFunc == nil {
+		o.AfterFunc = func(d time.Duration, f func()) { time.AfterFunc(d, f) }
+	}
+	a := &AuditLog{path: path, o: o, log: o.Logger.With("component", "audit", "audit_log", path)}
+	a.enc = json.NewEncoder(&a.buf)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	if err := a.open(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Path is the file the log writes.
+func (a *AuditLog) Path() string { return a.path }
+
+// open opens a.path for appending: never through a symlink, only a
+// regular file, mode 0600 and root's when tlsdock runs as root.
+func (a *AuditLog) open() error {
+	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return fmt.Errorf("audit log %s is a symlink: tlsdock writes only a regular file (remove the link, or set audit-log to another path)", a.path)
+		}
+		if errors.Is(err, syscall.ENXIO) {
+			return fmt.Errorf("audit log %s is not a regular file: remove it, or set audit-log to another path", a.path)
+		}
+		return fmt.Errorf("opening the audit log: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("audit log %s: %w", a.path, err)
+	}
+	if !st.Mode().IsRegular() {
+		err = fmt.Errorf("audit log %s is not a regular file (%v): remove it, or set audit-log to another path", a.path, st.Mode().Type())
+	}
+	if err == nil && st.Mode().Perm() != 0o600 {
+		err = f.Chmod(0o600)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); err == nil && ok && os.Geteuid() == 0 && (sys.Uid != 0 || sys.Gid != 0) {
+		err = f.Chown(0, 0)
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("audit log %s: %w", a.path, err)
+	}
+	a.f, a.size = f, st.Size()
+	if a.w == nil {
+		a.w = bufio.NewWriterSize(f, auditBufSize)
+	} else {
+		a.w.Reset(f)
+	}
+	return nil
+}
+
+// ErrAuditLogClosed is returned by Write after Close.
+var ErrAuditLogClosed = errors.New("audit log closed")
+
+// Write appends one record. It goes out within FlushInterval. An error
+// means the record was not taken: the caller logs it elsewhere.
+func (a *AuditLog) Write(r *AuditRecord) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return ErrAuditLogClosed
+	}
+	if a.f == nil {
+		// A failed rotation or reopen: try again.
+		if err := a.open(); err != nil {
+			return a.failed(err)
+		}
+	}
+	a.buf.Reset()
+	if err := a.enc.Encode(r); err != nil {
+		return err
+	}
+	n := int64(a.buf.Len())
+	if cur := a.size + int64(a.w.Buffered()); a.o.MaxSize > 0 && cur > 0 && cur+n > a.o.MaxSize {
+		if err := a.rotateLocked(); err != nil {
+			return a.failed(err)
+		}
+	}
+	if _, err := a.w.Write(a.buf.Bytes()); err != nil {
+		return a.failed(err)
+	}
+	if !a.armed {
+		a.armed = true
+		a.o.AfterFunc(a.o.FlushInterval, a.flushArmed)
+	}
+	a.failing = false
+	return nil
+}
+
+// failed logs the first of a run of failures.
+func (a *AuditLog) failed(err error) error {
+	if !a.failing {
+		a.failing = true
+		a.log.Error("the audit log fails; records go to the journal until it works again", "err", err)
+	}
+	return err
+}
+
+func (a *AuditLog) flushArmed() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.armed = false
+	if !a.closed {
+		a.flushLocked()
+	}
+}
+
+// flushLocked writes the buffer out, counting it into the file's size.
+func (a *AuditLog) flushLocked() error {
+	if a.f == nil {
+		return nil
+	}
+	n := int64(a.w.Buffered())
+	err := a.w.Flush()
+	a.size += n - int64(a.w.Buffered())
+	if err != nil {
+		a.failed(err)
+	}
+	return err
+}
+
+// Flush writes the buffered records to the file now.
+func (a *AuditLog) Flush() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil
+	}
+	return a.flushLocked()
+}
+
+// rotateLocked renames PATH.i to PATH.i+1 (dropping the oldest), PATH to
+// PATH.1, and opens a new PATH.
+func (a *AuditLog) rotateLocked() error {
+	a.flushLocked()
+	a.f.Close()
+	a.f = nil
+	os.Remove(a.path + "." + strconv.Itoa(a.o.Keep))
+	for i := a.o.Keep - 1; i >= 1; i-- {
+		if err := os.Rename(a.path+"."+strconv.Itoa(i), a.path+"."+strconv.Itoa(i+1)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			a.log.Warn("rotating the audit log", "err", err)
+		}
+	}
+	rerr := os.Rename(a.path, a.path+".1")
+	if err := a.open(); err != nil {
+		return err
+	}
+	if rerr != nil {
+		a.log.Warn("the audit log could not be rotated; it grows on", "err", rerr)
+	}
+	return nil
+}
+
+// Reopen writes out the buffer and opens PATH anew: after logrotate moved
+// the file away (SIGHUP), records go to a new file.
+func (a *AuditLog) Reopen() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return ErrAuditLogClosed
+	}
+	if a.f != nil {
+		a.flushLocked()
+		a.f.Close()
+		a.f = nil
+	}
+	if err := a.open(); err != nil {
+		return a.failed(err)
+	}
+	return nil
+}
+
+// Close writes out the buffer, syncs and closes the file. Later writes
+// fail with ErrAuditLogClosed.
+func (a *AuditLog) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
+	if a.f == nil {
+		return nil
+	}
+	err := a.flushLocked()
+	if serr := a.f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := a.f.Close(); err == nil {
+		err = cerr
+	}
+	a.f = nil
+	return err
+}
