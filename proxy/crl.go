@@ -77,6 +77,10 @@ func ParseSerial(s string) (*big.Int, error) {
 	return n, nil
 }
 
+// ErrUnknownIssuer is a CRL issued by a CA that is none of the CRL issuers
+// (CRLIssuers): it does not apply to this server's clients.
+var ErrUnknownIssuer = errors.New("not a CA of this server's clients")
+
 // CRL is a parsed certificate revocation list whose signature was verified
 // against one of the CRL issuers (CRLIssuers).
 type CRL struct {
@@ -177,7 +181,7 @@ func ParseCRL(data []byte, source string, issuers []*x509.Certificate) (*CRL, er
 		if sigErr != nil {
 			return nil, fmt.Errorf("CRL %s: signature does not verify against CA %q: %v: publish a CRL signed by that CA", source, rl.Issuer, sigErr)
 		}
-		return nil, fmt.Errorf("CRL %s: issued by %q, which is neither a client CA (ca.pem) nor an intermediate of the server's chain: configure the CRL of the CA that issues the client certificates, or add the CA that signs this CRL to ca.pem", source, rl.Issuer)
+		return nil, fmt.Errorf("CRL %s: issued by %q, which is neither a client CA (ca.pem) nor an intermediate of the server's chain (%w): configure the CRL of the CA that issues the client certificates, or add the CA that signs this CRL to ca.pem", source, rl.Issuer, ErrUnknownIssuer)
 	}
 	c := &CRL{
 		Source:     source,
