@@ -144,7 +144,7 @@ func TestProxyDaemonCRLNeverFailsOpen(t *testing.T) {
 	if err := cd.ping(p, alice); err == nil {
 		t.Fatal("alice, revoked by the intermediate's CRL, gets in")
 	}
-	state := crlStatePath(Paths{Root: root}, crl)
+	state := CRLStatePath(Paths{Root: root}, crl)
 	if fi, err := os.Stat(state); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("persisted CRL %s: %v %v", state, fi, err)
 	}

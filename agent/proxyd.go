@@ -240,8 +240,12 @@ func (d *ProxyDaemon) now() time.Time {
 	return time.Now()
 }
 
-// crlStatePath is where the last good CRL of the source at hostPath is kept.
-func crlStatePath(p Paths, hostPath string) string {
+// CRLStatePath is where the last good CRL of the source at hostPath (as
+// configured, made absolute) is kept.
+func CRLStatePath(p Paths, hostPath string) string {
+	if a, err := filepath.Abs(hostPath); err == nil {
+		hostPath = a
+	}
 	sum := sha256.Sum256([]byte(hostPath))
 	return filepath.Join(p.Abs(CRLStateDir), hex.EncodeToString(sum[:16])+".der")
 }
@@ -289,7 +293,7 @@ func (d *ProxyDaemon) loadCRLsLocked() {
 // returns why the file was refused ("" when it was not, or when a local
 // CRL does not apply).
 func (d *ProxyDaemon) loadSource(src *crlSource, issuers []*x509.Certificate, now time.Time) string {
-	state := crlStatePath(d.o.Paths, src.key)
+	state := CRLStatePath(d.o.Paths, src.key)
 	if src.good != nil {
 		// The client CAs may have changed: re-check the CRL in force.
 		if c, err := proxy.ParseCRL(src.good.Raw, src.file, issuers); err != nil {
@@ -343,6 +347,29 @@ func (d *ProxyDaemon) loadSource(src *crlSource, issuers []*x509.Certificate, no
 		d.log.Error("cannot persist the CRL in force; a restart with a broken CRL file would not have it", "crl", src.file, "state", state, "err", err)
 	}
 	return ""
+}
+
+// checkCRLs validates each --crl as the proxy will load it, for provision:
+// it must parse (PEM or DER), be signed by a CA of the clients of set (a
+// client CA, or an intermediate of the server's chain: CRLIssuers), not be
+// past its next update, and not be older than the CRL of that source in
+// force (persisted in CRLStateDir).
+func checkCRLs(p Paths, crls []string, set *certstore.Set, now time.Time) error {
+	issuers := proxy.CRLIssuers(set, now)
+	for _, path := range crls {
+		c, err := proxy.LoadCRL(path, issuers)
+		if err != nil {
+			return inputErr("--crl", "%v: give a CRL file (PEM or DER) signed by the CA that issues the client certificates: one in ca.pem, or the intermediate of the server certificate's chain", err)
+		}
+		var cur *proxy.CRL
+		if data, err := certstore.ReadFileBounded(CRLStatePath(p, path)); err == nil {
+			cur, _ = proxy.ParseCRL(data, path, issuers)
+		}
+		if err := proxy.CheckUpdate(cur, c, now); err != nil {
+			return inputErr("--crl", "CRL %s: %v: publish a current CRL from its CA (a higher CRL number, a next update in the future) and run provision again", path, err)
+		}
+	}
+	return nil
 }
 
 // reloadFiles re-reads the policy and the CRLs after their files changed.
