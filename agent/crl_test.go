@@ -103,10 +103,14 @@ func (cd *crlDaemon) ping(p *testpki.PKI, c tls.Certificate) error {
 	return nil
 }
 
-func (cd *crlDaemon) problems() []proxy.CRLProblem {
-	cd.d.mu.Lock()
-	defer cd.d.mu.Unlock()
-	return cd.d.srv.Status().CRLProblems
+// problems asks the status socket, as `tlsdock status` does.
+func (cd *crlDaemon) problems(t *testing.T) []proxy.CRLProblem {
+	t.Helper()
+	st, err := New(Options{Paths: cd.d.o.Paths}).ProxyStatus(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.CRLProblems
 }
 
 // TestProxyDaemonCRLNeverFailsOpen walks one CRL source through every kind
@@ -125,7 +129,7 @@ func TestProxyDaemonCRLNeverFailsOpen(t *testing.T) {
 	if err := cd.ping(p, bob); err == nil {
 		t.Fatal("bob gets in while the configured CRL never loaded")
 	}
-	if ps := cd.problems(); len(ps) != 1 || ps[0].Source != crl || !strings.Contains(ps[0].Reason, "missing") || ps[0].Keeping != "" {
+	if ps := cd.problems(t); len(ps) != 1 || ps[0].Source != crl || !strings.Contains(ps[0].Reason, "missing") || ps[0].Keeping != "" {
 		t.Fatalf("problems %+v", ps)
 	}
 
@@ -148,7 +152,7 @@ func TestProxyDaemonCRLNeverFailsOpen(t *testing.T) {
 	if fi, err := os.Stat(state); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("persisted CRL %s: %v %v", state, fi, err)
 	}
-	if ps := cd.problems(); len(ps) != 0 {
+	if ps := cd.problems(t); len(ps) != 0 {
 		t.Fatalf("problems after a good CRL: %+v", ps)
 	}
 
@@ -177,7 +181,7 @@ func TestProxyDaemonCRLNeverFailsOpen(t *testing.T) {
 			if err := cd.ping(p, bob); err != nil {
 				t.Fatalf("bob: %v", err)
 			}
-			ps := cd.problems()
+			ps := cd.problems(t)
 			if len(ps) != 1 || !strings.Contains(ps[0].Reason, tc.reason) || ps[0].Keeping != "number 5" {
 				t.Fatalf("problems %+v, want %q keeping number 5", ps, tc.reason)
 			}
@@ -197,7 +201,7 @@ func TestProxyDaemonCRLNeverFailsOpen(t *testing.T) {
 	if err := cd.ping(p, bob); err != nil {
 		t.Fatalf("bob after the restart: %v", err)
 	}
-	if ps := cd.problems(); len(ps) != 1 || ps[0].Keeping != "number 5" {
+	if ps := cd.problems(t); len(ps) != 1 || ps[0].Keeping != "number 5" {
 		t.Fatalf("problems after the restart %+v", ps)
 	}
 

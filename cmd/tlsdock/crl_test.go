@@ -10,6 +10,7 @@ import (
 
 	"github.com/tlsdock/tlsdock/agent"
 	"github.com/tlsdock/tlsdock/internal/testpki"
+	"github.com/tlsdock/tlsdock/proxy"
 )
 
 // TestProvisionRefusesAnUnusableCRL: `provision --mode proxy --crl` exits 2
@@ -89,5 +90,25 @@ func TestProvisionTakesAnIntermediateCRL(t *testing.T) {
 	code, stdout, stderr := h.run("provision", "--mode", "proxy", "--certs", certs, "--host", "tcp://127.0.0.1:2376", "--crl", crl, "--dry-run")
 	if code != ExitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+}
+
+func TestPrintProxyStatusShowsRefusedCRLs(t *testing.T) {
+	var b strings.Builder
+	printProxyStatus(&b, &proxy.Status{
+		CRLs: []proxy.CRLStatus{{Source: "/etc/tlsdock/crl.pem", Issuer: "CN=Intermediate", Number: "5", Revoked: 2}},
+		CRLProblems: []proxy.CRLProblem{
+			{Source: "/etc/tlsdock/crl.pem", Reason: "older than the CRL in force (number 3 < 5)", Keeping: "number 5"},
+			{Source: "/etc/pki/other.crl", Reason: "missing: the file does not exist"},
+		},
+	}, nil)
+	for _, want := range []string{
+		"  crl:       /etc/tlsdock/crl.pem number 5 by CN=Intermediate, 2 revoked\n",
+		"  crl:       /etc/tlsdock/crl.pem: rejected: older than the CRL in force (number 3 < 5); keeping number 5\n",
+		"  crl:       /etc/pki/other.crl: rejected: missing: the file does not exist; no good CRL was ever loaded from it: EVERY CLIENT IS REFUSED until one loads\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
 	}
 }
