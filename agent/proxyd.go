@@ -340,13 +340,23 @@ func (d *ProxyDaemon) loadSource(src *crlSource, issuers []*x509.Certificate, no
 	}
 	src.good = c
 	d.log.Info("a new CRL is in force", "crl", src.file, "crl_number", c.Number, "revoked", len(c.Revoked))
-	if err := os.MkdirAll(filepath.Dir(state), 0o700); err == nil {
-		err = certstore.WriteFileAtomic(state, c.Raw, 0o600)
-	}
-	if err != nil {
+	if err := persistCRL(state, c.Raw); err != nil {
 		d.log.Error("cannot persist the CRL in force; a restart with a broken CRL file would not have it", "crl", src.file, "state", state, "err", err)
 	}
 	return ""
+}
+
+// persistCRL writes the CRL in force of a source into CRLStateDir, a real
+// directory (never a symlink), 0700.
+func persistCRL(state string, der []byte) error {
+	dir := filepath.Dir(state)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory (a symlink?): remove it", dir)
+	}
+	return certstore.WriteFileAtomic(state, der, 0o600)
 }
 
 // checkCRLs validates each --crl as the proxy will load it, for provision:
