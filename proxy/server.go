@@ -316,23 +316,41 @@ func (s *Server) SetRevocation(r Revocation) {
 	s.revoc.Store(rev)
 	s.setMu.Unlock()
 	s.log.Info("revocation lists in force", "crls", len(r.CRLs), "revoked", len(rev.keys), "problems", len(r.Problems))
+	type open struct {
+		c          *conn
+		registered bool
+	}
 	s.mu.Lock()
-	var open []*conn
+	var conns []open
 	for c := range s.conns {
-		if c.key != "" { // registered: its handshake is done
-			open = append(open, c)
-		}
+		conns = append(conns, open{c, c.key != ""})
 	}
 	s.mu.Unlock()
-	for _, c := range open {
-		cs := c.tc.ConnectionState()
-		if len(cs.PeerCertificates) == 0 {
-			continue
+	for _, o := range conns {
+		if o.registered {
+			s.recheck(o.c)
+		} else {
+			// Its handshake may be under way with the previous
+			// revocation: recheck once it is done.
+			go s.recheck(o.c)
 		}
-		if err := rev.check(cs.PeerCertificates[0], cs.VerifiedChains); err != nil {
-			s.log.Warn("closing a connection of a revoked client", "user", c.cl.id.User, "serial", c.cl.id.Serial, "remote", c.remote, "reason", err.Error())
-			c.abort()
-		}
+	}
+}
+
+// recheck closes c when the revocation in force refuses its client. It
+// waits for a handshake under way (ConnectionState holds the handshake
+// lock); a handshake that starts later is decided by the revocation in
+// force.
+func (s *Server) recheck(c *conn) {
+	cs := c.tc.ConnectionState()
+	if !cs.HandshakeComplete || len(cs.PeerCertificates) == 0 {
+		return
+	}
+	leaf := cs.PeerCertificates[0]
+	if err := s.revoc.Load().check(leaf, cs.VerifiedChains); err != nil {
+		id := IdentityOf(leaf)
+		s.log.Warn("closing a connection of a revoked client", "user", id.User, "serial", id.Serial, "remote", c.remote, "reason", err.Error())
+		c.abort()
 	}
 }
 
