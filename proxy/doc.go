@@ -22,7 +22,8 @@
 // | docker run -i IMAGE cat` ends.
 //
 // Certificates, client CAs, policy and CRLs are swapped atomically while
-// serving (SetCertificates, SetPolicy, SetCRLs, LoadCRLFiles). The TLS
+// serving (SetCertificates, SetPolicy, SetCRLs or SetRevocation,
+// LoadCRLFiles). The TLS
 // configuration comes from GetConfigForClient, so a handshake finishes with
 // the set current when its ClientHello arrived and no connection is dropped.
 // Session tickets are off, so every connection is verified against the
