@@ -23,9 +23,9 @@
 //
 // Certificates, client CAs, policy and CRLs are swapped atomically while
 // serving (SetCertificates, SetPolicy, SetCRLs or SetRevocation,
-// LoadCRLFiles). The TLS
-// configuration comes from GetConfigForClient, so a handshake finishes with
-// the set current when its ClientHello arrived and no connection is dropped.
+// LoadCRLFiles). The TLS configuration comes from GetConfigForClient, so a
+// handshake finishes with the set current when its ClientHello arrived and
+// no connection is dropped.
 // Session tickets are off, so every connection is verified against the
 // client CAs and CRLs in force.
 //
