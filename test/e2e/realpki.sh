@@ -40,5 +40,5 @@ cert alice "$OUT/alice.crt" "$OUT/alice.key"
 cert bob "$OUT/bob.crt" "$OUT/bob.key"
 cp "$STEPPATH/certs/root_ca.crt" "$OUT/ca.pem"
 "$BIN/step" ca revoke --cert "$OUT/alice.crt" --key "$OUT/alice.key" >/dev/null 2>&1
-curl -sf --cacert "$OUT/ca.pem" "https://$ADDR/crl" -o "$OUT/crl.der"
+curl -sf --cacert "$OUT/ca.pem" --resolve "localhost:${ADDR##*:}:127.0.0.1" "https://localhost:${ADDR##*:}/crl" -o "$OUT/crl.der"
 echo "made $OUT (CRL $(wc -c <"$OUT/crl.der") bytes)"
