@@ -114,6 +114,11 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	if err := a.planCerts(ctx, plan, cfg, now); err != nil {
 		return nil, err
 	}
+	if cfg.Mode == ModeProxy {
+		if err := checkCRLs(a.o.Paths, cfg.CRLs, plan.Set, now); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.ProbeClient != "" {
 		c, err := tls.LoadX509KeyPair(filepath.Join(cfg.ProbeClient, "cert.pem"), filepath.Join(cfg.ProbeClient, "key.pem"))
 		if err != nil {

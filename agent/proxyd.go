@@ -1,7 +1,11 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,7 +50,7 @@ type ProxyDaemon struct {
 
 	mu       sync.Mutex
 	srv      *proxy.Server
-	crls     map[string]*proxy.CRL // by file, the last that loaded
+	crls     []*crlSource // the configured CRLs, then the local CA's
 	policy   *proxy.Policy
 	audit    *proxy.AuditLog // nil: audit records go to the journal
 	watch    *fsnotify.Watcher
@@ -55,9 +60,12 @@ type ProxyDaemon struct {
 	wg       sync.WaitGroup
 }
 
-// NewProxyDaemon checks the policy and the CRL files (they must load; a
-// mistake is bad input at startup) and starts watching them. Nothing
-// listens before the first Reload.
+// NewProxyDaemon checks the policy (it must load; a mistake is bad input
+// at startup) and starts watching it and the CRL files. Nothing listens
+// before the first Reload, which loads the CRLs (see loadCRLsLocked): a
+// configured CRL that is missing or broken at startup, with no last good
+// one persisted, does not stop the daemon; every client is refused until a
+// good one loads (fail closed).
 func NewProxyDaemon(o ProxyDaemonOptions) (*ProxyDaemon, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -65,7 +73,11 @@ func NewProxyDaemon(o ProxyDaemonOptions) (*ProxyDaemon, error) {
 	if o.ReloadDelay <= 0 {
 		o.ReloadDelay = 100 * time.Millisecond
 	}
-	d := &ProxyDaemon{o: o, log: o.Logger.With("component", "proxyd"), crls: map[string]*proxy.CRL{}, done: make(chan struct{}), serveErr: make(chan error, 1)}
+	d := &ProxyDaemon{o: o, log: o.Logger.With("component", "proxyd"), done: make(chan struct{}), serveErr: make(chan error, 1)}
+	for _, c := range o.Config.CRLs {
+		d.crls = append(d.crls, &crlSource{key: c, file: c})
+	}
+	d.crls = append(d.crls, &crlSource{key: LocalCRLPath, file: d.localCRL(), local: true})
 	if o.Listen == nil {
 		d.o.Listen = d.listenHosts
 	}
@@ -76,11 +88,6 @@ func NewProxyDaemon(o ProxyDaemonOptions) (*ProxyDaemon, error) {
 			return nil, &InputError{Field: "--policy", Err: err}
 		}
 		d.policy = p
-	}
-	for _, c := range o.Config.CRLs {
-		if _, err := os.Stat(c); err != nil {
-			return nil, inputErr("--crl", "%v: give a CRL file (PEM or DER) signed by the CA in ca.pem", err)
-		}
 	}
 	if err := d.openAuditLog(); err != nil {
 		return nil, err
@@ -246,38 +253,168 @@ func (d *ProxyDaemon) startStatus() {
 	}()
 }
 
-// loadCRLsLocked loads the configured CRLs and the local CA's (when it
-// exists). A file that does not load keeps its last good CRL in force.
+// CRLStateDir keeps the last good CRL of each source, as DER
+// (<sha256 of the source path>.der, 0600), so that a restart with a broken
+// or missing CRL file still enforces it.
+const CRLStateDir = StateDir + "/crl"
+
+// crlSource is one CRL file and what it put in force.
+type crlSource struct {
+	key   string // the host path as configured: names the persisted copy
+	file  string // where it is read
+	local bool   // the local CA's CRL: applies only when it exists and the local CA issues the clients
+	good  *proxy.CRL
+	// problem is the last refusal ("" none), logged once per change.
+	problem string
+}
+
+func (d *ProxyDaemon) now() time.Time {
+	if d.o.Proxy.Now != nil {
+		return d.o.Proxy.Now()
+	}
+	return time.Now()
+}
+
+// CRLStatePath is where the last good CRL of the source at hostPath (as
+// configured, made absolute) is kept.
+func CRLStatePath(p Paths, hostPath string) string {
+	if a, err := filepath.Abs(hostPath); err == nil {
+		hostPath = a
+	}
+	sum := sha256.Sum256([]byte(hostPath))
+	return filepath.Join(p.Abs(CRLStateDir), hex.EncodeToString(sum[:16])+".der")
+}
+
+// loadCRLsLocked loads every CRL source and puts the result in force. A CRL
+// file that is missing, does not parse, is past its next update, is signed
+// by no CA of the clients, or is older than the one in force is refused:
+// the last good CRL of its source stays in force (loaded from CRLStateDir
+// after a restart), the refusal is logged as a warning and shown in
+// `tlsdock status`. A configured source that never had a good CRL refuses
+// every client (fail closed). The local CA's CRL applies only once it
+// exists and is signed by a CA of the clients.
 func (d *ProxyDaemon) loadCRLsLocked() {
 	if d.srv == nil {
 		return
 	}
-	cas := d.srv.ClientCAs()
-	paths := append([]string{}, d.o.Config.CRLs...)
-	local := d.localCRL()
-	if _, err := os.Stat(local); err == nil {
-		paths = append(paths, local)
-	} else {
-		delete(d.crls, local)
-	}
-	for _, p := range paths {
-		c, err := proxy.LoadCRL(p, cas)
-		if err != nil {
-			if p == local && d.crls[p] == nil {
-				// The local CA's CRL does not apply to a set of another CA.
-				d.log.Debug("the local CA's CRL does not apply", "crl", p, "err", err)
-				continue
+	issuers := d.srv.CRLIssuers()
+	now := d.now()
+	var rev proxy.Revocation
+	for _, src := range d.crls {
+		problem := d.loadSource(src, issuers, now)
+		if problem != "" {
+			p := proxy.CRLProblem{Source: src.file, Reason: problem}
+			if src.good != nil {
+				p.Keeping = src.good.Describe()
 			}
-			d.log.Error("a CRL does not load; its last good version stays in force", "crl", p, "err", err)
-			continue
+			rev.Problems = append(rev.Problems, p)
+			if problem != src.problem {
+				if src.good != nil {
+					d.log.Warn("a CRL was rejected; the last good one stays in force", "crl", src.file, "reason", problem, "keeping", p.Keeping)
+				} else {
+					d.log.Warn("a CRL was rejected and no good one was ever loaded from it: every client is refused until one loads", "crl", src.file, "reason", problem)
+				}
+			}
 		}
-		d.crls[p] = c
+		src.problem = problem
+		if src.good != nil {
+			rev.CRLs = append(rev.CRLs, src.good)
+		}
 	}
-	var all []*proxy.CRL
-	for _, c := range d.crls {
-		all = append(all, c)
+	d.srv.SetRevocation(rev)
+}
+
+// loadSource updates src.good from its persisted copy and its file, and
+// returns why the file was refused ("" when it was not, or when a local
+// CRL does not apply).
+func (d *ProxyDaemon) loadSource(src *crlSource, issuers []*x509.Certificate, now time.Time) string {
+	state := CRLStatePath(d.o.Paths, src.key)
+	if src.good != nil {
+		// The client CAs may have changed: re-check the CRL in force.
+		if c, err := proxy.ParseCRL(src.good.Raw, src.file, issuers); err != nil {
+			d.log.Warn("the CRL in force no longer verifies against the CAs of the clients; dropping it", "crl", src.file, "err", err)
+			src.good = nil
+		} else {
+			src.good = c
+		}
 	}
-	d.srv.SetCRLs(all...)
+	if src.good == nil {
+		if data, err := certstore.ReadFileBounded(state); err == nil {
+			if c, err := proxy.ParseCRL(data, src.file, issuers); err == nil {
+				src.good = c
+				d.log.Info("loaded the last good CRL", "crl", src.file, "crl_number", c.Number, "state", state)
+			} else if !errors.Is(err, proxy.ErrUnknownIssuer) {
+				d.log.Warn("the persisted last good CRL does not load", "crl", src.file, "state", state, "err", err)
+			}
+		}
+	}
+	c, err := proxy.LoadCRL(src.file, issuers)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if src.local && src.good == nil {
+			return "" // no revoke yet
+		}
+		return "missing: the file does not exist"
+	case errors.Is(err, proxy.ErrUnknownIssuer) && src.local && src.good == nil:
+		d.log.Debug("the local CA's CRL does not apply: the local CA issues no client of this set", "crl", src.file)
+		return ""
+	case err != nil:
+		return strings.TrimPrefix(err.Error(), "CRL "+src.file+": ")
+	}
+	if src.good != nil && bytes.Equal(src.good.Raw, c.Raw) {
+		src.good = c // unchanged; its status shows when it is stale
+		return ""
+	}
+	if err := proxy.CheckUpdate(src.good, c, now); err != nil {
+		if !src.local || src.good != nil || !c.Stale(now) {
+			return err.Error()
+		}
+		// The local CA's CRL goes stale 30 days after the last revoke.
+		// With none in force, enforcing it beats refusing every client.
+		d.log.Warn("the local CA's CRL is past its next update; it is enforced anyway: run `tlsdock certs revoke` to publish a fresh one", "crl", src.file, "next_update", c.NextUpdate)
+	}
+	src.good = c
+	d.log.Info("a new CRL is in force", "crl", src.file, "crl_number", c.Number, "revoked", len(c.Revoked))
+	if err := persistCRL(state, c.Raw); err != nil {
+		d.log.Error("cannot persist the CRL in force; a restart with a broken CRL file would not have it", "crl", src.file, "state", state, "err", err)
+	}
+	return ""
+}
+
+// persistCRL writes the CRL in force of a source into CRLStateDir, a real
+// directory (never a symlink), 0700.
+func persistCRL(state string, der []byte) error {
+	dir := filepath.Dir(state)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory (a symlink?): remove it", dir)
+	}
+	return certstore.WriteFileAtomic(state, der, 0o600)
+}
+
+// checkCRLs validates each --crl as the proxy will load it, for provision:
+// it must parse (PEM or DER), be signed by a CA of the clients of set (a
+// client CA, or an intermediate of the server's chain: CRLIssuers), not be
+// past its next update, and not be older than the CRL of that source in
+// force (persisted in CRLStateDir).
+func checkCRLs(p Paths, crls []string, set *certstore.Set, now time.Time) error {
+	issuers := proxy.CRLIssuers(set, now)
+	for _, path := range crls {
+		c, err := proxy.LoadCRL(path, issuers)
+		if err != nil {
+			return inputErr("--crl", "%v: give a CRL file (PEM or DER) signed by the CA that issues the client certificates: one in ca.pem, or the intermediate of the server certificate's chain", err)
+		}
+		var cur *proxy.CRL
+		if data, err := certstore.ReadFileBounded(CRLStatePath(p, path)); err == nil {
+			cur, _ = proxy.ParseCRL(data, path, issuers)
+		}
+		if err := proxy.CheckUpdate(cur, c, now); err != nil {
+			return inputErr("--crl", "CRL %s: %v: publish a current CRL from its CA (a higher CRL number, a next update in the future) and run provision again", path, err)
+		}
+	}
+	return nil
 }
 
 // reloadFiles re-reads the policy and the CRLs after their files changed.

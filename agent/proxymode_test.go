@@ -442,7 +442,7 @@ func TestProxyDaemonEnforcesANewCRL(t *testing.T) {
 	d, err := NewProxyDaemon(ProxyDaemonOptions{
 		Paths: Paths{Root: h.root}, Config: proxyCfg(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Proxy:  proxy.Options{Socket: fakeDockerd(t)},
+		Proxy:  proxy.Options{Socket: fakeDockerd(t), Now: func() time.Time { return fixedNow }},
 		Listen: func() ([]net.Listener, error) {
 			l, err := net.Listen("tcp", "127.0.0.1:0")
 			if err == nil {

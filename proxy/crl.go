@@ -77,8 +77,12 @@ func ParseSerial(s string) (*big.Int, error) {
 	return n, nil
 }
 
+// ErrUnknownIssuer is a CRL issued by a CA that is none of the CRL issuers
+// (CRLIssuers): it does not apply to this server's clients.
+var ErrUnknownIssuer = errors.New("not a CA of this server's clients")
+
 // CRL is a parsed certificate revocation list whose signature was verified
-// against one of the client CAs.
+// against one of the CRL issuers (CRLIssuers).
 type CRL struct {
 	// Source names where the CRL came from (its file).
 	Source string
@@ -88,8 +92,11 @@ type CRL struct {
 	ThisUpdate time.Time
 	NextUpdate time.Time // zero when the CRL has none
 	Revoked    []RevokedCert
+	// Raw is the CRL's DER, as signed.
+	Raw []byte
 
 	rawIssuer []byte
+	signerKey []byte // the signing CA's SubjectPublicKeyInfo
 }
 
 // LoadCRL reads a CRL file (PEM or DER) and verifies it like ParseCRL.
@@ -109,8 +116,38 @@ func LoadCRL(path string, issuers []*x509.Certificate) (*CRL, error) {
 	return ParseCRL(data, path, issuers)
 }
 
+// CRLIssuers returns the CAs whose CRLs a server of set accepts: every
+// certificate of the CA bundle (the client CAs, intermediates included),
+// and each CA certificate among the intermediates of the server's own chain
+// that verifies at now to a client CA (step-ca and most PKIs sign the CRL
+// with the intermediate that issues the leaves, while ca.pem holds only the
+// root).
+func CRLIssuers(set *certstore.Set, now time.Time) []*x509.Certificate {
+	if set == nil {
+		return nil
+	}
+	out := slices.Clone(set.CAs)
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	for _, c := range set.CAs {
+		roots.AddCert(c)
+	}
+	for _, c := range set.Intermediates {
+		inter.AddCert(c)
+	}
+	for _, c := range set.Intermediates {
+		if !c.BasicConstraintsValid || !c.IsCA || slices.ContainsFunc(out, func(o *x509.Certificate) bool { return o.Equal(c) }) {
+			continue
+		}
+		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
 // ParseCRL parses a CRL in PEM ("X509 CRL") or DER form and verifies its
-// signature against issuers, the client CAs: a CRL that no client CA signed is
+// signature against issuers (CRLIssuers): a CRL that none of them signed is
 // refused, since anyone could otherwise un-revoke or deny clients. source
 // names the CRL in errors.
 func ParseCRL(data []byte, source string, issuers []*x509.Certificate) (*CRL, error) {
@@ -142,9 +179,9 @@ func ParseCRL(data []byte, source string, issuers []*x509.Certificate) (*CRL, er
 	}
 	if issuer == nil {
 		if sigErr != nil {
-			return nil, fmt.Errorf("CRL %s: signature does not verify against client CA %q: %v: publish a CRL signed by that CA", source, rl.Issuer, sigErr)
+			return nil, fmt.Errorf("CRL %s: signature does not verify against CA %q: %v: publish a CRL signed by that CA", source, rl.Issuer, sigErr)
 		}
-		return nil, fmt.Errorf("CRL %s: issued by %q, which is not a client CA of this server: configure the CRL of the CA that issues the client certificates", source, rl.Issuer)
+		return nil, fmt.Errorf("CRL %s: issued by %q, which is neither a client CA (ca.pem) nor an intermediate of the server's chain (%w): configure the CRL of the CA that issues the client certificates, or add the CA that signs this CRL to ca.pem", source, rl.Issuer, ErrUnknownIssuer)
 	}
 	c := &CRL{
 		Source:     source,
@@ -152,7 +189,9 @@ func ParseCRL(data []byte, source string, issuers []*x509.Certificate) (*CRL, er
 		Number:     rl.Number,
 		ThisUpdate: rl.ThisUpdate,
 		NextUpdate: rl.NextUpdate,
+		Raw:        slices.Clone(rl.Raw),
 		rawIssuer:  slices.Clone(rl.RawIssuer),
+		signerKey:  slices.Clone(issuer.RawSubjectPublicKeyInfo),
 	}
 	for _, e := range rl.RevokedCertificateEntries {
 		if e.SerialNumber == nil {
@@ -163,26 +202,97 @@ func ParseCRL(data []byte, source string, issuers []*x509.Certificate) (*CRL, er
 	return c, nil
 }
 
+// Describe names the CRL for messages: "number 5", or its this-update
+// time when it has no number.
+func (c *CRL) Describe() string {
+	if c.Number != nil {
+		return "number " + c.Number.String()
+	}
+	return "of " + c.ThisUpdate.UTC().Format(time.RFC3339)
+}
+
+// CheckUpdate reports why next must not replace cur, the CRL in force from
+// the same source (nil when there is none): next is already past its next
+// update at now, or it is older than cur (a lower CRL number; without
+// numbers, an earlier this-update). Either would un-revoke certificates.
+// A CRL of another CA than cur's is not compared: it replaces cur.
+func CheckUpdate(cur, next *CRL, now time.Time) error {
+	if next.Stale(now) {
+		return fmt.Errorf("expired: its next update %s has passed", next.NextUpdate.UTC().Format(time.RFC3339))
+	}
+	if cur == nil || !bytes.Equal(cur.rawIssuer, next.rawIssuer) || !bytes.Equal(cur.signerKey, next.signerKey) {
+		return nil
+	}
+	if cur.Number != nil && next.Number != nil {
+		switch next.Number.Cmp(cur.Number) {
+		case -1:
+			return fmt.Errorf("older than the CRL in force (number %s < %s)", next.Number, cur.Number)
+		case 0:
+			if next.ThisUpdate.Before(cur.ThisUpdate) {
+				return fmt.Errorf("older than the CRL in force (number %s issued before it)", next.Number)
+			}
+		}
+		return nil
+	}
+	if next.ThisUpdate.Before(cur.ThisUpdate) {
+		return fmt.Errorf("older than the CRL in force (this update %s < %s)", next.ThisUpdate.UTC().Format(time.RFC3339), cur.ThisUpdate.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
 // Stale reports whether the CRL is past its next update at now. A stale CRL
 // is still enforced: its serials stay revoked.
 func (c *CRL) Stale(now time.Time) bool {
 	return !c.NextUpdate.IsZero() && now.After(c.NextUpdate)
 }
 
-// revocation is the set of revoked certificates, keyed by issuer and serial.
-type revocation struct {
-	crls []*CRL
-	keys map[string]struct{}
+// CRLProblem is a CRL file that was refused, or a configured source
+// without any good CRL.
+type CRLProblem struct {
+	Source string `json:"source"`
+	// Reason says why, such as "older than the CRL in force (number 3 <
+	// 5)".
+	Reason string `json:"reason"`
+	// Keeping names the CRL of this source still in force ("number 5");
+	// empty when the source never had a good one: every client is then
+	// refused.
+	Keeping string `json:"keeping,omitempty"`
 }
 
-func newRevocation(crls []*CRL) *revocation {
-	r := &revocation{crls: crls, keys: map[string]struct{}{}}
-	for _, c := range crls {
+// Revocation is what a Server enforces (SetRevocation).
+type Revocation struct {
+	// CRLs are the revocation lists in force.
+	CRLs []*CRL
+	// Problems are refused CRL files, shown in Status. A problem without
+	// Keeping is a configured source that never had a good CRL: while one
+	// exists, every client handshake is refused (fail closed).
+	Problems []CRLProblem
+}
+
+// revocation is the set of revoked certificates, keyed by issuer and serial.
+type revocation struct {
+	crls     []*CRL
+	problems []CRLProblem
+	keys     map[string]struct{}
+	issuers  map[string]bool // raw subjects with a CRL in force
+	// closed names the sources without a good CRL: every client is refused.
+	closed []string
+}
+
+func newRevocation(r Revocation) *revocation {
+	rv := &revocation{crls: r.CRLs, problems: r.Problems, keys: map[string]struct{}{}, issuers: map[string]bool{}}
+	for _, c := range r.CRLs {
+		rv.issuers[string(c.rawIssuer)] = true
 		for _, e := range c.Revoked {
-			r.keys[revKey(c.rawIssuer, e.Serial)] = struct{}{}
+			rv.keys[revKey(c.rawIssuer, e.Serial)] = struct{}{}
 		}
 	}
-	return r
+	for _, p := range r.Problems {
+		if p.Keeping == "" {
+			rv.closed = append(rv.closed, p.Source)
+		}
+	}
+	return rv
 }
 
 func (r *revocation) revoked(key string) bool {
@@ -191,6 +301,53 @@ func (r *revocation) revoked(key string) bool {
 	}
 	_, ok := r.keys[key]
 	return ok
+}
+
+// errRevoked is a client refused for revocation.
+type errRevoked struct {
+	msg  string
+	logs []any
+}
+
+func (e *errRevoked) Error() string { return e.msg }
+
+// check decides a client's verified chains. With CRLs in force or
+// configured, the leaf's issuer must have a CRL in force; every
+// certificate of every chain but its trust anchor must not be revoked; and
+// no configured source may be without a good CRL.
+func (r *revocation) check(leaf *x509.Certificate, chains [][]*x509.Certificate) error {
+	if r == nil {
+		return nil
+	}
+	if len(r.closed) > 0 {
+		return &errRevoked{
+			msg:  fmt.Sprintf("is refused: no good CRL has been loaded from %s: every client is refused until one is", strings.Join(r.closed, ", ")),
+			logs: []any{"crl", strings.Join(r.closed, ", ")},
+		}
+	}
+	if len(r.crls) == 0 {
+		return nil
+	}
+	if !r.issuers[string(leaf.RawIssuer)] {
+		return &errRevoked{
+			msg:  fmt.Sprintf("is refused: no CRL of its issuer %q is in force: configure that CA's CRL (--crl)", leaf.Issuer),
+			logs: []any{"issuer_needs_crl", leaf.Issuer.String()},
+		}
+	}
+	if r.revoked(certRevKey(leaf)) {
+		return &errRevoked{msg: "is revoked"}
+	}
+	for _, ch := range chains {
+		for i := 1; i < len(ch)-1; i++ {
+			if r.revoked(certRevKey(ch[i])) {
+				return &errRevoked{
+					msg:  fmt.Sprintf("is refused: its issuing CA %q (serial %s) is revoked", ch[i].Subject, ch[i].SerialNumber.Text(16)),
+					logs: []any{"revoked_ca", ch[i].Subject.String()},
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // revKey identifies a certificate for revocation: a serial is unique only

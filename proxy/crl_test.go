@@ -42,7 +42,7 @@ func TestIssueAndParseCRL(t *testing.T) {
 			if c.Stale(crlNow) || !c.Stale(crlNow.Add(8*24*time.Hour)) {
 				t.Error("Stale is wrong")
 			}
-			rev := newRevocation([]*CRL{c})
+			rev := newRevocation(Revocation{CRLs: []*CRL{c}})
 			if !rev.revoked(certRevKey(alice)) {
 				t.Error("alice is not revoked")
 			}
@@ -72,7 +72,7 @@ func TestParseCRLRefuses(t *testing.T) {
 		data []byte
 		want string
 	}{
-		{"foreign CA", foreignCRL, "not a client CA"},
+		{"foreign CA", foreignCRL, "neither a client CA"},
 		{"garbage", []byte("not a crl"), "cannot be parsed"},
 		{"wrong PEM type", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{1}}), `"CERTIFICATE"`},
 		{"truncated PEM", []byte("-----BEGIN X509 CRL-----\nAAAA"), "truncated"},

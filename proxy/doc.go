@@ -22,9 +22,10 @@
 // | docker run -i IMAGE cat` ends.
 //
 // Certificates, client CAs, policy and CRLs are swapped atomically while
-// serving (SetCertificates, SetPolicy, SetCRLs, LoadCRLFiles). The TLS
-// configuration comes from GetConfigForClient, so a handshake finishes with
-// the set current when its ClientHello arrived and no connection is dropped.
+// serving (SetCertificates, SetPolicy, SetCRLs or SetRevocation,
+// LoadCRLFiles). The TLS configuration comes from GetConfigForClient, so a
+// handshake finishes with the set current when its ClientHello arrived and
+// no connection is dropped.
 // Session tickets are off, so every connection is verified against the
 // client CAs and CRLs in force.
 //
@@ -145,10 +146,26 @@
 // # Revocation
 //
 // IssueCRL issues a CRL from the local CA. LoadCRLFiles (or ParseCRL and
-// SetCRLs) installs CRLs, PEM or DER, local or external; each must be signed
-// by a client CA. A revoked certificate is refused at the handshake
-// (VerifyConnection), its open connections are closed when the CRL is
-// installed, and a stale CRL stays in force.
+// SetCRLs or SetRevocation) installs CRLs, PEM or DER, local or external.
+// Each must be signed by one of CRLIssuers: a certificate of the CA bundle
+// (ca.pem, intermediates included) or an intermediate of the server's own
+// chain that verifies to one as a CA, since real PKIs (step-ca) sign the
+// CRL with the intermediate that issues the leaves. CheckUpdate refuses a
+// CRL past its next update or older than the one in force (a lower CRL
+// number; without numbers, an earlier this-update); the caller keeps the
+// CRL in force (package agent persists the last good one of each file).
+//
+// At the handshake (VerifyConnection) a client certificate needs exactly
+// one CN attribute and the clientAuth extended key usage, explicitly (Go
+// accepts no extended key usage at all, and anyExtendedKeyUsage; tlsdock
+// refuses both). Then, while CRLs are in force: the leaf's issuer must have
+// a CRL in force (otherwise it is refused, and the log names the issuer
+// that needs one), and neither the leaf nor any CA of its verified chains
+// below the trust anchor may be revoked. A Revocation with a problem that
+// keeps no CRL (a configured source that never had a good CRL) refuses
+// every client: revocation fails closed. Open connections that the new
+// revocation refuses are closed when it is installed, and a stale CRL
+// stays in force.
 //
 // # Limits
 //

@@ -178,6 +178,8 @@ type Server struct {
 type certState struct {
 	set *certstore.Set
 	tls *tls.Config
+	// crlIssuers are the CAs whose CRLs are accepted (CRLIssuers).
+	crlIssuers []*x509.Certificate
 }
 
 // client is a client certificate seen recently.
@@ -205,7 +207,7 @@ func New(set *certstore.Set, opts Options) (*Server, error) {
 	}
 	s.certs.Store(st)
 	s.policy.Store(s.o.Policy)
-	s.revoc.Store(newRevocation(s.o.CRLs))
+	s.revoc.Store(newRevocation(Revocation{CRLs: s.o.CRLs}))
 	s.base = &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -233,7 +235,7 @@ func (s *Server) newCertState(set *certstore.Set) (*certState, error) {
 	for _, c := range set.CAs {
 		pool.AddCert(c)
 	}
-	return &certState{set: set, tls: &tls.Config{
+	return &certState{set: set, crlIssuers: CRLIssuers(set, s.o.Now()), tls: &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{{Certificate: chain, PrivateKey: set.Key, Leaf: set.Cert}},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
@@ -248,19 +250,29 @@ func (s *Server) newCertState(set *certstore.Set) (*certState, error) {
 }
 
 // verifyConnection runs after the chain is verified: it refuses a
-// certificate without a user name and a revoked one.
+// certificate that does not name exactly one user or lacks the clientAuth
+// extended key usage (checkClientCert), a revoked one (the leaf or a CA of
+// its chain), and, while CRLs are in force, one whose issuer has no CRL in
+// force or any client while a configured CRL source never had a good CRL.
 func (s *Server) verifyConnection(cs tls.ConnectionState) error {
 	if len(cs.PeerCertificates) == 0 {
 		return errors.New("no client certificate")
 	}
 	leaf := cs.PeerCertificates[0]
-	if leaf.Subject.CommonName == "" {
-		return errors.New("client certificate has no common name: tlsdock names clients by CN")
+	if err := checkClientCert(leaf); err != nil {
+		s.log.Warn("refused a client certificate", "user", leaf.Subject.CommonName, "serial", leaf.SerialNumber.Text(16), "reason", err.Error())
+		return err
 	}
-	if s.revoc.Load().revoked(certRevKey(leaf)) {
+	if err := s.revoc.Load().check(leaf, cs.VerifiedChains); err != nil {
 		id := IdentityOf(leaf)
-		s.log.Warn("refused a revoked client certificate", "user", id.User, "serial", id.Serial)
-		return fmt.Errorf("client certificate %s (serial %s) is revoked", id.User, id.Serial)
+		var rerr *errRevoked
+		msg := err.Error()
+		attrs := []any{"user", id.User, "serial", id.Serial}
+		if errors.As(err, &rerr) {
+			attrs = append(attrs, rerr.logs...)
+		}
+		s.log.Warn("refused a revoked client certificate", append(attrs, "reason", msg)...)
+		return fmt.Errorf("client certificate %s (serial %s) %s", id.User, id.Serial, msg)
 	}
 	return nil
 }
@@ -281,9 +293,15 @@ func (s *Server) SetCertificates(set *certstore.Set) error {
 	return nil
 }
 
-// ClientCAs returns the client CAs in force: CRLs must be signed by one.
+// ClientCAs returns the client CAs in force.
 func (s *Server) ClientCAs() []*x509.Certificate {
 	return slices.Clone(s.certs.Load().set.CAs)
+}
+
+// CRLIssuers returns the CAs whose CRLs the server accepts (CRLIssuers of
+// the set in force).
+func (s *Server) CRLIssuers() []*x509.Certificate {
+	return slices.Clone(s.certs.Load().crlIssuers)
 }
 
 // SetPolicy swaps in a new policy for the requests that follow; nil is the
@@ -298,38 +316,80 @@ func (s *Server) SetPolicy(p *Policy) {
 	s.log.Info("policy in force", "source", p.Source(), "rules", len(p.rules))
 }
 
-// SetCRLs replaces the revocation lists. New handshakes with a revoked
-// certificate are refused, and open connections of revoked certificates
-// (hijacked streams included) are closed at once.
-func (s *Server) SetCRLs(crls ...*CRL) {
-	rev := newRevocation(slices.Clone(crls))
+// SetCRLs replaces the revocation lists with crls and no problems; see
+// SetRevocation. No CRL at all turns revocation off.
+func (s *Server) SetCRLs(crls ...*CRL) { s.SetRevocation(Revocation{CRLs: crls}) }
+
+// SetRevocation replaces what the server enforces. New handshakes are
+// decided by it, and open connections that it refuses (a revoked
+// certificate in their chain, hijacked streams included, an issuer without
+// a CRL, or a source without a good CRL) are closed at once.
+func (s *Server) SetRevocation(r Revocation) {
+	r.CRLs, r.Problems = slices.Clone(r.CRLs), slices.Clone(r.Problems)
+	rev := newRevocation(r)
 	s.setMu.Lock()
 	s.revoc.Store(rev)
 	s.setMu.Unlock()
-	s.log.Info("revocation lists in force", "crls", len(crls), "revoked", len(rev.keys))
+	s.log.Info("revocation lists in force", "crls", len(r.CRLs), "revoked", len(rev.keys), "problems", len(r.Problems))
+	type open struct {
+		c          *conn
+		registered bool
+	}
 	s.mu.Lock()
-	var victims []*conn
+	var conns []open
 	for c := range s.conns {
-		if c.key != "" && rev.revoked(c.key) {
-			victims = append(victims, c)
-		}
+		conns = append(conns, open{c, c.key != ""})
 	}
 	s.mu.Unlock()
-	for _, c := range victims {
-		s.log.Warn("closing a connection of a revoked client", "user", c.cl.id.User, "serial", c.cl.id.Serial, "remote", c.remote)
+	for _, o := range conns {
+		if o.registered {
+			s.recheck(o.c)
+		} else {
+			// Its handshake may be under way with the previous
+			// revocation: recheck once it is done.
+			go s.recheck(o.c)
+		}
+	}
+}
+
+// recheck closes c when the revocation in force refuses its client. It
+// waits for a handshake under way (ConnectionState holds the handshake
+// lock); a handshake that starts later is decided by the revocation in
+// force.
+func (s *Server) recheck(c *conn) {
+	cs := c.tc.ConnectionState()
+	if !cs.HandshakeComplete || len(cs.PeerCertificates) == 0 {
+		return
+	}
+	leaf := cs.PeerCertificates[0]
+	if err := s.revoc.Load().check(leaf, cs.VerifiedChains); err != nil {
+		id := IdentityOf(leaf)
+		s.log.Warn("closing a connection of a revoked client", "user", id.User, "serial", id.Serial, "remote", c.remote, "reason", err.Error())
 		c.abort()
 	}
 }
 
 // LoadCRLFiles reads the CRL files (PEM or DER), verifies each against the
-// client CAs in force, and swaps them in with SetCRLs. On any error nothing
-// changes and the error names the file. No path clears the CRLs.
+// CRL issuers in force (CRLIssuers), refuses one already past its next
+// update or older than the CRL in force from the same file (CheckUpdate),
+// and swaps them in with SetCRLs. On any error nothing changes and the
+// error names the file. No path clears the CRLs.
 func (s *Server) LoadCRLFiles(paths ...string) error {
-	cas := s.ClientCAs()
+	issuers := s.CRLIssuers()
+	now := s.o.Now()
+	inForce := map[string]*CRL{}
+	for _, c := range s.revoc.Load().crls {
+		inForce[c.Source] = c
+	}
 	var crls []*CRL
 	var errs []error
 	for _, p := range paths {
-		c, err := LoadCRL(p, cas)
+		c, err := LoadCRL(p, issuers)
+		if err == nil {
+			if uerr := CheckUpdate(inForce[p], c, now); uerr != nil {
+				err = fmt.Errorf("CRL %s: %w", p, uerr)
+			}
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -21,6 +21,9 @@ type Status struct {
 	Clients []ClientStatus `json:"clients"`
 	Policy  PolicyStatus   `json:"policy"`
 	CRLs    []CRLStatus    `json:"crls"`
+	// CRLProblems are refused CRL files and configured sources without a
+	// good CRL (then every client is refused).
+	CRLProblems []CRLProblem `json:"crl_problems,omitempty"`
 	// Revoked lists every revoked serial of the CRLs in force.
 	Revoked []RevokedStatus `json:"revoked"`
 }
@@ -94,7 +97,9 @@ func (s *Server) Status() Status {
 		return a.Serial < b.Serial
 	})
 
-	for _, c := range s.revoc.Load().crls {
+	rev := s.revoc.Load()
+	st.CRLProblems = append(st.CRLProblems, rev.problems...)
+	for _, c := range rev.crls {
 		cst := CRLStatus{
 			Source: c.Source, Issuer: c.Issuer,
 			ThisUpdate: c.ThisUpdate, NextUpdate: c.NextUpdate,

@@ -131,9 +131,20 @@ func printProxyStatus(w io.Writer, ps *proxy.Status, err error) {
 		if c.Stale {
 			stale = " (STALE: past its next update; its serials stay revoked)"
 		}
-		fmt.Fprintf(w, "  crl:       %s number %s, %d revoked%s\n", c.Source, orDash(c.Number), c.Revoked, stale)
+		fmt.Fprintf(w, "  crl:       %s number %s by %s, %d revoked%s\n", c.Source, orDash(c.Number), c.Issuer, c.Revoked, stale)
+	}
+	for _, p := range ps.CRLProblems {
+		fmt.Fprintf(w, "  crl:       %s\n", crlProblemLine(p))
 	}
 	for _, r := range ps.Revoked {
 		fmt.Fprintf(w, "  revoked:   serial %s at %s\n", r.Serial, r.RevokedAt.UTC().Format(time.DateTime))
 	}
+}
+
+// crlProblemLine says what happened to a refused CRL and what is in force.
+func crlProblemLine(p proxy.CRLProblem) string {
+	if p.Keeping != "" {
+		return fmt.Sprintf("%s: rejected: %s; keeping %s", p.Source, p.Reason, p.Keeping)
+	}
+	return fmt.Sprintf("%s: rejected: %s; no good CRL was ever loaded from it: EVERY CLIENT IS REFUSED until one loads", p.Source, p.Reason)
 }
