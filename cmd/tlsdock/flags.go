@@ -25,6 +25,7 @@ type settingsFlags struct {
 	timeout     time.Duration
 	policy      string
 	crls        []string
+	allowOwner  string
 }
 
 func (f *settingsFlags) register(fs *pflag.FlagSet) {
@@ -41,6 +42,7 @@ func (f *settingsFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.probeClient, "probe-client", "", "with --certs: directory with cert.pem and key.pem of a client, used to check that a valid client gets in")
 	fs.DurationVar(&f.timeout, "timeout", d.Timeout, "how long to wait for docker.service to restart")
 	fs.StringVar(&f.policy, "policy", "", "proxy mode: policy file (JSON, see README) deciding each client's requests; default: group read-only may GET and HEAD, others have full access")
+	fs.StringVar(&f.allowOwner, "allow-source-owner", "", "with --certs: let this one account (USER or USER:GROUP, a PKI agent's service user) own and write the source; otherwise only root may be able to change it. Whoever controls that account controls dockerd: tlsdock warns on every run")
 	fs.StringArrayVar(&f.crls, "crl", nil, "proxy mode: external CRL file (PEM or DER) to enforce (repeatable); the local CA's "+agent.LocalCRLPath+" is enforced whenever it exists")
 }
 
@@ -78,6 +80,7 @@ func (f *settingsFlags) config(cmd *cobra.Command) (agent.Config, error) {
 	str("key-type", &f.keyType)
 	str("probe-client", &f.probeClient)
 	str("policy", &f.policy)
+	str("allow-source-owner", &f.allowOwner)
 	list("crl", &f.crls)
 	list("host", &f.hosts)
 	list("san", &f.sans)
@@ -104,6 +107,7 @@ func (f *settingsFlags) config(cmd *cobra.Command) (agent.Config, error) {
 		Mode: mode, Certs: f.certs, Generate: f.generate, ClientOut: f.clientOut,
 		Hosts: f.hosts, SANs: f.sans, KeyType: kt, LiveRestore: f.liveRestore,
 		ProbeClient: f.probeClient, Timeout: f.timeout, Policy: f.policy, CRLs: f.crls,
+		AllowSourceOwner: f.allowOwner,
 	}
 	return cfg, cfg.Validate()
 }

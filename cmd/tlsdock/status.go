@@ -81,6 +81,9 @@ result of the last provision or rotation. It changes nothing.`,
 				}
 				fmt.Fprintln(w)
 			}
+			for _, warn := range s.LastApply.Warnings {
+				fmt.Fprintf(w, "WARNING:     %s\n", strings.TrimPrefix(warn, "warning: "))
+			}
 			if s.LastError != "" && s.LastError != s.LastApply.Error {
 				fmt.Fprintf(w, "attention:   %s\n", s.LastError)
 			}
