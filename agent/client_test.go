@@ -1,14 +1,18 @@
 package agent
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/tlsdock/tlsdock/certstore"
 )
 
 // TestConcurrentCertsClientAllRecorded: 16 `certs client` at once (as 16
@@ -112,5 +116,52 @@ func TestCertsClientFailsWithoutARecord(t *testing.T) {
 				t.Errorf("a bundle was left in %s (%v)", out, err)
 			}
 		})
+	}
+}
+
+// TestClientBundlesAllowClientAuth: every client certificate of the local
+// CA (certs client, --client-out, the probe's own) carries exactly the
+// clientAuth EKU and verifies for it against the CA, which proxy mode
+// requires; none can serve as a server certificate.
+func TestClientBundlesAllowClientAuth(t *testing.T) {
+	h := newFakeHost(t)
+	cfg := generateCfg()
+	cfg.ClientOut = filepath.Join(h.root, "root/admin")
+	v := &fakeVerifier{}
+	mustProvision(t, h.agent(v, noDNS), cfg)
+	if _, err := h.agent(nil, noDNS).IssueClient("alice", []string{"ops"}, filepath.Join(h.root, "home/alice")); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := certstore.LoadCA(filepath.Join(h.root, CADir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	certs := map[string]*x509.Certificate{}
+	for _, dir := range []string{cfg.ClientOut, filepath.Join(h.root, "home/alice")} {
+		certs[dir] = loadClientCert(dir)
+	}
+	if len(v.probes) == 0 || v.probes[0].Client == nil {
+		t.Fatal("the probe had no client certificate")
+	}
+	probe, err := x509.ParseCertificate(v.probes[0].Client.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs["the probe"] = probe
+	for dir, c := range certs {
+		if c == nil {
+			t.Fatalf("no cert.pem in %s", dir)
+		}
+		if !slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) || len(c.UnknownExtKeyUsage) != 0 {
+			t.Errorf("%s: EKU %v, want exactly [clientAuth]", dir, c.ExtKeyUsage)
+		}
+		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: fixedNow, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			t.Errorf("%s: does not verify for clientAuth: %v", dir, err)
+		}
+		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: fixedNow, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
+			t.Errorf("%s: a client certificate verifies for serverAuth", dir)
+		}
 	}
 }
