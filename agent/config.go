@@ -338,6 +338,6 @@ func (c Config) SourceWarning() string {
 	if err != nil || t.Owner == nil {
 		return ""
 	}
-	return fmt.Sprintf("warning: allow-source-owner %s: account uid %d (group gid %d) may write the certificate source %s, so whoever controls that account can install their own CA and take over dockerd; keep it to the PKI agent, or make the source root's (chown -R root:root %s && chmod -R go-w %s) and remove allow-source-owner",
+	return fmt.Sprintf("warning: allow-source-owner %s: account uid %d (group gid %d) may write the certificate source %s, so whoever controls that account can install their own CA and take over dockerd. Keep that account to the PKI agent, or make the source root's (chown -R root:root %s && chmod -R go-w %s) and remove allow-source-owner",
 		c.AllowSourceOwner, t.Owner.UID, t.Owner.GID, c.Certs, c.Certs, c.Certs)
 }

@@ -234,6 +234,13 @@ func (t SourceTrust) resolve(path string) (string, os.FileInfo, error) {
 		next := filepath.Join(cur, name)
 		fi, err := os.Lstat(next)
 		if err != nil {
+			if len(rest) == 0 {
+				// Missing for now: the directory it will appear in must
+				// be safe already.
+				if serr := t.strictDir(cur, abs); serr != nil {
+					return "", nil, serr
+				}
+			}
 			return "", nil, err
 		}
 		switch {

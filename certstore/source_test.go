@@ -278,6 +278,14 @@ func TestLoadSourceMissingAndBroken(t *testing.T) {
 			t.Errorf("CheckSource with a missing file: %v", err)
 		}
 	})
+	t.Run("an empty sticky source directory is refused before files appear", func(t *testing.T) {
+		d := mkdir(t, filepath.Join(t.TempDir(), "certs"), 0o1777)
+		err := CheckSource(d, SourceTrust{})
+		if !errors.Is(err, ErrUnsafeSource) {
+			t.Fatalf("CheckSource = %v, want ErrUnsafeSource", err)
+		}
+		wantErrContains(t, err, d+": directory is writable", "sticky bit does not protect")
+	})
 	t.Run("missing directory", func(t *testing.T) {
 		_, err := LoadSource(filepath.Join(t.TempDir(), "nope"), SourceTrust{})
 		if !errors.Is(err, os.ErrNotExist) {

@@ -151,3 +151,18 @@ func TestCertsClientFailsWithoutARecord(t *testing.T) {
 		t.Errorf("a bundle was written without a record (%v)", err)
 	}
 }
+
+func TestStatusAttentionSkipsShownWarnings(t *testing.T) {
+	w := "warning: allow-source-owner vault: account uid 998 (group gid 998) may write the certificate source /srv/certs, so whoever controls that account can install their own CA and take over dockerd. Keep that account to the PKI agent"
+	tests := []struct{ lastError, want string }{
+		{w, ""},
+		{"invalid set in /srv/certs: x; docker keeps serving serial 1; " + w, "invalid set in /srv/certs: x; docker keeps serving serial 1"},
+		{"the served certificate expires soon", "the served certificate expires soon"},
+	}
+	for _, tt := range tests {
+		s := &agent.Status{LastError: tt.lastError, LastApply: agent.Apply{Warnings: []string{w}}}
+		if got := attention(s); got != tt.want {
+			t.Errorf("attention(%q) = %q, want %q", tt.lastError, got, tt.want)
+		}
+	}
+}
