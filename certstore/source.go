@@ -42,7 +42,7 @@ func ParseAccount(spec string) (*Account, error) {
 	acc := &Account{Spec: spec}
 	usr, err := lookupUser(u)
 	if err != nil {
-		return nil, fmt.Errorf("user %q: %w: give an existing account (see getent passwd)", u, err)
+		return nil, fmt.Errorf("user %q: %w: give an existing account (see getent passwd; tlsdock reads /etc/passwd, so for an account only in LDAP or sssd give its numeric UID:GID)", u, err)
 	}
 	uid, _ := strconv.ParseUint(usr.Uid, 10, 32)
 	gid, _ := strconv.ParseUint(usr.Gid, 10, 32)
@@ -50,7 +50,7 @@ func ParseAccount(spec string) (*Account, error) {
 	if hasGroup {
 		grp, err := lookupGroup(g)
 		if err != nil {
-			return nil, fmt.Errorf("group %q: %w: give an existing group (see getent group)", g, err)
+			return nil, fmt.Errorf("group %q: %w: give an existing group (see getent group; tlsdock reads /etc/group, so for a group only in LDAP or sssd give its numeric GID)", g, err)
 		}
 		gid, _ := strconv.ParseUint(grp.Gid, 10, 32)
 		acc.GID = uint32(gid)
