@@ -31,6 +31,7 @@ type Result struct {
 	Files      []FileChange `json:"files,omitempty"`
 	Certs      string       `json:"certificates,omitempty"` // install, unchanged
 	Notes      []string     `json:"notes,omitempty"`
+	Warnings   []string     `json:"warnings,omitempty"`
 	Checks     []Check      `json:"checks,omitempty"`
 	ClientOut  string       `json:"client_out,omitempty"`
 	Error      string       `json:"error,omitempty"`
@@ -111,6 +112,7 @@ func (a *Agent) describe(res *Result, plan *Plan) {
 	res.Hosts = plan.Hosts
 	res.Files = plan.Files
 	res.Notes = append(res.Notes, plan.Notes...)
+	res.Warnings = append(res.Warnings, plan.Warnings...)
 	res.Restarted = plan.Restart
 	if plan.Set != nil {
 		res.Serial = plan.Set.Serial()
@@ -146,7 +148,7 @@ func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) 
 			if err := a.writeClientBundle(cfg, plan, res, now); err != nil {
 				return err
 			}
-			a.recordApply(Apply{Time: now, Result: "unchanged", Serial: res.Serial})
+			a.recordApply(Apply{Time: now, Result: "unchanged", Serial: res.Serial, Warnings: plan.Warnings})
 			a.o.Logger.Info("no changes", "serial", res.Serial)
 			return nil
 		}
@@ -236,7 +238,7 @@ func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) 
 		return fmt.Errorf("committing: %w", err)
 	}
 	st := &State{Mode: plan.Mode, Hosts: plan.Hosts, TCPHosts: plan.TCPHosts, Fingerprint: plan.Set.Fingerprint(), Serial: plan.Set.Serial(), NotAfter: plan.Set.Cert.NotAfter,
-		LastApply: Apply{Time: now, Result: "ok", Changed: true, Serial: plan.Set.Serial()}}
+		LastApply: Apply{Time: now, Result: "ok", Changed: true, Serial: plan.Set.Serial(), Warnings: plan.Warnings}}
 	if err := a.saveState(st); err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ func (a *Agent) writeClientBundle(cfg Config, plan *Plan, res *Result, now time.
 	}
 	b, err := a.issueClient(plan.CA, DefaultClientName, nil, cfg.ClientOut, false, now)
 	if err != nil {
-		return err
+		return fmt.Errorf("the host is provisioned, but the client bundle for --client-out %s was not issued: %w", cfg.ClientOut, err)
 	}
 	res.ClientOut = b.Dir
 	if b.Written {
@@ -39,7 +39,10 @@ func (a *Agent) writeClientBundle(cfg Config, plan *Plan, res *Result, now time.
 }
 
 // IssueClient issues a client bundle from the local CA into dir: ca.pem,
-// cert.pem and key.pem, ready for DOCKER_CERT_PATH.
+// cert.pem and key.pem, ready for DOCKER_CERT_PATH. It holds the host lock
+// (waiting up to RecordsLockWait for another tlsdock), so that concurrent
+// issues all reach issued.json, and it fails, writing no bundle, when the
+// record cannot be written.
 func (a *Agent) IssueClient(name string, groups []string, dir string) (*ClientBundle, error) {
 	if name == "" {
 		return nil, inputErr("NAME", "a client needs a name, for example: tlsdock certs client alice --out ./alice")
@@ -47,6 +50,11 @@ func (a *Agent) IssueClient(name string, groups []string, dir string) (*ClientBu
 	if dir == "" {
 		return nil, inputErr("--out", "give the directory to write the bundle to")
 	}
+	unlock, err := a.lockRecords()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	ca, err := certstore.LoadCA(a.o.Paths.CA())
 	if err != nil {
 		return nil, inputErr(CADir, "no local CA (%v): run `tlsdock provision --generate` first", err)
@@ -54,6 +62,23 @@ func (a *Agent) IssueClient(name string, groups []string, dir string) (*ClientBu
 	return a.issueClient(ca, name, groups, dir, true, a.o.Now())
 }
 
+// RecordsLockWait is how long `certs client` and `certs revoke` wait for
+// the host lock: another issue takes milliseconds, a provision at most
+// its restart.
+const RecordsLockWait = 2 * time.Minute
+
+// lockRecords takes the host lock for a read-modify-write of the local
+// CA's records, waiting up to RecordsLockWait.
+func (a *Agent) lockRecords() (func(), error) {
+	b := *a
+	b.o.LockWait = max(b.o.LockWait, RecordsLockWait)
+	return b.lock()
+}
+
+// issueClient issues and writes a bundle; the caller holds the host lock.
+// The certificate is recorded in issued.json before any of it is written,
+// so a crash never leaves a live certificate that `certs revoke NAME`
+// does not know.
 func (a *Agent) issueClient(ca *certstore.CA, name string, groups []string, dir string, force bool, now time.Time) (*ClientBundle, error) {
 	b := &ClientBundle{Dir: dir, Name: name}
 	if !force {
@@ -68,8 +93,16 @@ func (a *Agent) issueClient(ca *certstore.CA, name string, groups []string, dir 
 	if err != nil {
 		return nil, fmt.Errorf("issuing client certificate %q: %w", name, err)
 	}
+	c := parseCertPEM(certPEM)
+	if c == nil {
+		return nil, fmt.Errorf("issuing client certificate %q: the issued certificate does not parse", name)
+	}
+	b.Serial, b.NotAfter = fmt.Sprintf("%x", c.SerialNumber), c.NotAfter
+	if err := a.recordIssued(name, b.Serial, groups, c.NotAfter, now); err != nil {
+		return nil, fmt.Errorf("recording client certificate %q (serial %s) in %s: %w: no client bundle was written, because `tlsdock certs revoke %s` could not find it; fix %s and issue again", name, b.Serial, IssuedPath, err, name, IssuedPath)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", dir, err)
+		return nil, fmt.Errorf("creating %s: %w (serial %s is recorded in %s but nobody holds its key)", dir, err, b.Serial, IssuedPath)
 	}
 	for _, f := range []struct {
 		name string
@@ -80,15 +113,10 @@ func (a *Agent) issueClient(ca *certstore.CA, name string, groups []string, dir 
 			return nil, fmt.Errorf("writing the client bundle: %w", err)
 		}
 	}
-	c := loadClientCert(dir)
-	if c == nil {
+	if rc := loadClientCert(dir); rc == nil || !rc.Equal(c) {
 		return nil, fmt.Errorf("the client bundle in %s does not read back", dir)
 	}
-	b.Serial, b.NotAfter, b.Written = fmt.Sprintf("%x", c.SerialNumber), c.NotAfter, true
-	if err := a.recordIssued(name, b.Serial, groups, c.NotAfter, now); err != nil {
-		// The bundle is good; only revocation by NAME needs the record.
-		a.o.Logger.Warn("recording the issued client certificate failed: revoke it by serial", "name", name, "serial", b.Serial, "err", err)
-	}
+	b.Written = true
 	a.o.Logger.Info("issued client certificate", "name", name, "dir", dir, "serial", b.Serial)
 	return b, nil
 }
@@ -98,6 +126,10 @@ func loadClientCert(dir string) *x509.Certificate {
 	if err != nil {
 		return nil
 	}
+	return parseCertPEM(data)
+}
+
+func parseCertPEM(data []byte) *x509.Certificate {
 	blk, _ := pem.Decode(data)
 	if blk == nil {
 		return nil

@@ -65,6 +65,10 @@ type Config struct {
 	// rotates it past that many bytes; 0 never (logrotate's job then).
 	AuditLog        string
 	AuditLogMaxSize int64
+	// AllowSourceOwner (with Certs) lets one non-root account, USER or
+	// USER:GROUP, own and write the source: a PKI agent's service user.
+	// Otherwise only root may be able to change it (SourceTrust).
+	AllowSourceOwner string
 }
 
 // DefaultAuditLog is proxy mode's audit log; tlsdock.service's
@@ -133,6 +137,9 @@ func (c Config) Validate() error {
 	}
 	if c.Timeout <= 0 {
 		return inputErr("--timeout", "must be positive, got %v", c.Timeout)
+	}
+	if _, err := c.SourceTrust(); err != nil {
+		return err
 	}
 	return c.validateProxy()
 }
@@ -265,6 +272,8 @@ var configKeys = map[string]bool{
 	"renew-before": false, "metrics-listen": false,
 	// proxy mode
 	"policy": false, "crl": true, "audit-log": false, "audit-log-max-size": false,
+	// the source's trust
+	"allow-source-owner": false,
 }
 
 // ParseConfigFile reads the config file format: one "key = value" per line,
@@ -354,4 +363,31 @@ func (fs FileSettings) last(key string) (string, bool) {
 		return "", false
 	}
 	return v[len(v)-1], true
+}
+
+// SourceTrust is who may control the --certs source: root, and the
+// account of AllowSourceOwner.
+func (c Config) SourceTrust() (certstore.SourceTrust, error) {
+	if c.AllowSourceOwner == "" {
+		return certstore.SourceTrust{}, nil
+	}
+	if c.Certs == "" {
+		return certstore.SourceTrust{}, inputErr("--allow-source-owner", "applies only with --certs: the local CA (--generate) is root's own; remove allow-source-owner")
+	}
+	acc, err := certstore.ParseAccount(c.AllowSourceOwner)
+	if err != nil {
+		return certstore.SourceTrust{}, &InputError{Field: "--allow-source-owner", Err: err}
+	}
+	return certstore.SourceTrust{Owner: acc}, nil
+}
+
+// SourceWarning is the warning every provision, the daemon's start and
+// its status give while AllowSourceOwner is set; "" otherwise.
+func (c Config) SourceWarning() string {
+	t, err := c.SourceTrust()
+	if err != nil || t.Owner == nil {
+		return ""
+	}
+	return fmt.Sprintf("warning: allow-source-owner %s: account uid %d (group gid %d) may write the certificate source %s, so whoever controls that account can install their own CA and take over dockerd. Keep that account to the PKI agent, or make the source root's (chown -R root:root %s && chmod -R go-w %s) and remove allow-source-owner",
+		c.AllowSourceOwner, t.Owner.UID, t.Owner.GID, c.Certs, c.Certs, c.Certs)
 }

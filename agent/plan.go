@@ -75,6 +75,9 @@ type Plan struct {
 	// leaveProxy (native modes): the proxy's drop-in goes, so
 	// tlsdock.service stops before dockerd takes the TCP listener.
 	leaveProxy bool
+	// Warnings are shown on every run, dry or not, and recorded for
+	// `tlsdock status` (allow-source-owner).
+	Warnings []string
 }
 
 // Changed reports whether applying the plan changes anything.
@@ -467,7 +470,7 @@ func (a *Agent) planCerts(ctx context.Context, plan *Plan, cfg Config, now time.
 		installed = nil
 	}
 	if cfg.Certs != "" {
-		set, err := certstore.LoadDir(cfg.Certs)
+		set, err := a.loadSource(cfg)
 		if err != nil {
 			return &InputError{Field: "--certs", Err: err}
 		}
@@ -476,6 +479,9 @@ func (a *Agent) planCerts(ctx context.Context, plan *Plan, cfg Config, now time.
 		}
 		plan.Set = set
 		plan.Install = installed == nil || installed.Fingerprint() != set.Fingerprint()
+		if w := cfg.SourceWarning(); w != "" {
+			plan.Warnings = append(plan.Warnings, w)
+		}
 		return nil
 	}
 	// The local CA.
@@ -512,6 +518,25 @@ func (a *Agent) planCerts(ctx context.Context, plan *Plan, cfg Config, now time.
 	}
 	plan.Set, plan.Install = set, true
 	return nil
+}
+
+// loadSource reads the --certs source with its trust checks: only root
+// (or the allow-source-owner account) may be able to change it, and its key
+// is readable by nobody else. A set that passed is warned about when an
+// account besides root is trusted.
+func (a *Agent) loadSource(cfg Config) (*certstore.Set, error) {
+	trust, err := cfg.SourceTrust()
+	if err != nil {
+		return nil, err
+	}
+	set, err := certstore.LoadSource(cfg.Certs, trust)
+	if err != nil {
+		return nil, err
+	}
+	if w := cfg.SourceWarning(); w != "" {
+		a.o.Logger.Warn(w, "source", cfg.Certs)
+	}
+	return set, nil
 }
 
 // dnsWait bounds the lookup of the host's FQDN.

@@ -86,7 +86,8 @@ func writeJSON(path string, v any, mode os.FileMode) error {
 	return certstore.WriteFileAtomic(path, append(data, '\n'), mode)
 }
 
-// recordIssued adds a client certificate to IssuedPath.
+// recordIssued adds a client certificate to IssuedPath. The caller holds
+// the host lock: this is a read-modify-write.
 func (a *Agent) recordIssued(name, serial string, groups []string, notAfter, now time.Time) error {
 	path := a.o.Paths.Abs(IssuedPath)
 	if _, err := os.Stat(filepath.Dir(path)); err != nil {
@@ -111,7 +112,7 @@ func (a *Agent) Revoke(nameOrSerial string) (*RevokeResult, error) {
 	if nameOrSerial == "" {
 		return nil, inputErr("NAME|SERIAL", "give the client's name or its certificate's serial, for example: tlsdock certs revoke alice")
 	}
-	unlock, err := a.lock()
+	unlock, err := a.lockRecords()
 	if err != nil {
 		return nil, err
 	}

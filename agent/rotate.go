@@ -242,6 +242,9 @@ func NewRotator(app Applier, cfg RunConfig, o RunOptions) *Rotator {
 // for changes, timers and SIGHUP. A Provision in progress is never
 // interrupted: it is bounded by its own timeout.
 func (r *Rotator) Run(ctx context.Context) error {
+	if err := r.checkSource(); err != nil {
+		return err
+	}
 	if err := r.startWatch(); err != nil {
 		return err
 	}
@@ -306,6 +309,26 @@ func (r *Rotator) source() string {
 		return CADir
 	}
 	return r.cfg.Certs
+}
+
+// checkSource fails the start on a source that someone besides root (and
+// the allow-source-owner account) can change: the daemon would otherwise
+// install whatever CA that account puts there.
+func (r *Rotator) checkSource() error {
+	if r.cfg.Generate {
+		return nil
+	}
+	trust, err := r.cfg.SourceTrust()
+	if err != nil {
+		return err
+	}
+	if err := certstore.CheckSource(r.cfg.Certs, trust); err != nil {
+		return &InputError{Field: "--certs", Err: fmt.Errorf("%w; tlsdock run does not start on a source others can change", err)}
+	}
+	if w := r.cfg.SourceWarning(); w != "" {
+		r.log.Warn(w, "source", r.cfg.Certs)
+	}
+	return nil
 }
 
 func (r *Rotator) startWatch() error {
@@ -538,7 +561,11 @@ func (r *Rotator) installedFP() string {
 
 // loadSource reads the source set and runs provision's validation of it.
 func (r *Rotator) loadSource(now time.Time) (*certstore.Set, error) {
-	set, err := certstore.LoadDir(r.cfg.Certs)
+	trust, err := r.cfg.SourceTrust()
+	if err != nil {
+		return nil, err
+	}
+	set, err := certstore.LoadSource(r.cfg.Certs, trust)
 	if err != nil {
 		return nil, err
 	}
@@ -569,8 +596,13 @@ func (r *Rotator) scan(now time.Time, settled bool) {
 			return
 		}
 		msg := fmt.Sprintf("invalid set in %s: %v; %s, and tlsdock checks again when the files change", r.cfg.Certs, err, r.servingWhat())
+		logMsg := "invalid certificate set; not installing it"
+		if errors.Is(err, certstore.ErrUnsafeSource) {
+			msg = fmt.Sprintf("unsafe source %s: %v; %s, and tlsdock checks again when the files change or on SIGHUP", r.cfg.Certs, err, r.servingWhat())
+			logMsg = "the certificate source can be changed by others than root; not installing it"
+		}
 		if msg != r.invalid {
-			r.log.Error("invalid certificate set; not installing it", "dir", r.cfg.Certs, "err", err, "serving", r.installed.Serial())
+			r.log.Error(logMsg, "dir", r.cfg.Certs, "err", err, "serving", r.installed.Serial())
 			r.o.Metrics.rotation("invalid")
 		}
 		r.invalid, r.candidate = msg, nil
@@ -856,7 +888,7 @@ func (r *Rotator) checkExpiry(now time.Time) {
 // an expiry warning.
 func (r *Rotator) problems() string {
 	var p []string
-	for _, s := range []string{r.invalid, r.warning} {
+	for _, s := range []string{r.invalid, r.warning, r.cfg.SourceWarning()} {
 		if s != "" {
 			p = append(p, s)
 		}
@@ -906,6 +938,9 @@ func (r *Rotator) status(now time.Time) {
 	}
 	if r.warning != "" && r.invalid == "" {
 		s += "; " + r.warning
+	}
+	if w := r.cfg.SourceWarning(); w != "" {
+		s += "; " + w
 	}
 	s = oneLine(s)
 	if s != r.lastStatus {

@@ -32,6 +32,8 @@ type Apply struct {
 	Changed bool      `json:"changed"`
 	Error   string    `json:"error,omitempty"`
 	Serial  string    `json:"serial,omitempty"`
+	// Warnings of the run (allow-source-owner), shown by status.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func (a *Agent) statePath() string    { return filepath.Join(a.o.Paths.State(), "state.json") }

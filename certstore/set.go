@@ -13,7 +13,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,34 +119,12 @@ func readBounded(path string) ([]byte, error) {
 	if err := checkRegular(l, fi); err != nil {
 		return nil, err
 	}
-	// O_NONBLOCK: if the file was swapped for a FIFO since Stat, opening it
-	// must not hang; the Stat of the open file below catches it.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	f, _, err := openRegular(path)
 	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
-			return nil, fmt.Errorf("%s: symlink loop: fix the symlink so that it points at a PEM file", l)
-		}
-		return nil, fmt.Errorf("%s: %w", l, err)
-	}
-	defer f.Close()
-	fi, err = f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", l, err)
-	}
-	if err := checkRegular(l, fi); err != nil {
 		return nil, err
 	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", l, err)
-	}
-	if len(b) > MaxFileSize {
-		return nil, fmt.Errorf("%s: file is larger than %d bytes: a PEM certificate set is much smaller; check that the path points at the right file", l, MaxFileSize)
-	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		return nil, fmt.Errorf("%s: file is empty: the issuer may still be writing it; wait for it to finish or fix the issuer", l)
-	}
-	return b, nil
+	defer f.Close()
+	return readAllBounded(f, l)
 }
 
 func checkRegular(l string, fi os.FileInfo) error {

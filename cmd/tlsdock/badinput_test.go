@@ -550,6 +550,68 @@ func badInputCases() []badInputCase {
 				return []string{"provision", "--certs", d}
 			},
 		},
+		// The source is a trust boundary: only root may be able to change it.
+		{
+			name: "source directory owned by a PKI agent's user", field: "owner nobody (uid 65534)", hint: "&& chmod go-w ",
+			setup: func(t *testing.T, h *fakeHostCLI) []string {
+				if os.Geteuid() != 0 {
+					t.Skip("needs root: chown")
+				}
+				s, _ := goodSet(t, nil)
+				d := s.dir(t)
+				if err := os.Chown(d, 65534, 65534); err != nil {
+					t.Fatal(err)
+				}
+				return []string{"provision", "--certs", d}
+			},
+		},
+		{
+			name: "source directory group-writable", field: "--certs", hint: "directory is writable by its group",
+			setup: func(t *testing.T, h *fakeHostCLI) []string {
+				s, _ := goodSet(t, nil)
+				d := s.dir(t)
+				if err := os.Chmod(d, 0o770); err != nil {
+					t.Fatal(err)
+				}
+				return []string{"provision", "--certs", d}
+			},
+		},
+		{
+			name: "source directory sticky and world-writable", field: "--certs", hint: "the sticky bit does not protect a source",
+			setup: func(t *testing.T, h *fakeHostCLI) []string {
+				s, _ := goodSet(t, nil)
+				d := s.dir(t)
+				if err := os.Chmod(d, 0o777|os.ModeSticky); err != nil {
+					t.Fatal(err)
+				}
+				return []string{"provision", "--certs", d}
+			},
+		},
+		{
+			name: "source key readable by others", field: "server-key.pem", hint: "chmod 0600 ",
+			setup: func(t *testing.T, h *fakeHostCLI) []string {
+				s, _ := goodSet(t, nil)
+				d := s.dir(t)
+				if err := os.Chmod(filepath.Join(d, "server-key.pem"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return []string{"provision", "--certs", d}
+			},
+		},
+		{
+			name: "allowed source owner, group-readable key", field: "server-key.pem", hint: "chmod 0600 ",
+			setup: func(t *testing.T, h *fakeHostCLI) []string {
+				s, _ := goodSet(t, nil)
+				d := s.dir(t)
+				if err := os.Chmod(filepath.Join(d, "server-key.pem"), 0o640); err != nil {
+					t.Fatal(err)
+				}
+				return []string{"provision", "--certs", d, "--allow-source-owner", "nobody"}
+			},
+		},
+		{name: "--allow-source-owner with --generate", field: "--allow-source-owner", hint: "applies only with --certs", setup: args("provision", "--generate", "--allow-source-owner", "nobody")},
+		{name: "--allow-source-owner unknown user", field: "--allow-source-owner", hint: "give an existing account", setup: args("provision", "--certs", "/srv/certs", "--allow-source-owner", "no-such-user-x")},
+		{name: "--allow-source-owner root", field: "--allow-source-owner", hint: "which may always write a source", setup: args("provision", "--certs", "/srv/certs", "--allow-source-owner", "root")},
 		{
 			name: "probe client that does not load", field: "--probe-client", hint: "give a directory with the cert.pem and key.pem of a client",
 			setup: func(t *testing.T, h *fakeHostCLI) []string {
@@ -770,6 +832,42 @@ func TestUnusualInputSucceeds(t *testing.T) {
 		got, err := os.ReadFile(filepath.Join(h.root, agent.SSLDir, "server-cert.pem"))
 		if err != nil || !bytes.Equal(got, s.cert) {
 			t.Errorf("installed server-cert.pem differs from the given file (%v)", err)
+		}
+	})
+	t.Run("a source the allowed account owns is installed, with a warning everywhere", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root: chown")
+		}
+		h := newFakeHostCLI(t)
+		s, _ := goodSet(t, nil)
+		d := s.dir(t)
+		if err := os.Chmod(d, 0o775); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{d, filepath.Join(d, "ca.pem"), filepath.Join(d, "server-cert.pem"), filepath.Join(d, "server-key.pem")} {
+			if err := os.Chown(p, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}
+		code, stdout, stderr := h.run("provision", "--certs", d)
+		if code != ExitBadInput || !strings.Contains(stderr, "--allow-source-owner USER") {
+			t.Fatalf("without the opt-in: exit %d, want 2 with a hint at --allow-source-owner\n%s", code, stderr)
+		}
+		for i := 0; i < 2; i++ { // the second run changes nothing and still warns
+			code, stdout, stderr = h.run("provision", "--certs", d, "--allow-source-owner", "nobody")
+			if code != 0 {
+				t.Fatalf("run %d: exit %d\n%s\n%s", i+1, code, stdout, stderr)
+			}
+			if !strings.Contains(stdout, "WARNING: allow-source-owner nobody: account uid 65534") || !strings.Contains(stderr, "warning: allow-source-owner nobody") {
+				t.Errorf("run %d does not warn loudly:\nstdout:\n%s\nstderr:\n%s", i+1, stdout, stderr)
+			}
+		}
+		if !strings.Contains(stdout, "No changes") {
+			t.Errorf("second run:\n%s", stdout)
+		}
+		code, stdout, stderr = h.run("status")
+		if code != 0 || !strings.Contains(stdout, "WARNING:     allow-source-owner nobody") {
+			t.Errorf("status (exit %d) does not show the warning:\n%s\n%s", code, stdout, stderr)
 		}
 	})
 	t.Run("plaintext tcp listeners are removed", func(t *testing.T) {

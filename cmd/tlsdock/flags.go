@@ -27,6 +27,7 @@ type settingsFlags struct {
 	crls        []string
 	auditLog    string
 	auditMax    string
+	allowOwner  string
 }
 
 func (f *settingsFlags) register(fs *pflag.FlagSet) {
@@ -43,6 +44,7 @@ func (f *settingsFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.probeClient, "probe-client", "", "with --certs: directory with cert.pem and key.pem of a client, used to check that a valid client gets in")
 	fs.DurationVar(&f.timeout, "timeout", d.Timeout, "how long to wait for docker.service to restart")
 	fs.StringVar(&f.policy, "policy", "", "proxy mode: policy file (JSON, see README) deciding each client's requests; default: group read-only may GET and HEAD, others have full access")
+	fs.StringVar(&f.allowOwner, "allow-source-owner", "", "with --certs: let this one account (USER or USER:GROUP, a PKI agent's service user) own and write the source; otherwise only root may be able to change it. Whoever controls that account controls dockerd: tlsdock warns on every run")
 	fs.StringArrayVar(&f.crls, "crl", nil, "proxy mode: external CRL file (PEM or DER) to enforce (repeatable); the local CA's "+agent.LocalCRLPath+" is enforced whenever it exists")
 	fs.StringVar(&f.auditLog, "audit-log", d.AuditLog, "proxy mode: file of per-request audit records (JSON lines, 0600; reopened on SIGHUP); the journal keeps denials and events. \"\": every record to the journal")
 	fs.StringVar(&f.auditMax, "audit-log-max-size", agent.FormatSize(d.AuditLogMaxSize), "proxy mode: rotate the audit log past this size (K, M or G suffix) to .1, keeping 3 old files; 0: never (leave it to logrotate)")
@@ -82,6 +84,7 @@ func (f *settingsFlags) config(cmd *cobra.Command) (agent.Config, error) {
 	str("key-type", &f.keyType)
 	str("probe-client", &f.probeClient)
 	str("policy", &f.policy)
+	str("allow-source-owner", &f.allowOwner)
 	list("crl", &f.crls)
 	str("audit-log", &f.auditLog)
 	str("audit-log-max-size", &f.auditMax)
@@ -115,6 +118,7 @@ func (f *settingsFlags) config(cmd *cobra.Command) (agent.Config, error) {
 		Hosts: f.hosts, SANs: f.sans, KeyType: kt, LiveRestore: f.liveRestore,
 		ProbeClient: f.probeClient, Timeout: f.timeout, Policy: f.policy, CRLs: f.crls,
 		AuditLog: f.auditLog, AuditLogMaxSize: auditMax,
+		AllowSourceOwner: f.allowOwner,
 	}
 	return cfg, cfg.Validate()
 }

@@ -112,3 +112,58 @@ func TestHelpNamesEveryCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestCertsClientFailsWithoutARecord: a certificate that issued.json cannot
+// record is a failed command (exit 1) with no bundle, because `certs revoke
+// NAME` would miss it.
+func TestCertsClientFailsWithoutARecord(t *testing.T) {
+	root := t.TempDir()
+	ca, err := certstore.NewCA(certstore.ECDSAP256, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caDir := filepath.Join(root, agent.CADir)
+	if err := ca.Save(caDir); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run(t, root, "certs", "client", "alice", "--out", filepath.Join(root, "alice"))
+	if code != ExitOK || !strings.Contains(stdout, `Issued "alice"`) {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	// issued.json swapped for a symlink: it reads, but tlsdock never
+	// writes through a symlink.
+	issued := filepath.Join(root, agent.IssuedPath)
+	if err := os.Rename(issued, issued+".real"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(issued+".real", issued); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = run(t, root, "certs", "client", "bob", "--out", filepath.Join(root, "bob"))
+	if code != ExitFailed {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, ExitFailed, stdout, stderr)
+	}
+	for _, want := range []string{agent.IssuedPath, "is a symlink", "no client bundle was written"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr %q does not contain %q", stderr, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "bob")); !os.IsNotExist(err) {
+		t.Errorf("a bundle was written without a record (%v)", err)
+	}
+}
+
+func TestStatusAttentionSkipsShownWarnings(t *testing.T) {
+	w := "warning: allow-source-owner vault: account uid 998 (group gid 998) may write the certificate source /srv/certs, so whoever controls that account can install their own CA and take over dockerd. Keep that account to the PKI agent"
+	tests := []struct{ lastError, want string }{
+		{w, ""},
+		{"invalid set in /srv/certs: x; docker keeps serving serial 1; " + w, "invalid set in /srv/certs: x; docker keeps serving serial 1"},
+		{"the served certificate expires soon", "the served certificate expires soon"},
+	}
+	for _, tt := range tests {
+		s := &agent.Status{LastError: tt.lastError, LastApply: agent.Apply{Warnings: []string{w}}}
+		if got := attention(s); got != tt.want {
+			t.Errorf("attention(%q) = %q, want %q", tt.lastError, got, tt.want)
+		}
+	}
+}

@@ -116,6 +116,9 @@ func printResult(w io.Writer, res *agent.Result, err error) {
 	for _, n := range res.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
+	for _, n := range res.Warnings {
+		fmt.Fprintf(w, "  WARNING: %s\n", strings.TrimPrefix(n, "warning: "))
+	}
 	if res.Restarted {
 		fmt.Fprintln(w, "  docker.service: restart")
 	} else {

@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -95,36 +92,11 @@ func (e *Env) newAgent(ctx context.Context, verbose bool) (*agent.Agent, func(),
 		Systemd: sd,
 		Logger:  slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: level})),
 	}
-	if step := os.Getenv(PauseEnv); step != "" {
-		o.Pause = pauseAt(agent.Paths{Root: e.Root}, step)
-	}
+	testHooks(&o, e.Root) // a no-op unless built with -tags tlsdock_testhooks
 	if e.Agent != nil {
 		e.Agent(&o)
 	}
 	return agent.New(o), closer, nil
-}
-
-// PauseEnv is TEST-ONLY. TLSDOCK_TEST_PAUSE_AT=<step> makes the sequence
-// stop at that step (one of the names agent.Options.Pause receives:
-// backed-up, live-restore, certs-installed, written, restarted): tlsdock
-// writes /run/tlsdock/paused-<step> and then blocks until it is killed. The
-// crash tests in test/e2e use it to SIGKILL tlsdock at a chosen point. It
-// only pauses; it never changes what tlsdock does.
-const PauseEnv = "TLSDOCK_TEST_PAUSE_AT"
-
-// pauseAt is the TEST-ONLY Pause hook of PauseEnv.
-func pauseAt(p agent.Paths, at string) func(string) {
-	return func(step string) {
-		if step != at {
-			return
-		}
-		marker := p.Abs(filepath.Join("/run/tlsdock", "paused-"+step))
-		_ = os.MkdirAll(filepath.Dir(marker), 0o755)
-		_ = os.WriteFile(marker, []byte(step+"\n"), 0o600)
-		for {
-			time.Sleep(time.Hour)
-		}
-	}
 }
 
 // newAgentNoSystemd builds an agent for commands that do not touch docker.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,8 +82,11 @@ result of the last provision or rotation. It changes nothing.`,
 				}
 				fmt.Fprintln(w)
 			}
-			if s.LastError != "" && s.LastError != s.LastApply.Error {
-				fmt.Fprintf(w, "attention:   %s\n", s.LastError)
+			for _, warn := range s.LastApply.Warnings {
+				fmt.Fprintf(w, "WARNING:     %s\n", strings.TrimPrefix(warn, "warning: "))
+			}
+			if a := attention(s); a != "" && a != s.LastApply.Error {
+				fmt.Fprintf(w, "attention:   %s\n", a)
 			}
 			if s.Mode == agent.ModeProxy {
 				printProxyStatus(w, ps, perr)
@@ -92,6 +96,18 @@ result of the last provision or rotation. It changes nothing.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print machine-readable JSON")
 	return cmd
+}
+
+// attention is the recorded error without the warnings the last apply
+// already shows (the daemon records them too).
+func attention(s *agent.Status) string {
+	var keep []string
+	for _, part := range strings.Split(s.LastError, "; ") {
+		if part != "" && !slices.Contains(s.LastApply.Warnings, part) {
+			keep = append(keep, part)
+		}
+	}
+	return strings.Join(keep, "; ")
 }
 
 func orDash(s string) string {

@@ -10,7 +10,8 @@ import (
 )
 
 // crashSteps are the named steps of the provision sequence at which the
-// test-only hook (TLSDOCK_TEST_PAUSE_AT, cmd/tlsdock/root.go) stops tlsdock.
+// test-only hook (TLSDOCK_TEST_PAUSE_AT, cmd/tlsdock/testhooks.go, built in
+// with -tags tlsdock_testhooks) stops tlsdock.
 var crashSteps = []string{"backed-up", "live-restore", "certs-installed", "written", "restarted"}
 
 // TestCrashAtEveryStep SIGKILLs `tlsdock provision --generate` at every

@@ -20,7 +20,7 @@ var (
 	buildErr  error
 )
 
-// tlsdockBinary builds tlsdock once per test process.
+// tlsdockBinary builds tlsdock once per test process, with its test hooks.
 func tlsdockBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -30,7 +30,9 @@ func tlsdockBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "tlsdock")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/tlsdock")
+		// The test hooks (TLSDOCK_TEST_PAUSE_AT, for the crash tests) exist
+		// only with this tag; the shipped binary has none.
+		cmd := exec.Command("go", "build", "-tags", "tlsdock_testhooks", "-o", binPath, "./cmd/tlsdock")
 		cmd.Dir = "../.."
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
