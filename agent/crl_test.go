@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/tlsdock/tlsdock/certstore"
-	"github.com/tlsdock/tlsdock/internal/testpki"
+	"github.com/tlsdock/tlsdock/certstore/certtest"
 	"github.com/tlsdock/tlsdock/proxy"
 )
 
@@ -49,7 +49,7 @@ type crlDaemon struct {
 	logs *lockedBuffer
 }
 
-func startCRLDaemon(t *testing.T, root string, p *testpki.PKI, crl string) *crlDaemon {
+func startCRLDaemon(t *testing.T, root string, p *certtest.PKI, crl string) *crlDaemon {
 	t.Helper()
 	certPEM, keyPEM := p.Server(t)
 	set, err := certstore.ParseSet(p.Root.PEM, certPEM, keyPEM, certstore.SetNames{})
@@ -87,7 +87,7 @@ func startCRLDaemon(t *testing.T, root string, p *testpki.PKI, crl string) *crlD
 	return cd
 }
 
-func (cd *crlDaemon) ping(p *testpki.PKI, c tls.Certificate) error {
+func (cd *crlDaemon) ping(p *certtest.PKI, c tls.Certificate) error {
 	pool := x509.NewCertPool()
 	pool.AddCert(p.Root.Cert)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{c}, ServerName: "localhost"}, DisableKeepAlives: true}, Timeout: 10 * time.Second}
@@ -118,9 +118,9 @@ func (cd *crlDaemon) problems(t *testing.T) []proxy.CRLProblem {
 // without any good CRL.
 func TestProxyDaemonCRLNeverFailsOpen(t *testing.T) {
 	root := t.TempDir()
-	p := testpki.New(t)
-	alice, aliceLeaf := testpki.Client(t, p.Inter, "alice", nil)
-	bob, _ := testpki.Client(t, p.Inter, "bob", nil)
+	p := certtest.New(t)
+	alice, aliceLeaf := certtest.Client(t, p.Inter, "alice", nil)
+	bob, _ := certtest.Client(t, p.Inter, "bob", nil)
 	crl := filepath.Join(t.TempDir(), "crl.pem")
 	now := time.Now()
 
@@ -156,7 +156,7 @@ func TestProxyDaemonCRLNeverFailsOpen(t *testing.T) {
 		t.Fatalf("problems after a good CRL: %+v", ps)
 	}
 
-	foreign := testpki.New(t)
+	foreign := certtest.New(t)
 	for _, tc := range []struct {
 		name, reason string
 		data         []byte // nil: remove the file
@@ -164,7 +164,7 @@ func TestProxyDaemonCRLNeverFailsOpen(t *testing.T) {
 		{"lower number", "older than the CRL in force (number 3 < 5)", p.Inter.CRL(t, big.NewInt(3), now, now.Add(time.Hour))},
 		{"expired", "expired", p.Inter.CRL(t, big.NewInt(6), now.Add(-2*time.Hour), now.Add(-time.Hour))},
 		{"signed by another key of the same name", "signature does not verify", foreign.Inter.CRL(t, big.NewInt(9), now, now.Add(time.Hour))},
-		{"foreign-signed", "neither a client CA", testpki.NewCA(t, "Other CA", nil).CRL(t, big.NewInt(9), now, now.Add(time.Hour))},
+		{"foreign-signed", "neither a client CA", certtest.NewCA(t, "Other CA", nil).CRL(t, big.NewInt(9), now, now.Add(time.Hour))},
 		{"garbage", "cannot be parsed", []byte("garbage")},
 		{"missing", "missing", nil},
 	} {

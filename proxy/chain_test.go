@@ -17,13 +17,13 @@ import (
 	"time"
 
 	"github.com/tlsdock/tlsdock/certstore"
-	"github.com/tlsdock/tlsdock/internal/testpki"
+	"github.com/tlsdock/tlsdock/certstore/certtest"
 )
 
 // chainEnv is a proxy whose server certificate and clients come from an
 // intermediate, while ca.pem holds only the root (step-ca's layout).
 type chainEnv struct {
-	pki  *testpki.PKI
+	pki  *certtest.PKI
 	srv  *Server
 	addr string
 	logs *syncBuffer
@@ -33,7 +33,7 @@ type chainEnv struct {
 
 func newChainEnv(t *testing.T) *chainEnv {
 	t.Helper()
-	p := testpki.New(t)
+	p := certtest.New(t)
 	certPEM, keyPEM := p.Server(t)
 	set, err := certstore.ParseSet(p.Root.PEM, certPEM, keyPEM, certstore.SetNames{})
 	if err != nil {
@@ -105,7 +105,7 @@ func TestCRLIssuersIncludeTheServersIntermediate(t *testing.T) {
 	}
 	// An intermediate of the server chain that does not chain to a client
 	// CA is not an issuer.
-	other := testpki.New(t)
+	other := certtest.New(t)
 	certPEM, keyPEM := other.Server(t)
 	set, err := certstore.ParseSet(append(other.Root.PEM, e.pki.Root.PEM...), certPEM, keyPEM, certstore.SetNames{})
 	if err != nil {
@@ -121,8 +121,8 @@ func TestCRLIssuersIncludeTheServersIntermediate(t *testing.T) {
 // ca.pem) revokes its leaf at the handshake and closes its open connection.
 func TestIntermediateCRLRevokesLeaf(t *testing.T) {
 	e := newChainEnv(t)
-	alice, aliceLeaf := testpki.Client(t, e.pki.Inter, "alice", nil)
-	bob, _ := testpki.Client(t, e.pki.Inter, "bob", nil)
+	alice, aliceLeaf := certtest.Client(t, e.pki.Inter, "alice", nil)
+	bob, _ := certtest.Client(t, e.pki.Inter, "bob", nil)
 	if err := e.ping(alice); err != nil {
 		t.Fatalf("alice before revocation: %v", err)
 	}
@@ -141,7 +141,7 @@ func TestIntermediateCRLRevokesLeaf(t *testing.T) {
 	}
 
 	t.Run("kept on a bad update", func(t *testing.T) {
-		foreign := testpki.New(t)
+		foreign := certtest.New(t)
 		for name, data := range map[string][]byte{
 			"older":   e.pki.Inter.CRL(t, big.NewInt(3), now, now.Add(time.Hour)),
 			"expired": e.pki.Inter.CRL(t, big.NewInt(6), now.Add(-2*time.Hour), now.Add(-time.Hour)),
@@ -166,7 +166,7 @@ func TestIntermediateCRLRevokesLeaf(t *testing.T) {
 // is in force too.
 func TestIssuerWithoutCRLIsRefused(t *testing.T) {
 	e := newChainEnv(t)
-	bob, _ := testpki.Client(t, e.pki.Inter, "bob", nil)
+	bob, _ := certtest.Client(t, e.pki.Inter, "bob", nil)
 	open := e.open(t, bob)
 	now := time.Now()
 	rootCRL, err := ParseCRL(e.pki.Root.CRL(t, big.NewInt(1), now, now.Add(time.Hour)), "root.crl", e.srv.CRLIssuers())
@@ -208,7 +208,7 @@ func TestIssuerWithoutCRLIsRefused(t *testing.T) {
 // CRL, every client is refused, and status says why.
 func TestNoGoodCRLFailsClosed(t *testing.T) {
 	e := newChainEnv(t)
-	bob, _ := testpki.Client(t, e.pki.Inter, "bob", nil)
+	bob, _ := certtest.Client(t, e.pki.Inter, "bob", nil)
 	open := e.open(t, bob)
 	e.srv.SetRevocation(Revocation{Problems: []CRLProblem{{Source: "/etc/pki/crl.pem", Reason: "missing"}}})
 	assertClosed(t, "bob's open connection", open)
@@ -251,7 +251,7 @@ func TestClientCertificateRules(t *testing.T) {
 		{"no CN", func(c *x509.Certificate) { c.Subject = pkix.Name{Organization: []string{"ops"}} }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, _ := testpki.Client(t, e.pki.Inter, "alice", tc.edit)
+			c, _ := certtest.Client(t, e.pki.Inter, "alice", tc.edit)
 			err := e.ping(c)
 			if (err == nil) != tc.ok {
 				t.Fatalf("ping: %v, want ok=%v", err, tc.ok)
@@ -261,10 +261,10 @@ func TestClientCertificateRules(t *testing.T) {
 }
 
 func TestCheckUpdate(t *testing.T) {
-	p := testpki.New(t)
+	p := certtest.New(t)
 	issuers := []*x509.Certificate{p.Root.Cert, p.Inter.Cert}
 	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-	parse := func(ca *testpki.CA, n int64, this, next time.Time) *CRL {
+	parse := func(ca *certtest.CA, n int64, this, next time.Time) *CRL {
 		c, err := ParseCRL(ca.CRL(t, big.NewInt(n), this, next), "crl.pem", issuers)
 		if err != nil {
 			t.Fatal(err)

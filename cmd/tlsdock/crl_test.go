@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tlsdock/tlsdock/agent"
-	"github.com/tlsdock/tlsdock/internal/testpki"
+	"github.com/tlsdock/tlsdock/certstore/certtest"
 	"github.com/tlsdock/tlsdock/proxy"
 )
 
@@ -22,18 +22,18 @@ func TestProvisionRefusesAnUnusableCRL(t *testing.T) {
 		name string
 		// crl makes the CRL file's content (nil: no file) and may persist
 		// a CRL in force under root.
-		crl  func(t *testing.T, p *testpki.PKI, root, path string) []byte
+		crl  func(t *testing.T, p *certtest.PKI, root, path string) []byte
 		hint string
 	}{
-		{"missing", func(*testing.T, *testpki.PKI, string, string) []byte { return nil }, "no such file"},
-		{"garbage", func(*testing.T, *testpki.PKI, string, string) []byte { return []byte("garbage") }, "cannot be parsed"},
-		{"foreign-signed", func(t *testing.T, _ *testpki.PKI, _, _ string) []byte {
-			return testpki.NewCA(t, "Other CA", nil).CRL(t, big.NewInt(1), now, now.Add(time.Hour))
+		{"missing", func(*testing.T, *certtest.PKI, string, string) []byte { return nil }, "no such file"},
+		{"garbage", func(*testing.T, *certtest.PKI, string, string) []byte { return []byte("garbage") }, "cannot be parsed"},
+		{"foreign-signed", func(t *testing.T, _ *certtest.PKI, _, _ string) []byte {
+			return certtest.NewCA(t, "Other CA", nil).CRL(t, big.NewInt(1), now, now.Add(time.Hour))
 		}, "signed by the CA that issues the client certificates"},
-		{"expired", func(t *testing.T, p *testpki.PKI, _, _ string) []byte {
+		{"expired", func(t *testing.T, p *certtest.PKI, _, _ string) []byte {
 			return p.Inter.CRL(t, big.NewInt(1), now.Add(-2*time.Hour), now.Add(-time.Hour))
 		}, "expired"},
-		{"older than the one in force", func(t *testing.T, p *testpki.PKI, root, path string) []byte {
+		{"older than the one in force", func(t *testing.T, p *certtest.PKI, root, path string) []byte {
 			state := agent.CRLStatePath(agent.Paths{Root: root}, path)
 			if err := os.MkdirAll(filepath.Dir(state), 0o700); err != nil {
 				t.Fatal(err)
@@ -46,7 +46,7 @@ func TestProvisionRefusesAnUnusableCRL(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newFakeHostCLI(t)
-			p := testpki.New(t)
+			p := certtest.New(t)
 			certPEM, keyPEM := p.Server(t)
 			certs := certSet{ca: p.Root.PEM, cert: certPEM, key: keyPEM}.dir(t)
 			crl := filepath.Join(t.TempDir(), "crl.pem")
@@ -80,7 +80,7 @@ func TestProvisionRefusesAnUnusableCRL(t *testing.T) {
 // issues the clients is usable although ca.pem holds only the root.
 func TestProvisionTakesAnIntermediateCRL(t *testing.T) {
 	h := newFakeHostCLI(t)
-	p := testpki.New(t)
+	p := certtest.New(t)
 	certPEM, keyPEM := p.Server(t)
 	certs := certSet{ca: p.Root.PEM, cert: certPEM, key: keyPEM}.dir(t)
 	crl := filepath.Join(t.TempDir(), "crl.pem")

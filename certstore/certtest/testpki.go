@@ -1,7 +1,7 @@
-// Package testpki issues real certificate hierarchies for tests: a root, an
+// Package certtest issues real certificate hierarchies for tests: a root, an
 // intermediate that issues the leaves (as step-ca and most PKIs do), server
 // and client certificates, and CRLs signed by either CA.
-package testpki
+package certtest
 
 import (
 	"bytes"
