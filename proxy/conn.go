@@ -371,6 +371,9 @@ func (c *conn) serveRequest(over bool) bool {
 			defer gr.unlock()
 		}
 		prebody = gr.body
+		if gr.path != "" {
+			clean = gr.path // the checked container, named by its ID
+		}
 	}
 	rec.decision = "allow"
 	target := req.URL.EscapedPath()

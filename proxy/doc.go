@@ -95,7 +95,7 @@
 // are written clean and without the version prefix; "*" matches one or more
 // whole segments (like dockerd's {name:.*}), "**" zero or more.
 //
-// An allow rule with a "guard" applies three checks, all default-deny
+// An allow rule with a "guard" applies these checks, all default-deny
 // (SECURITY.md lists them field by field):
 //
 //   - Routes. Every request is matched against dockerd's own route table
@@ -109,8 +109,10 @@
 //     the writes of services, nodes, secrets and configs), /session, /grpc,
 //     checkpoints, the debug endpoints and every route the table does not
 //     know are refused unless the guard's "allow_endpoints" (path
-//     patterns, as in rules) names them. A form-encoded body and a ";" in
-//     the query are refused, since dockerd would read parameters from them.
+//     patterns, as in rules) names them, so guarded clients build with
+//     DOCKER_BUILDKIT=0 (BuildKit needs /session). A form-encoded body
+//     and a ";" in the query are refused, since dockerd would read
+//     parameters from them.
 //     A version prefix older than "min_api_version" (default 1.41, at least
 //     1.24) is refused; a request without a prefix is allowed.
 //   - Bodies. At most Options.MaxGuardBody bytes are read, decoded as
@@ -130,12 +132,15 @@
 //     cannot be asked the request is refused), checks create, and checks
 //     the container's mounts again at start and restart. Guarded create
 //     and start are serialized from check to answer.
-//   - Existing containers. Start, restart, exec create, attach and the
-//     archive endpoints reach into a container that may be someone
-//     else's: the proxy inspects it, and refuses when its host settings
-//     (privileged, host or container:<id> namespaces, added capabilities,
-//     devices, unconfined security options) are ones the guard's knobs do
-//     not allow, or when its mounts fail the bind checks.
+//   - Existing containers. Start, restart, exec create, attach, the
+//     archive endpoints and rename reach into a container that may be
+//     someone else's: the proxy inspects it, and refuses when its host
+//     settings (privileged, host or container:<id> namespaces, added
+//     capabilities, devices, unconfined security options) are ones the
+//     guard's knobs do not allow, or when its mounts fail the bind checks.
+//     The request is forwarded with the container's full ID in place of
+//     the name the client wrote, so a rename between the check and
+//     dockerd's handling of it cannot send it to another container.
 //
 // A rule without a guard passes every route it matches.
 //

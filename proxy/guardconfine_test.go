@@ -20,7 +20,10 @@ type fakeState struct {
 	vols    []dockerVolume
 	err     error
 	onCheck func() // called in containers, with the guard's check running
-	asked   int
+	// onInspect is called, with mu held, after container has found the
+	// container it returns: it may change cs (a rename on the host).
+	onInspect func()
+	asked     int
 }
 
 func (f *fakeState) containers(context.Context) ([]dockerContainer, error) {
@@ -40,7 +43,10 @@ func (f *fakeState) container(_ context.Context, name string) (dockerContainer, 
 		return dockerContainer{}, f.err
 	}
 	for _, c := range f.cs {
-		if c.ID == name || c.Name == "/"+name {
+		if c.ID == name || c.Name == "/"+name || (len(name) >= 12 && strings.HasPrefix(c.ID, name)) {
+			if f.onInspect != nil {
+				f.onInspect()
+			}
 			return c, nil
 		}
 	}

@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,7 +59,7 @@ func TestGuardSymlinkSwapAtStart(t *testing.T) {
 	}
 	// dockerd now has the container; start is checked against it.
 	st.mu.Lock()
-	st.cs = []dockerContainer{{ID: "web0123456789", Name: "/web", Mounts: []dockerMount{bindMount(src, true)}}}
+	st.cs = []dockerContainer{{ID: cid("web"), Name: "/web", Mounts: []dockerMount{bindMount(src, true)}}}
 	st.mu.Unlock()
 	if status, body := do("POST", "/v1.41/containers/web/start", ""); status != 404 || !strings.Contains(body, "page not found") {
 		t.Fatalf("start before the swap was not forwarded: %d %s", status, body)
@@ -95,14 +97,14 @@ func TestGuardNestedMounts(t *testing.T) {
 		return fmt.Sprintf(`{"Image":"x","HostConfig":{"Binds":[%q]}}`, s+":/d"+mode)
 	}
 	t.Run("ancestor first", func(t *testing.T) {
-		st := &fakeState{cs: []dockerContainer{{ID: "a", Name: "/a", Mounts: []dockerMount{bindMount(data, true)}}}}
+		st := &fakeState{cs: []dockerContainer{{ID: cid("a"), Name: "/a", Mounts: []dockerMount{bindMount(data, true)}}}}
 		_, do := guardEnv(t, root, st, "")
 		if status, body := do("POST", "/containers/create", createWith(sub)); status != 403 || !strings.Contains(body, "could replace a component") {
 			t.Fatalf("create below a writable mount: %d %s", status, body)
 		}
 	})
 	t.Run("descendant first", func(t *testing.T) {
-		st := &fakeState{cs: []dockerContainer{{ID: "b", Name: "/b", Mounts: []dockerMount{bindMount(sub, false)}}}}
+		st := &fakeState{cs: []dockerContainer{{ID: cid("b"), Name: "/b", Mounts: []dockerMount{bindMount(sub, false)}}}}
 		_, do := guardEnv(t, root, st, "")
 		if status, body := do("POST", "/containers/create", createWith(data)); status != 403 || !strings.Contains(body, "below it") {
 			t.Fatalf("writable create above a mount: %d %s", status, body)
@@ -113,8 +115,8 @@ func TestGuardNestedMounts(t *testing.T) {
 	})
 	t.Run("at start", func(t *testing.T) {
 		st := &fakeState{cs: []dockerContainer{
-			{ID: "a", Name: "/a", Mounts: []dockerMount{bindMount(data, true)}},
-			{ID: "b", Name: "/b", Mounts: []dockerMount{bindMount(sub, false)}},
+			{ID: cid("a"), Name: "/a", Mounts: []dockerMount{bindMount(data, true)}},
+			{ID: cid("b"), Name: "/b", Mounts: []dockerMount{bindMount(sub, false)}},
 		}}
 		_, do := guardEnv(t, root, st, "")
 		for _, name := range []string{"a", "b"} {
@@ -220,9 +222,9 @@ func TestGuardRoutesThroughProxy(t *testing.T) {
 func TestGuardForeignContainers(t *testing.T) {
 	root, _ := hostTree(t)
 	st := &fakeState{cs: []dockerContainer{
-		{ID: "admin0123456789", Name: "/admin", HostConfig: &dockerHostConfig{Privileged: true}},
-		{ID: "agent0123456789", Name: "/agent", HostConfig: &dockerHostConfig{}, Mounts: []dockerMount{bindMount("/", false)}},
-		{ID: "mine0123456789", Name: "/mine", HostConfig: &dockerHostConfig{NetworkMode: "bridge"}, Mounts: []dockerMount{bindMount(root+"/data", true)}},
+		{ID: cid("admin"), Name: "/admin", HostConfig: &dockerHostConfig{Privileged: true}},
+		{ID: cid("agent"), Name: "/agent", HostConfig: &dockerHostConfig{}, Mounts: []dockerMount{bindMount("/", false)}},
+		{ID: cid("mine"), Name: "/mine", HostConfig: &dockerHostConfig{NetworkMode: "bridge"}, Mounts: []dockerMount{bindMount(root+"/data", true)}},
 	}}
 	_, do := guardEnv(t, root, st, "")
 	for _, tc := range []struct {
@@ -234,6 +236,7 @@ func TestGuardForeignContainers(t *testing.T) {
 		{"POST", "/containers/admin/attach?stream=1&stdin=1", "", 403, "privileged"},
 		{"POST", "/containers/admin/start", "", 403, "privileged"},
 		{"PUT", "/containers/admin/archive?path=/", "x", 403, "privileged"},
+		{"POST", "/containers/admin/rename?name=old", "", 403, "privileged"},
 		{"GET", "/containers/agent/archive?path=/host/etc/shadow", "", 403, "outside the allowed roots"},
 		{"POST", "/containers/agent/exec", `{"Cmd":["sh"]}`, 403, "outside the allowed roots"},
 		{"POST", "/containers/mine/exec", `{"Cmd":["sh"]}`, 201, ""},
@@ -242,6 +245,99 @@ func TestGuardForeignContainers(t *testing.T) {
 		status, body := do(tc.method, tc.url, tc.body)
 		if status != tc.status || !strings.Contains(body, tc.want) {
 			t.Errorf("%s %s: %d %s, want %d with %q", tc.method, tc.url, status, body, tc.status, tc.want)
+		}
+	}
+}
+
+// cid is a full container ID, as dockerd writes it, made from name.
+func cid(name string) string {
+	return fmt.Sprintf("%x", sha256.Sum256([]byte(name)))
+}
+
+// TestGuardPinsTheContainerID: a request into an existing container
+// reaches dockerd with the full ID of the container the guard checked in
+// place of the name or ID prefix the client wrote, with the version
+// prefix, the rest of the path and the query kept.
+func TestGuardPinsTheContainerID(t *testing.T) {
+	root, _ := hostTree(t)
+	web := cid("web")
+	st := &fakeState{cs: []dockerContainer{{ID: web, Name: "/web", HostConfig: &dockerHostConfig{}, Mounts: []dockerMount{bindMount(root+"/data", true)}}}}
+	e, _ := guardEnv(t, root, st, "")
+	cert, _ := e.pki.client(t, "ci")
+	c := e.httpClient(t, cert)
+	for _, tc := range []struct {
+		method, url, body string
+		path, query       string // what dockerd saw
+	}{
+		{"POST", "/v1.41/containers/web/start", "", "/v1.41/containers/" + web + "/start", ""},
+		{"POST", "/containers/web/restart?t=1", "", "/containers/" + web + "/restart", "t=1"},
+		{"POST", "/v1.43/containers/" + web[:12] + "/start", "", "/v1.43/containers/" + web + "/start", ""},
+		{"POST", "/containers/web/exec", `{"Cmd":["sh"]}`, "/containers/" + web + "/exec", ""},
+		{"GET", "/containers/web/archive?path=/d", "", "/containers/" + web + "/archive", "path=/d"},
+		{"PUT", "/containers/web/archive?path=/d&noOverwriteDirNonDir=1", "x", "/containers/" + web + "/archive", "path=/d&noOverwriteDirNonDir=1"},
+		{"HEAD", "/containers/web/archive?path=/d", "", "/containers/" + web + "/archive", "path=/d"},
+		{"GET", "/containers/web/attach/ws?stream=1", "", "/containers/" + web + "/attach/ws", "stream=1"},
+		{"POST", "/containers/web/rename?name=web2", "", "/containers/" + web + "/rename", "name=web2"},
+		{"POST", "/containers/./web/start", "", "/containers/" + web + "/start", ""}, // cleaned first
+	} {
+		var body io.Reader
+		if tc.body != "" {
+			body = strings.NewReader(tc.body)
+		}
+		resp, got := get(t, c, tc.method, tc.url, body)
+		if resp.StatusCode == 403 || resp.StatusCode == 503 {
+			t.Errorf("%s %s: %d %s", tc.method, tc.url, resp.StatusCode, got)
+			continue
+		}
+		if p, q := resp.Header.Get("X-Got-Path"), resp.Header.Get("X-Got-Query"); p != tc.path || q != tc.query {
+			t.Errorf("%s %s: dockerd saw %s?%s, want %s?%s", tc.method, tc.url, p, q, tc.path, tc.query)
+		}
+	}
+	// Routes that inspect nothing are forwarded as written.
+	if resp, _ := get(t, c, "POST", "/containers/web/kill", nil); resp.Header.Get("X-Got-Path") != "/containers/web/kill" {
+		t.Errorf("kill: dockerd saw %s", resp.Header.Get("X-Got-Path"))
+	}
+}
+
+// TestGuardRenameCannotRedirect: a rename on the host between the
+// guard's inspect and dockerd's handling of the request (here, just after
+// the inspect: an administrator's privileged container takes the name the
+// guard checked) does not send the request to the renamed container.
+func TestGuardRenameCannotRedirect(t *testing.T) {
+	root, _ := hostTree(t)
+	mine, admin := cid("mine"), cid("admin")
+	st := &fakeState{cs: []dockerContainer{
+		{ID: mine, Name: "/web", HostConfig: &dockerHostConfig{}},
+		{ID: admin, Name: "/admin", HostConfig: &dockerHostConfig{Privileged: true}},
+	}}
+	renamed := false
+	st.onInspect = func() {
+		if !renamed {
+			renamed = true
+			st.cs[0].Name, st.cs[1].Name = "/old", "/web"
+		}
+	}
+	e, do := guardEnv(t, root, st, "")
+	cert, _ := e.pki.client(t, "ci")
+	resp, body := get(t, e.httpClient(t, cert), "POST", "/v1.41/containers/web/start", nil)
+	if got := resp.Header.Get("X-Got-Path"); resp.StatusCode != 404 || got != "/v1.41/containers/"+mine+"/start" {
+		t.Fatalf("start: %d %s: dockerd saw %q, want the checked container's ID %s", resp.StatusCode, body, got, mine)
+	}
+	// The name now is the administrator's container: refused.
+	if status, body := do("POST", "/v1.41/containers/web/start", ""); status != 403 || !strings.Contains(body, "privileged") {
+		t.Fatalf("start after the rename: %d %s", status, body)
+	}
+}
+
+// TestGuardNeedsTheFullID: an inspect answer without a full container ID
+// leaves nothing to pin the request to, and the request is refused.
+func TestGuardNeedsTheFullID(t *testing.T) {
+	root, _ := hostTree(t)
+	for _, id := range []string{"", "abc123", strings.ToUpper(cid("web")), cid("web")[:63] + "/"} {
+		st := &fakeState{cs: []dockerContainer{{ID: id, Name: "/web", HostConfig: &dockerHostConfig{}}}}
+		_, do := guardEnv(t, root, st, "")
+		if status, body := do("POST", "/containers/web/start", ""); status != 503 || !strings.Contains(body, "no full container ID") {
+			t.Errorf("ID %q: %d %s", id, status, body)
 		}
 	}
 }

@@ -128,7 +128,9 @@ var guardRoutes = compileRoutes([]guardRoute{
 	body("POST", "/containers/{name:.*}/exec", bodyExec, mountsTarget),
 	allow("POST", "/exec/{name:.*}/start"),
 	allow("POST", "/exec/{name:.*}/resize"),
-	allow("POST", "/containers/{name:.*}/rename"),
+	// rename: a guarded client cannot rename a container it could not
+	// exec into (an administrator's, whose name their tooling trusts).
+	target("POST", "/containers/{name:.*}/rename"),
 	body("POST", "/containers/{name:.*}/update", bodyUpdate, mountsNone),
 	allow("POST", "/containers/prune"),
 	allow("POST", "/commit"),
@@ -284,9 +286,32 @@ func findRoute(method, p string) (*guardRoute, string) {
 type routeCheck struct {
 	kind      bodyKind   // the body to read and check; bodyNone: none
 	mounts    mountCheck // the bind confinement to run
-	container string     // mountsContainer: the container in the path
+	container string     // mountsContainer, mountsTarget: the container in the path
+	at        [2]int     // where container is in the clean path (with its version prefix)
 	lock      lockScope
 	deny      string // the refusal reason, or ""
+}
+
+// pinned returns the clean path with the container replaced by id, the
+// full ID of the container the guard checked: dockerd looks a full ID up
+// before any name, so a rename between the check and dockerd's handling
+// of the request cannot send it to another container.
+func (rc routeCheck) pinned(clean, id string) string {
+	return clean[:rc.at[0]] + id + clean[rc.at[1]:]
+}
+
+// fullID reports whether id is a container ID as dockerd writes it: 64
+// lowercase hex digits.
+func fullID(id string) bool {
+	if len(id) != 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 const allowHint = " (a guard's allow_endpoints can allow it)"
@@ -324,6 +349,9 @@ func (g *Guard) classify(method, clean string, u *url.URL, h http.Header) routeC
 	rc := routeCheck{kind: r.kind, mounts: r.mounts, lock: r.lock}
 	if r.mounts == mountsContainer || r.mounts == mountsTarget {
 		rc.container = name
+		m := r.re.FindStringSubmatchIndex(rest)
+		off := len(clean) - len(rest)
+		rc.at = [2]int{off + m[2], off + m[3]}
 	}
 	switch r.class {
 	case routeRefused:
@@ -466,10 +494,13 @@ type guarded struct {
 	msg    string
 	body   []byte // the body read for the check, forwarded as read (nil: none)
 	unlock func() // not nil: call after the answer (create, start)
+	path   string // not "": the clean path to forward, the checked container named by its ID
 }
 
 // guardRequest runs the guard of rule d on a request: the route
-// classification, the body check and the bind confinement. Guarded
+// classification, the body check and the bind confinement. A request
+// into an existing container is forwarded with the full ID of the
+// container it checked in place of the name the client wrote. Guarded
 // create and start hold the Server's guard mutex from the check until
 // dockerd has answered (restart only during its check), so two guarded
 // creates cannot each miss the other's container.
@@ -534,11 +565,16 @@ func (c *conn) guardRequest(req *http.Request, clean string, d Decision) guarded
 			}
 			return guarded{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("tlsdock: %s %s: guard %q cannot check the container's mounts, so it refuses: %v", req.Method, clean, g.Name(), errDockerState{err})}
 		}
+		if !fullID(ct.ID) {
+			release()
+			return guarded{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("tlsdock: %s %s: guard %q refuses: dockerd's answer for container %q has no full container ID (%q) to forward the request with", req.Method, clean, g.Name(), rc.container, ct.ID)}
+		}
 		if msg := g.checkTarget(ct); msg != "" {
 			release()
 			return deny(msg)
 		}
 		cf.self = ct.ID
+		out.path = rc.pinned(clean, ct.ID)
 		mounts, vols = containerMounts(ct)
 	}
 	msg, err := cf.check(ctx, mounts, vols, lock)

@@ -68,6 +68,7 @@ func TestGuardClassify(t *testing.T) {
 		{"stop", "POST", "/containers/web/stop", "", "", bodyNone, mountsNone, "-"},
 		{"attach", "POST", "/containers/web/attach?stream=1", "", "", bodyNone, mountsTarget, "-"},
 		{"attach ws", "GET", "/containers/web/attach/ws", "", "", bodyNone, mountsTarget, "-"},
+		{"rename", "POST", "/containers/web/rename?name=db", "", "", bodyNone, mountsTarget, "-"},
 		{"archive get", "GET", "/containers/web/archive?path=/", "", "", bodyNone, mountsTarget, "-"},
 		{"archive put", "PUT", "/containers/web/archive?path=/tmp", "application/x-tar", "", bodyNone, mountsTarget, "-"},
 		{"delete container", "DELETE", "/containers/web?force=1", "", "", bodyNone, mountsNone, "-"},
@@ -283,5 +284,38 @@ func TestGuardCheckTarget(t *testing.T) {
 				t.Fatalf("the permissive guard refused: %s", got)
 			}
 		})
+	}
+}
+
+// TestGuardPinnedPath: for every route into an existing container, the
+// path forwarded has the container, even a name that crosses slashes as
+// dockerd's {name:.*} does, replaced by its ID and nothing else changed.
+func TestGuardPinnedPath(t *testing.T) {
+	g := compiledGuard(t, Guard{})
+	id := strings.Repeat("0123456789abcdef", 4)
+	n := 0
+	for _, r := range guardRoutes {
+		if r.mounts != mountsContainer && r.mounts != mountsTarget {
+			continue
+		}
+		n++
+		for _, prefix := range []string{"", "/v1.41", "/v1.52"} {
+			for _, name := range []string{"web", "a/b", id[:12]} {
+				clean := prefix + strings.Replace(r.tmpl, "{name:.*}", name, 1)
+				u, _ := url.Parse(clean)
+				rc := g.classify(r.method, clean, u, http.Header{})
+				if rc.deny != "" || rc.container != name {
+					t.Errorf("%s %s: container %q, refusal %q", r.method, clean, rc.container, rc.deny)
+					continue
+				}
+				want := prefix + strings.Replace(r.tmpl, "{name:.*}", id, 1)
+				if got := rc.pinned(clean, id); got != want {
+					t.Errorf("%s %s: pinned %s, want %s", r.method, clean, got, want)
+				}
+			}
+		}
+	}
+	if n != 9 {
+		t.Errorf("%d routes into a container, want 9 (start, restart, exec, attach, attach/ws, rename, archive GET, HEAD, PUT)", n)
 	}
 }

@@ -166,6 +166,8 @@ func (f *fakeDockerd) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Api-Version", "1.41")
 	h.Set("Server", "Docker/20.10.24 (linux)")
+	h.Set("X-Got-Path", r.URL.Path)
+	h.Set("X-Got-Query", r.URL.RawQuery)
 	switch {
 	case p == "/_ping":
 		h.Set("Cache-Control", "no-cache, no-store, must-revalidate")
