@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"unicode/utf8"
 )
 
 // CleanPath returns the path dockerd routes for rawPath, the path of a
@@ -19,7 +20,7 @@ import (
 // what dockerd routes.
 //
 // A path that is not absolute, has a malformed escape, or holds a control
-// character (NUL included) is an error.
+// character (NUL included) or is not valid UTF-8 is an error.
 func CleanPath(rawPath string) (string, error) {
 	p, err := url.PathUnescape(rawPath)
 	if err != nil {
@@ -38,6 +39,12 @@ func cleanDecoded(p string) (string, error) {
 		if c := p[i]; c < 0x20 || c == 0x7f {
 			return "", fmt.Errorf("path %q: control character 0x%02x", p, c)
 		}
+	}
+	// No name dockerd serves (containers, images, volumes, networks) is
+	// outside UTF-8, and the audit record could not show such a path as
+	// it was sent.
+	if !utf8.ValidString(p) {
+		return "", fmt.Errorf("path %q: not valid UTF-8", p)
 	}
 	if isClean(p) {
 		return p, nil

@@ -30,6 +30,8 @@ func TestCleanPath(t *testing.T) {
 		{raw: "/containers/%00/json", err: true},
 		{raw: "/containers/%0a/json", err: true},
 		{raw: "/containers/\x7f", err: true},
+		{raw: "/containers/%85/json", err: true},
+		{raw: "/containers/\x85", err: true},
 	} {
 		t.Run(tc.raw, func(t *testing.T) {
 			got, err := CleanPath(tc.raw)
