@@ -312,9 +312,11 @@ type errRevoked struct {
 func (e *errRevoked) Error() string { return e.msg }
 
 // check decides a client's verified chains. With CRLs in force or
-// configured, the leaf's issuer must have a CRL in force; every
-// certificate of every chain but its trust anchor must not be revoked; and
-// no configured source may be without a good CRL.
+// configured, the leaf's issuer must have a CRL in force; no certificate
+// of any chain may be revoked, its trust anchor included (an intermediate
+// in ca.pem anchors the chain of a client that sends only its leaf, and
+// the root's CRL revokes it); and no configured source may be without a
+// good CRL.
 func (r *revocation) check(leaf *x509.Certificate, chains [][]*x509.Certificate) error {
 	if r == nil {
 		return nil
@@ -338,7 +340,7 @@ func (r *revocation) check(leaf *x509.Certificate, chains [][]*x509.Certificate)
 		return &errRevoked{msg: "is revoked"}
 	}
 	for _, ch := range chains {
-		for i := 1; i < len(ch)-1; i++ {
+		for i := 1; i < len(ch); i++ {
 			if r.revoked(certRevKey(ch[i])) {
 				return &errRevoked{
 					msg:  fmt.Sprintf("is refused: its issuing CA %q (serial %s) is revoked", ch[i].Subject, ch[i].SerialNumber.Text(16)),

@@ -166,8 +166,9 @@
 // refuses both). Then, while CRLs are in force: the leaf's issuer must have
 // a CRL in force (otherwise it is refused, and the log names the issuer
 // that needs one), and neither the leaf nor any CA of its verified chains
-// below the trust anchor may be revoked. A Revocation with a problem that
-// keeps no CRL (a configured source that never had a good CRL) refuses
+// may be revoked, the trust anchor included (an intermediate in ca.pem
+// anchors the chain of a client that sends only its leaf). A Revocation
+// with a problem that keeps no CRL (a configured source that never had a good CRL) refuses
 // every client: revocation fails closed. Open connections that the new
 // revocation refuses are closed when it is installed, and a stale CRL
 // stays in force.
