@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -97,6 +98,76 @@ type CRL struct {
 
 	rawIssuer []byte
 	signerKey []byte // the signing CA's SubjectPublicKeyInfo
+	// caOnly: its issuing distribution point says it lists CA
+	// certificates only (an ARL): it does not stand for the CRL of the
+	// issuer's leaves.
+	caOnly bool
+}
+
+var (
+	oidCRLNumber                = asn1.ObjectIdentifier{2, 5, 29, 20}
+	oidAuthorityKeyID           = asn1.ObjectIdentifier{2, 5, 29, 35}
+	oidDeltaCRLIndicator        = asn1.ObjectIdentifier{2, 5, 29, 27}
+	oidIssuingDistributionPoint = asn1.ObjectIdentifier{2, 5, 29, 28}
+	oidCertificateIssuer        = asn1.ObjectIdentifier{2, 5, 29, 29}
+	oidReasonCode               = asn1.ObjectIdentifier{2, 5, 29, 21}
+	oidInvalidityDate           = asn1.ObjectIdentifier{2, 5, 29, 24}
+	oidHoldInstruction          = asn1.ObjectIdentifier{2, 5, 29, 23}
+)
+
+// issuingDistributionPoint is RFC 5280's IssuingDistributionPoint.
+type issuingDistributionPoint struct {
+	DistributionPoint asn1.RawValue  `asn1:"optional,tag:0"`
+	OnlyUser          bool           `asn1:"optional,tag:1"`
+	OnlyCA            bool           `asn1:"optional,tag:2"`
+	OnlySomeReasons   asn1.BitString `asn1:"optional,tag:3"`
+	Indirect          bool           `asn1:"optional,tag:4"`
+	OnlyAttribute     bool           `asn1:"optional,tag:5"`
+}
+
+// checkComplete refuses a CRL that is not a complete CRL of its issuer's
+// certificates: a delta CRL (it lists only the changes since a base CRL:
+// in force alone, it would un-revoke what the base lists), one whose
+// issuing distribution point leaves out some reasons or is indirect or for
+// attribute certificates, an entry for another issuer's certificate
+// (certificateIssuer), and a critical extension tlsdock does not know. It
+// reports whether the CRL lists CA certificates only.
+func checkComplete(rl *x509.RevocationList) (caOnly bool, err error) {
+	for _, e := range rl.Extensions {
+		switch {
+		case e.Id.Equal(oidDeltaCRLIndicator):
+			return false, errors.New("is a delta CRL: configure the complete (base) CRL of the CA")
+		case e.Id.Equal(oidIssuingDistributionPoint):
+			var idp issuingDistributionPoint
+			if rest, err := asn1.Unmarshal(e.Value, &idp); err != nil || len(rest) != 0 {
+				return false, errors.New("has a malformed issuing distribution point extension")
+			}
+			switch {
+			case idp.OnlySomeReasons.BitLength > 0:
+				return false, errors.New("covers only some revocation reasons (issuing distribution point): configure the CA's complete CRL")
+			case idp.Indirect:
+				return false, errors.New("is an indirect CRL: configure the CRL that the CA issuing the clients signs")
+			case idp.OnlyAttribute:
+				return false, errors.New("covers attribute certificates only: configure the CA's CRL of public-key certificates")
+			}
+			caOnly = idp.OnlyCA
+		case e.Id.Equal(oidCRLNumber), e.Id.Equal(oidAuthorityKeyID):
+		case e.Critical:
+			return false, fmt.Errorf("has a critical extension %v that tlsdock does not understand", e.Id)
+		}
+	}
+	for _, r := range rl.RevokedCertificateEntries {
+		for _, e := range r.Extensions {
+			switch {
+			case e.Id.Equal(oidCertificateIssuer):
+				return false, fmt.Errorf("lists serial %s for another issuer (an indirect CRL): configure the CRL that the CA issuing the clients signs", r.SerialNumber.Text(16))
+			case e.Id.Equal(oidReasonCode), e.Id.Equal(oidInvalidityDate), e.Id.Equal(oidHoldInstruction):
+			case e.Critical:
+				return false, fmt.Errorf("has a critical extension %v on serial %s that tlsdock does not understand", e.Id, r.SerialNumber.Text(16))
+			}
+		}
+	}
+	return caOnly, nil
 }
 
 // LoadCRL reads a CRL file (PEM or DER) and verifies it like ParseCRL.
@@ -166,6 +237,10 @@ func ParseCRL(data []byte, source string, issuers []*x509.Certificate) (*CRL, er
 	if err != nil {
 		return nil, fmt.Errorf("CRL %s: cannot be parsed: %w", source, err)
 	}
+	caOnly, err := checkComplete(rl)
+	if err != nil {
+		return nil, fmt.Errorf("CRL %s: %v", source, err)
+	}
 	var issuer *x509.Certificate
 	var sigErr error
 	for _, ca := range issuers {
@@ -192,6 +267,7 @@ func ParseCRL(data []byte, source string, issuers []*x509.Certificate) (*CRL, er
 		Raw:        slices.Clone(rl.Raw),
 		rawIssuer:  slices.Clone(rl.RawIssuer),
 		signerKey:  slices.Clone(issuer.RawSubjectPublicKeyInfo),
+		caOnly:     caOnly,
 	}
 	for _, e := range rl.RevokedCertificateEntries {
 		if e.SerialNumber == nil {
@@ -282,7 +358,9 @@ type revocation struct {
 func newRevocation(r Revocation) *revocation {
 	rv := &revocation{crls: r.CRLs, problems: r.Problems, keys: map[string]struct{}{}, issuers: map[string]bool{}}
 	for _, c := range r.CRLs {
-		rv.issuers[string(c.rawIssuer)] = true
+		if !c.caOnly {
+			rv.issuers[string(c.rawIssuer)] = true
+		}
 		for _, e := range c.Revoked {
 			rv.keys[revKey(c.rawIssuer, e.Serial)] = struct{}{}
 		}

@@ -155,7 +155,11 @@
 // Each must be signed by one of CRLIssuers: a certificate of the CA bundle
 // (ca.pem, intermediates included) or an intermediate of the server's own
 // chain that verifies to one as a CA, since real PKIs (step-ca) sign the
-// CRL with the intermediate that issues the leaves. CheckUpdate refuses a
+// CRL with the intermediate that issues the leaves. Only a complete CRL is
+// taken: a delta CRL, an indirect one, one limited to some reasons or to
+// attribute certificates, and one with a critical extension tlsdock does
+// not know are refused; one for CA certificates only (an ARL) revokes CAs
+// but is not its issuer's CRL for clients. CheckUpdate refuses a
 // CRL past its next update or older than the one in force (a lower CRL
 // number; without numbers, an earlier this-update); the caller keeps the
 // CRL in force (package agent persists the last good one of each file).

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"log/slog"
 	"math/big"
 	"net"
@@ -70,5 +73,124 @@ func TestRevokedIntermediateInCABundle(t *testing.T) {
 		if err := e.ping(c); err == nil {
 			t.Errorf("%s: a client of a revoked intermediate gets in", name)
 		}
+	}
+}
+
+// signCRL signs tmpl with ca as DER.
+func signCRL(t *testing.T, ca *certtest.CA, tmpl *x509.RevocationList) []byte {
+	t.Helper()
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.Cert, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// TestParseCRLRefusesPartialCRLs: a delta CRL (it lists only what changed
+// since a base CRL), a CRL whose issuing distribution point limits its
+// scope (some reasons, CA certificates only, attribute certificates, an
+// indirect CRL), an entry for another issuer's certificate
+// (certificateIssuer) and an unknown critical extension are not a complete
+// CRL of their issuer. Taken as one, a delta CRL with a higher number would
+// replace the complete CRL and un-revoke every certificate it does not
+// repeat.
+func TestParseCRLRefusesPartialCRLs(t *testing.T) {
+	p := certtest.New(t)
+	issuers := []*x509.Certificate{p.Root.Cert, p.Inter.Cert}
+	now := time.Now()
+	ext := func(oid asn1.ObjectIdentifier, critical bool, value []byte) []pkix.Extension {
+		return []pkix.Extension{{Id: oid, Critical: critical, Value: value}}
+	}
+	idp := func(inner ...byte) []byte { return append([]byte{0x30, byte(len(inner))}, inner...) }
+	base := func() *x509.RevocationList {
+		return &x509.RevocationList{Number: big.NewInt(7), ThisUpdate: now, NextUpdate: now.Add(time.Hour),
+			RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: big.NewInt(42), RevocationTime: now}}}
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*x509.RevocationList)
+		ok   bool
+	}{
+		{"complete", func(*x509.RevocationList) {}, true},
+		{"idp with a distribution point only", func(rl *x509.RevocationList) {
+			// [0] { [0] { [6] "http://c/x.crl" } }
+			uri := []byte("http://c/x.crl")
+			gn := append([]byte{0x86, byte(len(uri))}, uri...)
+			full := append([]byte{0xa0, byte(len(gn))}, gn...)
+			rl.ExtraExtensions = ext(oidIssuingDistributionPoint, true, idp(append([]byte{0xa0, byte(len(full))}, full...)...))
+		}, true},
+		{"idp user certificates only", func(rl *x509.RevocationList) {
+			rl.ExtraExtensions = ext(oidIssuingDistributionPoint, true, idp(0x81, 1, 0xff))
+		}, true},
+		{"delta CRL", func(rl *x509.RevocationList) {
+			rl.ExtraExtensions = ext(oidDeltaCRLIndicator, true, []byte{0x02, 0x01, 0x05})
+		}, false},
+		{"idp CA certificates only", func(rl *x509.RevocationList) {
+			rl.ExtraExtensions = ext(oidIssuingDistributionPoint, true, idp(0x82, 1, 0xff))
+		}, true},
+		{"idp some reasons", func(rl *x509.RevocationList) {
+			rl.ExtraExtensions = ext(oidIssuingDistributionPoint, true, idp(0x83, 2, 0x07, 0x80))
+		}, false},
+		{"idp indirect", func(rl *x509.RevocationList) {
+			rl.ExtraExtensions = ext(oidIssuingDistributionPoint, true, idp(0x84, 1, 0xff))
+		}, false},
+		{"idp attribute certificates", func(rl *x509.RevocationList) {
+			rl.ExtraExtensions = ext(oidIssuingDistributionPoint, true, idp(0x85, 1, 0xff))
+		}, false},
+		{"idp garbage", func(rl *x509.RevocationList) {
+			rl.ExtraExtensions = ext(oidIssuingDistributionPoint, true, []byte{0x04, 0x00})
+		}, false},
+		{"unknown critical extension", func(rl *x509.RevocationList) {
+			rl.ExtraExtensions = ext(asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, true, []byte{0x05, 0x00})
+		}, false},
+		{"unknown non-critical extension", func(rl *x509.RevocationList) {
+			rl.ExtraExtensions = ext(asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, false, []byte{0x05, 0x00})
+		}, true},
+		{"entry of another issuer", func(rl *x509.RevocationList) {
+			name, _ := asn1.Marshal([]asn1.RawValue{{Class: 2, Tag: 4, IsCompound: true, Bytes: p.Root.Cert.RawSubject}})
+			rl.RevokedCertificateEntries[0].ExtraExtensions = ext(oidCertificateIssuer, true, name)
+		}, false},
+		{"entry with an unknown critical extension", func(rl *x509.RevocationList) {
+			rl.RevokedCertificateEntries[0].ExtraExtensions = ext(asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 2}, true, []byte{0x05, 0x00})
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rl := base()
+			tc.edit(rl)
+			_, err := ParseCRL(signCRL(t, p.Inter, rl), "crl.der", issuers)
+			if (err == nil) != tc.ok {
+				t.Fatalf("ParseCRL: %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
+// TestCAOnlyCRLIsNotTheLeavesCRL: a CRL for CA certificates only (an ARL)
+// revokes CAs but does not stand for the CRL of its issuer's clients.
+func TestCAOnlyCRLIsNotTheLeavesCRL(t *testing.T) {
+	p := certtest.New(t)
+	e := newBundleEnv(t, p, p.Root.PEM)
+	bob, _ := certtest.Client(t, p.Inter, "bob", nil)
+	now := time.Now()
+	arl := func(ca *certtest.CA, serials ...*big.Int) *CRL {
+		rl := &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: now, NextUpdate: now.Add(time.Hour),
+			ExtraExtensions: []pkix.Extension{{Id: oidIssuingDistributionPoint, Critical: true, Value: []byte{0x30, 3, 0x82, 1, 0xff}}}}
+		for _, s := range serials {
+			rl.RevokedCertificateEntries = append(rl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: s, RevocationTime: now})
+		}
+		return mustParseCRL(t, e, signCRL(t, ca, rl), "arl.crl")
+	}
+	e.srv.SetCRLs(arl(p.Inter))
+	if err := e.ping(bob); err == nil {
+		t.Fatal("a CA-only CRL of bob's issuer stands for the CRL of its clients")
+	}
+	inter := mustParseCRL(t, e, p.Inter.CRL(t, big.NewInt(1), now, now.Add(time.Hour)), "inter.crl")
+	e.srv.SetCRLs(arl(p.Root), inter)
+	if err := e.ping(bob); err != nil {
+		t.Fatalf("bob with the root's ARL and his issuer's CRL: %v", err)
+	}
+	e.srv.SetCRLs(arl(p.Root, p.Inter.Cert.SerialNumber), inter)
+	if err := e.ping(bob); err == nil {
+		t.Fatal("the root's ARL does not revoke the intermediate")
 	}
 }
