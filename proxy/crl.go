@@ -3,8 +3,10 @@ package proxy
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -276,6 +278,17 @@ func ParseCRL(data []byte, source string, issuers []*x509.Certificate) (*CRL, er
 		c.Revoked = append(c.Revoked, RevokedCert{Serial: e.SerialNumber, RevokedAt: e.RevocationTime, Reason: e.ReasonCode})
 	}
 	return c, nil
+}
+
+// IssuerID identifies the CRL's issuer, its name and signing key, in
+// hex: the CRLs of one issuer compare by CheckUpdate, whatever file they
+// came from.
+func (c *CRL) IssuerID() string {
+	h := sha256.New()
+	h.Write(c.rawIssuer)
+	h.Write([]byte{0})
+	h.Write(c.signerKey)
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // Describe names the CRL for messages: "number 5", or its this-update

@@ -163,6 +163,10 @@
 // CRL past its next update or older than the one in force (a lower CRL
 // number; without numbers, an earlier this-update); the caller keeps the
 // CRL in force (package agent persists the last good one of each file).
+// The CRL to compare with is the newest of the same issuer (IssuerID: name
+// and key) ever in force, from any file: a file that passes through
+// another CA's CRL must not reset the comparison (LoadCRLFiles, and
+// package agent, which persists that floor too).
 //
 // At the handshake (VerifyConnection) a client certificate needs exactly
 // one CN attribute and the clientAuth extended key usage, explicitly (Go

@@ -194,3 +194,28 @@ func TestCAOnlyCRLIsNotTheLeavesCRL(t *testing.T) {
 		t.Fatal("the root's ARL does not revoke the intermediate")
 	}
 }
+
+// TestLoadCRLFilesRollbackThroughAnotherIssuer: a file that goes from the
+// intermediate's CRL number 5 to the root's CRL and then to the
+// intermediate's number 3 must not un-revoke what number 5 revoked.
+func TestLoadCRLFilesRollbackThroughAnotherIssuer(t *testing.T) {
+	p := certtest.New(t)
+	e := newBundleEnv(t, p, p.Root.PEM)
+	alice, aliceLeaf := certtest.Client(t, p.Inter, "alice", nil)
+	now := time.Now()
+	crl := e.write(t, "crl.pem", p.Inter.CRL(t, big.NewInt(5), now, now.Add(time.Hour), aliceLeaf.SerialNumber))
+	if err := e.srv.LoadCRLFiles(crl); err != nil {
+		t.Fatal(err)
+	}
+	e.write(t, "crl.pem", p.Root.CRL(t, big.NewInt(1), now, now.Add(time.Hour)))
+	if err := e.srv.LoadCRLFiles(crl); err != nil {
+		t.Fatal(err)
+	}
+	e.write(t, "crl.pem", p.Inter.CRL(t, big.NewInt(3), now, now.Add(time.Hour)))
+	if err := e.srv.LoadCRLFiles(crl); err == nil {
+		t.Error("the intermediate's CRL number 3 accepted after number 5")
+	}
+	if err := e.ping(alice); err == nil {
+		t.Fatal("alice gets in after a rollback through the root's CRL")
+	}
+}

@@ -161,6 +161,9 @@ type Server struct {
 
 	shutting atomic.Bool
 	setMu    sync.Mutex // serializes the setters
+	// newest is the newest CRL of each issuer (IssuerID) ever in force,
+	// under setMu: LoadCRLFiles refuses an older one from any file.
+	newest map[string]*CRL
 
 	poolMu sync.Mutex
 	pool   []*upstream // idle dockerd connections, shared by client connections
@@ -329,6 +332,14 @@ func (s *Server) SetRevocation(r Revocation) {
 	rev := newRevocation(r)
 	s.setMu.Lock()
 	s.revoc.Store(rev)
+	if s.newest == nil {
+		s.newest = map[string]*CRL{}
+	}
+	for _, c := range r.CRLs {
+		if cur := s.newest[c.IssuerID()]; cur == nil || CheckUpdate(cur, c, time.Time{}) == nil {
+			s.newest[c.IssuerID()] = c
+		}
+	}
 	s.setMu.Unlock()
 	s.log.Info("revocation lists in force", "crls", len(r.CRLs), "revoked", len(rev.keys), "problems", len(r.Problems))
 	type open struct {
@@ -371,8 +382,9 @@ func (s *Server) recheck(c *conn) {
 
 // LoadCRLFiles reads the CRL files (PEM or DER), verifies each against the
 // CRL issuers in force (CRLIssuers), refuses one already past its next
-// update or older than the CRL in force from the same file (CheckUpdate),
-// and swaps them in with SetCRLs. On any error nothing changes and the
+// update or older than the CRL in force from the same file or than the
+// newest CRL of its issuer ever in force, from any file (CheckUpdate), and
+// swaps them in with SetCRLs. On any error nothing changes and the
 // error names the file. No path clears the CRLs.
 func (s *Server) LoadCRLFiles(paths ...string) error {
 	issuers := s.CRLIssuers()
@@ -386,8 +398,14 @@ func (s *Server) LoadCRLFiles(paths ...string) error {
 	for _, p := range paths {
 		c, err := LoadCRL(p, issuers)
 		if err == nil {
-			if uerr := CheckUpdate(inForce[p], c, now); uerr != nil {
-				err = fmt.Errorf("CRL %s: %w", p, uerr)
+			s.setMu.Lock()
+			newest := s.newest[c.IssuerID()]
+			s.setMu.Unlock()
+			for _, cur := range []*CRL{inForce[p], newest} {
+				if uerr := CheckUpdate(cur, c, now); uerr != nil {
+					err = fmt.Errorf("CRL %s: %w", p, uerr)
+					break
+				}
 			}
 		}
 		if err != nil {
