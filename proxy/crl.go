@@ -363,7 +363,7 @@ type revocation struct {
 	crls     []*CRL
 	problems []CRLProblem
 	keys     map[string]struct{}
-	issuers  map[string]bool // raw subjects with a CRL in force
+	issuers  map[string]bool // issuerKey of the CAs with a CRL in force
 	// closed names the sources without a good CRL: every client is refused.
 	closed []string
 }
@@ -372,7 +372,7 @@ func newRevocation(r Revocation) *revocation {
 	rv := &revocation{crls: r.CRLs, problems: r.Problems, keys: map[string]struct{}{}, issuers: map[string]bool{}}
 	for _, c := range r.CRLs {
 		if !c.caOnly {
-			rv.issuers[string(c.rawIssuer)] = true
+			rv.issuers[issuerKey(c.rawIssuer, c.signerKey)] = true
 		}
 		for _, e := range c.Revoked {
 			rv.keys[revKey(c.rawIssuer, e.Serial)] = struct{}{}
@@ -421,11 +421,18 @@ func (r *revocation) check(leaf *x509.Certificate, chains [][]*x509.Certificate)
 	if len(r.crls) == 0 {
 		return nil
 	}
-	if !r.issuers[string(leaf.RawIssuer)] {
-		return &errRevoked{
-			msg:  fmt.Sprintf("is refused: no CRL of its issuer %q is in force: configure that CA's CRL (--crl)", leaf.Issuer),
-			logs: []any{"issuer_needs_crl", leaf.Issuer.String()},
+	// The issuer is its name and key: another CA of the same name (a new
+	// key after a rotation) has a CRL of its own.
+	for _, ch := range chains {
+		if len(ch) < 2 || !r.issuers[issuerKey(leaf.RawIssuer, ch[1].RawSubjectPublicKeyInfo)] {
+			return &errRevoked{
+				msg:  fmt.Sprintf("is refused: no CRL of its issuer %q is in force: configure that CA's CRL (--crl)", leaf.Issuer),
+				logs: []any{"issuer_needs_crl", leaf.Issuer.String()},
+			}
 		}
+	}
+	if len(chains) == 0 {
+		return &errRevoked{msg: "is refused: no verified chain"}
 	}
 	if r.revoked(certRevKey(leaf)) {
 		return &errRevoked{msg: "is revoked"}
@@ -441,6 +448,10 @@ func (r *revocation) check(leaf *x509.Certificate, chains [][]*x509.Certificate)
 		}
 	}
 	return nil
+}
+
+func issuerKey(rawSubject, spki []byte) string {
+	return string(rawSubject) + "\x00" + string(spki)
 }
 
 // revKey identifies a certificate for revocation: a serial is unique only

@@ -219,3 +219,29 @@ func TestLoadCRLFilesRollbackThroughAnotherIssuer(t *testing.T) {
 		t.Fatal("alice gets in after a rollback through the root's CRL")
 	}
 }
+
+// TestIssuerCRLMatchesKeyNotOnlyName: a second intermediate with the same
+// name as the first (a new key after a rotation) has no CRL while only the
+// first's is in force: its clients are refused, since the first's CRL
+// says nothing about the certificates the second signed.
+func TestIssuerCRLMatchesKeyNotOnlyName(t *testing.T) {
+	p := certtest.New(t)
+	twin := certtest.NewCA(t, p.Inter.Cert.Subject.CommonName, p.Root)
+	e := newBundleEnv(t, p, append(append([]byte{}, p.Root.PEM...), twin.PEM...))
+	bob, _ := certtest.Client(t, twin, "bob", nil)
+	alice, _ := certtest.Client(t, p.Inter, "alice", nil)
+	now := time.Now()
+	inter := mustParseCRL(t, e, p.Inter.CRL(t, big.NewInt(1), now, now.Add(time.Hour)), "inter.crl")
+	e.srv.SetCRLs(inter)
+	if err := e.ping(alice); err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+	if err := e.ping(bob); err == nil {
+		t.Fatal("a client of the same-named twin intermediate gets in without its CRL in force")
+	}
+	twinCRL := mustParseCRL(t, e, twin.CRL(t, big.NewInt(1), now, now.Add(time.Hour)), "twin.crl")
+	e.srv.SetCRLs(inter, twinCRL)
+	if err := e.ping(bob); err != nil {
+		t.Fatalf("bob with his issuer's CRL in force: %v", err)
+	}
+}
