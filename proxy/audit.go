@@ -129,7 +129,7 @@ func (a *AuditLog) Path() string { return a.path }
 // open opens a.path for appending: never through a symlink, only a
 // regular file, mode 0600 and root's when tlsdock runs as root.
 func (a *AuditLog) open() error {
-	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o600)
+	f, err := a.openInDir()
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
 			return fmt.Errorf("audit log %s is a symlink: tlsdock writes only a regular file (remove the link, or set audit-log to another path)", a.path)
@@ -159,6 +159,32 @@ func (a *AuditLog) open() error {
 	}
 	a.f, a.size = f, st.Size()
 	return nil
+}
+
+// openInDir opens a.path in its directory, which must be owned by root
+// (or the account tlsdock runs as) and writable by nobody else: whoever
+// can write the directory could create the file first and keep it open,
+// or remove the records. The directory is checked on the descriptor the
+// file is opened in, so swapping it meanwhile does not help.
+func (a *AuditLog) openInDir() (*os.File, error) {
+	dir := filepath.Dir(a.path)
+	dfd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer syscall.Close(dfd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(dfd, &st); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	if (st.Uid != 0 && int(st.Uid) != os.Geteuid()) || st.Mode&0o022 != 0 {
+		return nil, fmt.Errorf("audit log directory %s (owner uid %d, mode %04o) can be written by others than root: they could forge or remove audit records: chown root:root %s && chmod go-w %s", dir, st.Uid, st.Mode&0o7777, dir, dir)
+	}
+	fd, err := syscall.Openat(dfd, filepath.Base(a.path), syscall.O_WRONLY|syscall.O_APPEND|syscall.O_CREAT|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: a.path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), a.path), nil
 }
 
 // ErrAuditLogClosed is returned by Write after Close.

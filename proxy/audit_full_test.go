@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -61,5 +63,50 @@ func TestAuditLogSurvivesAFullDisk(t *testing.T) {
 	}
 	if !refused {
 		t.Fatal("Write never refuses a record while the disk stays full")
+	}
+}
+
+// TestAuditLogRefusesADirectoryOthersCanWrite: whoever can write the
+// audit log's directory can create the file before tlsdock does and keep
+// it open (forging records after the chown to root), or remove records.
+// Such a directory is refused, at the start and at every reopen.
+func TestAuditLogRefusesADirectoryOthersCanWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		mode  os.FileMode
+		owner int
+	}{
+		{"group-writable", 0o770, -1},
+		{"world-writable and sticky", 0o777 | os.ModeSticky, -1},
+		{"owned by another account", 0o755, 4242},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "log")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "audit.jsonl")
+			a := openTestAudit(t, path, AuditLogOptions{})
+			if tc.owner >= 0 {
+				if os.Geteuid() != 0 {
+					t.Skip("needs root to chown")
+				}
+				if err := os.Chown(dir, tc.owner, tc.owner); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Chmod(dir, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := OpenAuditLog(path, AuditLogOptions{Logger: a.log}); err == nil || !strings.Contains(err.Error(), "chmod go-w") {
+				t.Fatalf("OpenAuditLog in a %s directory: %v", tc.name, err)
+			}
+			if err := a.Reopen(); err == nil {
+				t.Fatalf("Reopen in a %s directory succeeded", tc.name)
+			}
+			if err := a.Write(rec("/x")); err == nil {
+				t.Fatal("a record went into the unsafe directory")
+			}
+		})
 	}
 }

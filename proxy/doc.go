@@ -40,7 +40,8 @@
 //
 // Without Options.AuditLog every record goes to the logger (slog at Info,
 // component=proxy). With it (an AuditLog: a JSON-lines file, 0600 root,
-// never through a symlink, buffered and written out within 100 ms and on
+// never through a symlink, in a directory only root can write (checked on
+// the descriptor it is opened in, at every open), buffered and written out within 100 ms and on
 // Close, rotated by size to PATH.1 ... PATH.3, reopened by Reopen after
 // logrotate) every record goes to the file, and the logger (the journal)
 // keeps the denials, the errors and the events: journald rate-limits each
