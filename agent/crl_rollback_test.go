@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tlsdock/tlsdock/certstore/certtest"
+	"github.com/tlsdock/tlsdock/proxy"
 )
 
 // TestCRLRollbackThroughAnotherIssuer: whoever can put validly signed but
@@ -49,5 +50,41 @@ func TestCRLRollbackThroughAnotherIssuer(t *testing.T) {
 				t.Fatal("alice gets in after the intermediate's CRL was rolled back through the root's")
 			}
 		})
+	}
+}
+
+// TestCRLCrashBetweenFloorAndCopy: a crash after the issuer's floor (the
+// newest CRL, number 5) was written but before the source's own copy
+// (still number 4) leaves the two apart; a restart with a broken CRL file
+// enforces number 5.
+func TestCRLCrashBetweenFloorAndCopy(t *testing.T) {
+	root := t.TempDir()
+	p := certtest.New(t)
+	alice, aliceLeaf := certtest.Client(t, p.Inter, "alice", nil)
+	crl := filepath.Join(t.TempDir(), "crl.pem")
+	now := time.Now()
+	v4 := p.Inter.CRL(t, big.NewInt(4), now, now.Add(time.Hour))
+	v5 := p.Inter.CRL(t, big.NewInt(5), now, now.Add(time.Hour), aliceLeaf.SerialNumber)
+	if err := os.WriteFile(crl, v4, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cd := startCRLDaemon(t, root, p, crl)
+	if err := cd.ping(p, alice); err != nil {
+		t.Fatalf("alice before the revocation: %v", err)
+	}
+	c5, err := proxy.ParseCRL(v5, crl, cd.d.srv.CRLIssuers())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The state a crash in the middle of putting number 5 in force leaves.
+	if err := persistCRL(CRLIssuerStatePath(Paths{Root: root}, c5), c5.Raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(crl, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cd = startCRLDaemon(t, root, p, crl)
+	if err := cd.ping(p, alice); err == nil {
+		t.Fatal("alice gets in: the restart enforces number 4, not the floor's number 5")
 	}
 }

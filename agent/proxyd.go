@@ -342,6 +342,11 @@ func (d *ProxyDaemon) loadSource(src *crlSource, issuers []*x509.Certificate, no
 	if src.good == nil {
 		if data, err := certstore.ReadFileBounded(state); err == nil {
 			if c, err := proxy.ParseCRL(data, src.file, issuers); err == nil {
+				// A crash between writing the issuer's floor and this
+				// copy leaves the floor newer: it is the last good one.
+				if f := issuerFloor(d.o.Paths, d.newest, c, issuers); f != nil && !bytes.Equal(f.Raw, c.Raw) && proxy.CheckUpdate(c, f, time.Time{}) == nil {
+					c = f
+				}
 				src.good = c
 				d.log.Info("loaded the last good CRL", "crl", src.file, "crl_number", c.Number, "state", state)
 			} else if !errors.Is(err, proxy.ErrUnknownIssuer) {
