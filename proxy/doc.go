@@ -25,7 +25,9 @@
 // serving (SetCertificates, SetPolicy, SetCRLs or SetRevocation,
 // LoadCRLFiles). The TLS configuration comes from GetConfigForClient, so a
 // handshake finishes with the set current when its ClientHello arrived and
-// no connection is dropped.
+// no connection is dropped, except those of clients the new client CAs no
+// longer verify (a CA taken out of ca.pem cuts off its clients' open
+// connections and hijacked streams).
 // Session tickets are off, so every connection is verified against the
 // client CAs and CRLs in force.
 //

@@ -245,3 +245,32 @@ func TestIssuerCRLMatchesKeyNotOnlyName(t *testing.T) {
 		t.Fatalf("bob with his issuer's CRL in force: %v", err)
 	}
 }
+
+// TestRemovedClientCAClosesItsConnections: taking a CA out of ca.pem (to
+// cut off every client it issued, the way to revoke without a CRL) closes
+// the open connections of its clients, hijacked streams included; the
+// clients of the CAs that stay keep theirs.
+func TestRemovedClientCAClosesItsConnections(t *testing.T) {
+	p, other := certtest.New(t), certtest.New(t)
+	e := newBundleEnv(t, p, append(append([]byte{}, p.Root.PEM...), other.Root.PEM...))
+	alice, _ := certtest.Client(t, p.Inter, "alice", nil)
+	bob, _ := certtest.Client(t, other.Inter, "bob", nil)
+	aliceConn, bobConn := e.open(t, alice), e.open(t, bob)
+
+	certPEM, keyPEM := p.Server(t)
+	set, err := certstore.ParseSet(p.Root.PEM, certPEM, keyPEM, certstore.SetNames{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.SetCertificates(set); err != nil {
+		t.Fatal(err)
+	}
+	assertClosed(t, "the connection of a client of the removed CA", bobConn)
+	if err := e.ping(bob); err == nil {
+		t.Fatal("a client of the removed CA gets in")
+	}
+	_ = aliceConn
+	if err := e.ping(alice); err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+}

@@ -282,8 +282,10 @@ func (s *Server) verifyConnection(cs tls.ConnectionState) error {
 
 // SetCertificates swaps in a new certificate set: the server certificate and
 // key, and the CA bundle as client CAs. Handshakes already under way finish
-// with the previous set; connections stay open. An incomplete set is refused
-// and the current one keeps serving. The CRLs in force stay in force.
+// with the previous set; connections stay open, except those of clients the
+// new client CAs no longer verify (a CA taken out of ca.pem cuts off its
+// clients, hijacked streams included). An incomplete set is refused and the
+// current one keeps serving. The CRLs in force stay in force.
 func (s *Server) SetCertificates(set *certstore.Set) error {
 	st, err := s.newCertState(set)
 	if err != nil {
@@ -293,7 +295,14 @@ func (s *Server) SetCertificates(set *certstore.Set) error {
 	defer s.setMu.Unlock()
 	old := s.certs.Swap(st)
 	s.log.Info("serving a new certificate", "serial", set.Serial(), "previous", old.set.Serial())
+	if !sameCAs(old.set.CAs, set.CAs) {
+		s.recheckAll()
+	}
 	return nil
+}
+
+func sameCAs(a, b []*x509.Certificate) bool {
+	return slices.EqualFunc(a, b, func(x, y *x509.Certificate) bool { return x.Equal(y) })
 }
 
 // ClientCAs returns the client CAs in force.
@@ -342,6 +351,12 @@ func (s *Server) SetRevocation(r Revocation) {
 	}
 	s.setMu.Unlock()
 	s.log.Info("revocation lists in force", "crls", len(r.CRLs), "revoked", len(rev.keys), "problems", len(r.Problems))
+	s.recheckAll()
+}
+
+// recheckAll closes the open connections that the client CAs and the
+// revocation in force refuse.
+func (s *Server) recheckAll() {
 	type open struct {
 		c          *conn
 		registered bool
@@ -363,21 +378,55 @@ func (s *Server) SetRevocation(r Revocation) {
 	}
 }
 
-// recheck closes c when the revocation in force refuses its client. It
-// waits for a handshake under way (ConnectionState holds the handshake
-// lock); a handshake that starts later is decided by the revocation in
-// force.
+// recheck closes c when the client CAs or the revocation in force refuse
+// its client. It waits for a handshake under way (ConnectionState holds the
+// handshake lock); a handshake that starts later is decided by the set and
+// revocation in force.
 func (s *Server) recheck(c *conn) {
 	cs := c.tc.ConnectionState()
 	if !cs.HandshakeComplete || len(cs.PeerCertificates) == 0 {
 		return
 	}
 	leaf := cs.PeerCertificates[0]
-	if err := s.revoc.Load().check(leaf, cs.VerifiedChains); err != nil {
+	chains := cs.VerifiedChains
+	if st := s.certs.Load(); !chainsEndIn(chains, st.set.CAs) {
+		// The client CAs changed since the handshake: verify again, now
+		// or, for a certificate that expired meanwhile, when it was
+		// valid: only the CAs decide.
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		var err error
+		for _, at := range []time.Time{time.Now(), leaf.NotBefore.Add(time.Second)} {
+			chains, err = leaf.Verify(x509.VerifyOptions{Roots: st.tls.ClientCAs, Intermediates: inter,
+				CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+			if err == nil {
+				break
+			}
+		}
+		if err != nil {
+			id := IdentityOf(leaf)
+			s.log.Warn("closing a connection of a client the client CAs no longer verify", "user", id.User, "serial", id.Serial, "remote", c.remote, "reason", err.Error())
+			c.abort()
+			return
+		}
+	}
+	if err := s.revoc.Load().check(leaf, chains); err != nil {
 		id := IdentityOf(leaf)
 		s.log.Warn("closing a connection of a revoked client", "user", id.User, "serial", id.Serial, "remote", c.remote, "reason", err.Error())
 		c.abort()
 	}
+}
+
+// chainsEndIn reports whether every chain's trust anchor is one of cas.
+func chainsEndIn(chains [][]*x509.Certificate, cas []*x509.Certificate) bool {
+	for _, ch := range chains {
+		if len(ch) == 0 || !slices.ContainsFunc(cas, ch[len(ch)-1].Equal) {
+			return false
+		}
+	}
+	return len(chains) > 0
 }
 
 // LoadCRLFiles reads the CRL files (PEM or DER), verifies each against the
