@@ -15,6 +15,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/tlsdock/tlsdock/certstore"
@@ -173,12 +174,19 @@ func checkComplete(rl *x509.RevocationList) (caOnly bool, err error) {
 }
 
 // LoadCRL reads a CRL file (PEM or DER) and verifies it like ParseCRL.
+// Only a regular file is read: a FIFO or a device (which whoever can
+// write the CRL's directory could put there) would block the reload.
 func LoadCRL(path string, issuers []*x509.Certificate) (*CRL, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("reading CRL: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, fmt.Errorf("reading CRL: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("CRL %s: not a regular file (%v): put the CRL file there", path, fi.Mode().Type())
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxCRLSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading CRL %s: %w", path, err)

@@ -9,6 +9,10 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -272,5 +276,34 @@ func TestRemovedClientCAClosesItsConnections(t *testing.T) {
 	_ = aliceConn
 	if err := e.ping(alice); err != nil {
 		t.Fatalf("alice: %v", err)
+	}
+}
+
+// TestLoadCRLRefusesAFIFO: whoever can write the CRL's directory (a PKI
+// agent's account) must not freeze the CRL reloads by putting a FIFO
+// there: opening it for reading would block until a writer comes, and a
+// silent writer would block the read; the daemon's reload holds its lock
+// meanwhile, so no later CRL (a new revocation) would go in force.
+func TestLoadCRLRefusesAFIFO(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "crl.pem")
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := LoadCRL(path, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("LoadCRL of a FIFO: %v", err)
+		}
+	case <-time.After(waitLimit):
+		// Unblock the open so the goroutine ends.
+		if f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+		t.Fatal("LoadCRL blocks on a FIFO")
 	}
 }
