@@ -50,7 +50,8 @@ type ProxyDaemon struct {
 
 	mu       sync.Mutex
 	srv      *proxy.Server
-	crls     []*crlSource // the configured CRLs, then the local CA's
+	crls     []*crlSource          // the configured CRLs, then the local CA's
+	newest   map[string]*proxy.CRL // the newest CRL of each issuer in force (IssuerID); also in CRLStateDir
 	policy   *proxy.Policy
 	audit    *proxy.AuditLog // nil: audit records go to the journal
 	watch    *fsnotify.Watcher
@@ -341,6 +342,11 @@ func (d *ProxyDaemon) loadSource(src *crlSource, issuers []*x509.Certificate, no
 	if src.good == nil {
 		if data, err := certstore.ReadFileBounded(state); err == nil {
 			if c, err := proxy.ParseCRL(data, src.file, issuers); err == nil {
+				// A crash between writing the issuer's floor and this
+				// copy leaves the floor newer: it is the last good one.
+				if f := issuerFloor(d.o.Paths, d.newest, c, issuers); f != nil && !bytes.Equal(f.Raw, c.Raw) && proxy.CheckUpdate(c, f, time.Time{}) == nil {
+					c = f
+				}
 				src.good = c
 				d.log.Info("loaded the last good CRL", "crl", src.file, "crl_number", c.Number, "state", state)
 			} else if !errors.Is(err, proxy.ErrUnknownIssuer) {
@@ -365,6 +371,11 @@ func (d *ProxyDaemon) loadSource(src *crlSource, issuers []*x509.Certificate, no
 		src.good = c // unchanged; its status shows when it is stale
 		return ""
 	}
+	if floor := issuerFloor(d.o.Paths, d.newest, c, issuers); floor != nil {
+		if err := proxy.CheckUpdate(floor, c, time.Time{}); err != nil {
+			return err.Error()
+		}
+	}
 	if err := proxy.CheckUpdate(src.good, c, now); err != nil {
 		if !src.local || src.good != nil || !c.Stale(now) {
 			return err.Error()
@@ -373,12 +384,56 @@ func (d *ProxyDaemon) loadSource(src *crlSource, issuers []*x509.Certificate, no
 		// With none in force, enforcing it beats refusing every client.
 		d.log.Warn("the local CA's CRL is past its next update; it is enforced anyway: run `tlsdock certs revoke` to publish a fresh one", "crl", src.file, "next_update", c.NextUpdate)
 	}
+	// The issuer's floor first: a crash between the two writes leaves a
+	// floor at least as new as the source's copy.
+	d.noteNewest(c, issuers)
 	src.good = c
 	d.log.Info("a new CRL is in force", "crl", src.file, "crl_number", c.Number, "revoked", len(c.Revoked))
 	if err := persistCRL(state, c.Raw); err != nil {
 		d.log.Error("cannot persist the CRL in force; a restart with a broken CRL file would not have it", "crl", src.file, "state", state, "err", err)
 	}
 	return ""
+}
+
+// CRLIssuerStatePath is where the newest CRL of c's issuer ever in force
+// (from any source) is kept: the floor below which no CRL of that issuer
+// goes back in force, even through a CRL of another issuer in the same
+// file, or after a restart.
+func CRLIssuerStatePath(p Paths, c *proxy.CRL) string {
+	return filepath.Join(p.Abs(CRLStateDir), "issuer-"+c.IssuerID()+".der")
+}
+
+// issuerFloor returns the newest CRL of c's issuer ever in force: in
+// memory, else persisted (nil when there is none).
+func issuerFloor(p Paths, mem map[string]*proxy.CRL, c *proxy.CRL, issuers []*x509.Certificate) *proxy.CRL {
+	if f := mem[c.IssuerID()]; f != nil {
+		return f
+	}
+	data, err := certstore.ReadFileBounded(CRLIssuerStatePath(p, c))
+	if err != nil {
+		return nil
+	}
+	f, err := proxy.ParseCRL(data, c.Source, issuers)
+	if err != nil || f.IssuerID() != c.IssuerID() {
+		return nil
+	}
+	return f
+}
+
+// noteNewest makes c the floor of its issuer when it is newer.
+func (d *ProxyDaemon) noteNewest(c *proxy.CRL, issuers []*x509.Certificate) {
+	if d.newest == nil {
+		d.newest = map[string]*proxy.CRL{}
+	}
+	if f := issuerFloor(d.o.Paths, d.newest, c, issuers); f != nil && proxy.CheckUpdate(f, c, time.Time{}) != nil {
+		d.newest[c.IssuerID()] = f
+		return
+	}
+	d.newest[c.IssuerID()] = c
+	path := CRLIssuerStatePath(d.o.Paths, c)
+	if err := persistCRL(path, c.Raw); err != nil {
+		d.log.Error("cannot persist the newest CRL of an issuer", "crl", c.Source, "state", path, "err", err)
+	}
 }
 
 // persistCRL writes the CRL in force of a source into CRLStateDir, a real
@@ -410,8 +465,10 @@ func checkCRLs(p Paths, crls []string, set *certstore.Set, now time.Time) error 
 		if data, err := certstore.ReadFileBounded(CRLStatePath(p, path)); err == nil {
 			cur, _ = proxy.ParseCRL(data, path, issuers)
 		}
-		if err := proxy.CheckUpdate(cur, c, now); err != nil {
-			return inputErr("--crl", "CRL %s: %v: publish a current CRL from its CA (a higher CRL number, a next update in the future) and run provision again", path, err)
+		for _, cur := range []*proxy.CRL{cur, issuerFloor(p, nil, c, issuers)} {
+			if err := proxy.CheckUpdate(cur, c, now); err != nil {
+				return inputErr("--crl", "CRL %s: %v: publish a current CRL from its CA (a higher CRL number, a next update in the future) and run provision again", path, err)
+			}
 		}
 	}
 	return nil

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,9 @@ const (
 	DefaultAuditKeep          = 3
 	DefaultAuditFlushInterval = 100 * time.Millisecond
 	auditBufSize              = 64 << 10
+	// auditMaxPending bounds the records held while the file fails (a
+	// full disk): beyond it Write refuses them, for the journal.
+	auditMaxPending = 1 << 20
 )
 
 // AuditRecord is one request's line in the audit log (JSON). Time is when
@@ -72,15 +74,24 @@ type AuditLog struct {
 	o    AuditLogOptions
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	f       *os.File
-	w       *bufio.Writer
+	mu sync.Mutex
+	f  auditFile
+	// pending are the records not yet in the file: buffered, or kept
+	// while writes fail (a full disk) until they succeed again.
+	pending []byte
 	size    int64
 	buf     bytes.Buffer
 	enc     *json.Encoder
 	armed   bool
 	closed  bool
 	failing bool
+}
+
+// auditFile is the open log file.
+type auditFile interface {
+	Write([]byte) (int, error)
+	Sync() error
+	Close() error
 }
 
 // OpenAuditLog opens (or creates) the audit log at path, creating its
@@ -118,7 +129,7 @@ func (a *AuditLog) Path() string { return a.path }
 // open opens a.path for appending: never through a symlink, only a
 // regular file, mode 0600 and root's when tlsdock runs as root.
 func (a *AuditLog) open() error {
-	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o600)
+	f, err := a.openInDir()
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
 			return fmt.Errorf("audit log %s is a symlink: tlsdock writes only a regular file (remove the link, or set audit-log to another path)", a.path)
@@ -147,19 +158,42 @@ func (a *AuditLog) open() error {
 		return fmt.Errorf("audit log %s: %w", a.path, err)
 	}
 	a.f, a.size = f, st.Size()
-	if a.w == nil {
-		a.w = bufio.NewWriterSize(f, auditBufSize)
-	} else {
-		a.w.Reset(f)
-	}
 	return nil
+}
+
+// openInDir opens a.path in its directory, which must be owned by root
+// (or the account tlsdock runs as) and writable by nobody else: whoever
+// can write the directory could create the file first and keep it open,
+// or remove the records. The directory is checked on the descriptor the
+// file is opened in, so swapping it meanwhile does not help.
+func (a *AuditLog) openInDir() (*os.File, error) {
+	dir := filepath.Dir(a.path)
+	dfd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer syscall.Close(dfd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(dfd, &st); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	if (st.Uid != 0 && int(st.Uid) != os.Geteuid()) || st.Mode&0o022 != 0 {
+		return nil, fmt.Errorf("audit log directory %s (owner uid %d, mode %04o) can be written by others than root: they could forge or remove audit records: chown root:root %s && chmod go-w %s", dir, st.Uid, st.Mode&0o7777, dir, dir)
+	}
+	fd, err := syscall.Openat(dfd, filepath.Base(a.path), syscall.O_WRONLY|syscall.O_APPEND|syscall.O_CREAT|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: a.path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), a.path), nil
 }
 
 // ErrAuditLogClosed is returned by Write after Close.
 var ErrAuditLogClosed = errors.New("audit log closed")
 
-// Write appends one record. It goes out within FlushInterval. An error
-// means the record was not taken: the caller logs it elsewhere.
+// Write appends one record. It goes out within FlushInterval; while the
+// file fails (a full disk) records are kept, up to auditMaxPending, and
+// written once it works again. An error means the record was not taken:
+// the caller logs it elsewhere.
 func (a *AuditLog) Write(r *AuditRecord) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -177,20 +211,26 @@ func (a *AuditLog) Write(r *AuditRecord) error {
 		return err
 	}
 	n := int64(a.buf.Len())
-	if cur := a.size + int64(a.w.Buffered()); a.o.MaxSize > 0 && cur > 0 && cur+n > a.o.MaxSize {
+	if cur := a.size + int64(len(a.pending)); a.o.MaxSize > 0 && cur > 0 && cur+n > a.o.MaxSize {
 		if err := a.rotateLocked(); err != nil {
 			return a.failed(err)
 		}
 	}
-	if _, err := a.w.Write(a.buf.Bytes()); err != nil {
-		return a.failed(err)
+	if len(a.pending)+int(n) > auditBufSize {
+		if err := a.flushLocked(); err != nil && len(a.pending)+int(n) > auditMaxPending {
+			return fmt.Errorf("audit log %s: %d bytes of records wait for the file: %w", a.path, len(a.pending), err)
+		}
 	}
-	if !a.armed {
+	a.pending = append(a.pending, a.buf.Bytes()...)
+	a.armLocked()
+	return nil
+}
+
+func (a *AuditLog) armLocked() {
+	if !a.armed && len(a.pending) > 0 {
 		a.armed = true
 		a.o.AfterFunc(a.o.FlushInterval, a.flushArmed)
 	}
-	a.failing = false
-	return nil
 }
 
 // failed logs the first of a run of failures.
@@ -208,21 +248,34 @@ func (a *AuditLog) flushArmed() {
 	a.armed = false
 	if !a.closed {
 		a.flushLocked()
+		a.armLocked() // what failed is tried again
 	}
 }
 
-// flushLocked writes the buffer out, counting it into the file's size.
+// flushLocked writes the pending records out, counting them into the
+// file's size; what a failed write left stays pending.
 func (a *AuditLog) flushLocked() error {
 	if a.f == nil {
-		return nil
+		if len(a.pending) == 0 {
+			return nil
+		}
+		if err := a.open(); err != nil {
+			return a.failed(err)
+		}
 	}
-	n := int64(a.w.Buffered())
-	err := a.w.Flush()
-	a.size += n - int64(a.w.Buffered())
-	if err != nil {
-		a.failed(err)
+	for len(a.pending) > 0 {
+		n, err := a.f.Write(a.pending)
+		a.size += int64(n)
+		a.pending = a.pending[:copy(a.pending, a.pending[n:])]
+		if err != nil {
+			return a.failed(err)
+		}
 	}
-	return err
+	if a.failing {
+		a.failing = false
+		a.log.Info("the audit log works again")
+	}
+	return nil
 }
 
 // Flush writes the buffered records to the file now.
@@ -285,10 +338,15 @@ func (a *AuditLog) Close() error {
 		return nil
 	}
 	a.closed = true
-	if a.f == nil {
-		return nil
-	}
 	err := a.flushLocked()
+	if len(a.pending) > 0 {
+		// The file cannot take them: the journal keeps them.
+		a.log.Error("audit records the file could not take", "records", string(a.pending), "err", err)
+		a.pending = nil
+	}
+	if a.f == nil {
+		return err
+	}
 	if serr := a.f.Sync(); err == nil {
 		err = serr
 	}

@@ -3,7 +3,10 @@ package proxy
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -12,6 +15,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/tlsdock/tlsdock/certstore"
@@ -97,15 +101,92 @@ type CRL struct {
 
 	rawIssuer []byte
 	signerKey []byte // the signing CA's SubjectPublicKeyInfo
+	// caOnly: its issuing distribution point says it lists CA
+	// certificates only (an ARL): it does not stand for the CRL of the
+	// issuer's leaves.
+	caOnly bool
+}
+
+var (
+	oidCRLNumber                = asn1.ObjectIdentifier{2, 5, 29, 20}
+	oidAuthorityKeyID           = asn1.ObjectIdentifier{2, 5, 29, 35}
+	oidDeltaCRLIndicator        = asn1.ObjectIdentifier{2, 5, 29, 27}
+	oidIssuingDistributionPoint = asn1.ObjectIdentifier{2, 5, 29, 28}
+	oidCertificateIssuer        = asn1.ObjectIdentifier{2, 5, 29, 29}
+	oidReasonCode               = asn1.ObjectIdentifier{2, 5, 29, 21}
+	oidInvalidityDate           = asn1.ObjectIdentifier{2, 5, 29, 24}
+	oidHoldInstruction          = asn1.ObjectIdentifier{2, 5, 29, 23}
+)
+
+// issuingDistributionPoint is RFC 5280's IssuingDistributionPoint.
+type issuingDistributionPoint struct {
+	DistributionPoint asn1.RawValue  `asn1:"optional,tag:0"`
+	OnlyUser          bool           `asn1:"optional,tag:1"`
+	OnlyCA            bool           `asn1:"optional,tag:2"`
+	OnlySomeReasons   asn1.BitString `asn1:"optional,tag:3"`
+	Indirect          bool           `asn1:"optional,tag:4"`
+	OnlyAttribute     bool           `asn1:"optional,tag:5"`
+}
+
+// checkComplete refuses a CRL that is not a complete CRL of its issuer's
+// certificates: a delta CRL (it lists only the changes since a base CRL:
+// in force alone, it would un-revoke what the base lists), one whose
+// issuing distribution point leaves out some reasons or is indirect or for
+// attribute certificates, an entry for another issuer's certificate
+// (certificateIssuer), and a critical extension tlsdock does not know. It
+// reports whether the CRL lists CA certificates only.
+func checkComplete(rl *x509.RevocationList) (caOnly bool, err error) {
+	for _, e := range rl.Extensions {
+		switch {
+		case e.Id.Equal(oidDeltaCRLIndicator):
+			return false, errors.New("is a delta CRL: configure the complete (base) CRL of the CA")
+		case e.Id.Equal(oidIssuingDistributionPoint):
+			var idp issuingDistributionPoint
+			if rest, err := asn1.Unmarshal(e.Value, &idp); err != nil || len(rest) != 0 {
+				return false, errors.New("has a malformed issuing distribution point extension")
+			}
+			switch {
+			case idp.OnlySomeReasons.BitLength > 0:
+				return false, errors.New("covers only some revocation reasons (issuing distribution point): configure the CA's complete CRL")
+			case idp.Indirect:
+				return false, errors.New("is an indirect CRL: configure the CRL that the CA issuing the clients signs")
+			case idp.OnlyAttribute:
+				return false, errors.New("covers attribute certificates only: configure the CA's CRL of public-key certificates")
+			}
+			caOnly = idp.OnlyCA
+		case e.Id.Equal(oidCRLNumber), e.Id.Equal(oidAuthorityKeyID):
+		case e.Critical:
+			return false, fmt.Errorf("has a critical extension %v that tlsdock does not understand", e.Id)
+		}
+	}
+	for _, r := range rl.RevokedCertificateEntries {
+		for _, e := range r.Extensions {
+			switch {
+			case e.Id.Equal(oidCertificateIssuer):
+				return false, fmt.Errorf("lists serial %s for another issuer (an indirect CRL): configure the CRL that the CA issuing the clients signs", r.SerialNumber.Text(16))
+			case e.Id.Equal(oidReasonCode), e.Id.Equal(oidInvalidityDate), e.Id.Equal(oidHoldInstruction):
+			case e.Critical:
+				return false, fmt.Errorf("has a critical extension %v on serial %s that tlsdock does not understand", e.Id, r.SerialNumber.Text(16))
+			}
+		}
+	}
+	return caOnly, nil
 }
 
 // LoadCRL reads a CRL file (PEM or DER) and verifies it like ParseCRL.
+// Only a regular file is read: a FIFO or a device (which whoever can
+// write the CRL's directory could put there) would block the reload.
 func LoadCRL(path string, issuers []*x509.Certificate) (*CRL, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("reading CRL: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, fmt.Errorf("reading CRL: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("CRL %s: not a regular file (%v): put the CRL file there", path, fi.Mode().Type())
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxCRLSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading CRL %s: %w", path, err)
@@ -166,6 +247,10 @@ func ParseCRL(data []byte, source string, issuers []*x509.Certificate) (*CRL, er
 	if err != nil {
 		return nil, fmt.Errorf("CRL %s: cannot be parsed: %w", source, err)
 	}
+	caOnly, err := checkComplete(rl)
+	if err != nil {
+		return nil, fmt.Errorf("CRL %s: %v", source, err)
+	}
 	var issuer *x509.Certificate
 	var sigErr error
 	for _, ca := range issuers {
@@ -192,6 +277,7 @@ func ParseCRL(data []byte, source string, issuers []*x509.Certificate) (*CRL, er
 		Raw:        slices.Clone(rl.Raw),
 		rawIssuer:  slices.Clone(rl.RawIssuer),
 		signerKey:  slices.Clone(issuer.RawSubjectPublicKeyInfo),
+		caOnly:     caOnly,
 	}
 	for _, e := range rl.RevokedCertificateEntries {
 		if e.SerialNumber == nil {
@@ -200,6 +286,17 @@ func ParseCRL(data []byte, source string, issuers []*x509.Certificate) (*CRL, er
 		c.Revoked = append(c.Revoked, RevokedCert{Serial: e.SerialNumber, RevokedAt: e.RevocationTime, Reason: e.ReasonCode})
 	}
 	return c, nil
+}
+
+// IssuerID identifies the CRL's issuer, its name and signing key, in
+// hex: the CRLs of one issuer compare by CheckUpdate, whatever file they
+// came from.
+func (c *CRL) IssuerID() string {
+	h := sha256.New()
+	h.Write(c.rawIssuer)
+	h.Write([]byte{0})
+	h.Write(c.signerKey)
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // Describe names the CRL for messages: "number 5", or its this-update
@@ -274,7 +371,7 @@ type revocation struct {
 	crls     []*CRL
 	problems []CRLProblem
 	keys     map[string]struct{}
-	issuers  map[string]bool // raw subjects with a CRL in force
+	issuers  map[string]bool // issuerKey of the CAs with a CRL in force
 	// closed names the sources without a good CRL: every client is refused.
 	closed []string
 }
@@ -282,7 +379,9 @@ type revocation struct {
 func newRevocation(r Revocation) *revocation {
 	rv := &revocation{crls: r.CRLs, problems: r.Problems, keys: map[string]struct{}{}, issuers: map[string]bool{}}
 	for _, c := range r.CRLs {
-		rv.issuers[string(c.rawIssuer)] = true
+		if !c.caOnly {
+			rv.issuers[issuerKey(c.rawIssuer, c.signerKey)] = true
+		}
 		for _, e := range c.Revoked {
 			rv.keys[revKey(c.rawIssuer, e.Serial)] = struct{}{}
 		}
@@ -312,9 +411,11 @@ type errRevoked struct {
 func (e *errRevoked) Error() string { return e.msg }
 
 // check decides a client's verified chains. With CRLs in force or
-// configured, the leaf's issuer must have a CRL in force; every
-// certificate of every chain but its trust anchor must not be revoked; and
-// no configured source may be without a good CRL.
+// configured, the leaf's issuer must have a CRL in force; no certificate
+// of any chain may be revoked, its trust anchor included (an intermediate
+// in ca.pem anchors the chain of a client that sends only its leaf, and
+// the root's CRL revokes it); and no configured source may be without a
+// good CRL.
 func (r *revocation) check(leaf *x509.Certificate, chains [][]*x509.Certificate) error {
 	if r == nil {
 		return nil
@@ -328,17 +429,24 @@ func (r *revocation) check(leaf *x509.Certificate, chains [][]*x509.Certificate)
 	if len(r.crls) == 0 {
 		return nil
 	}
-	if !r.issuers[string(leaf.RawIssuer)] {
-		return &errRevoked{
-			msg:  fmt.Sprintf("is refused: no CRL of its issuer %q is in force: configure that CA's CRL (--crl)", leaf.Issuer),
-			logs: []any{"issuer_needs_crl", leaf.Issuer.String()},
+	// The issuer is its name and key: another CA of the same name (a new
+	// key after a rotation) has a CRL of its own.
+	for _, ch := range chains {
+		if len(ch) < 2 || !r.issuers[issuerKey(leaf.RawIssuer, ch[1].RawSubjectPublicKeyInfo)] {
+			return &errRevoked{
+				msg:  fmt.Sprintf("is refused: no CRL of its issuer %q is in force: configure that CA's CRL (--crl)", leaf.Issuer),
+				logs: []any{"issuer_needs_crl", leaf.Issuer.String()},
+			}
 		}
+	}
+	if len(chains) == 0 {
+		return &errRevoked{msg: "is refused: no verified chain"}
 	}
 	if r.revoked(certRevKey(leaf)) {
 		return &errRevoked{msg: "is revoked"}
 	}
 	for _, ch := range chains {
-		for i := 1; i < len(ch)-1; i++ {
+		for i := 1; i < len(ch); i++ {
 			if r.revoked(certRevKey(ch[i])) {
 				return &errRevoked{
 					msg:  fmt.Sprintf("is refused: its issuing CA %q (serial %s) is revoked", ch[i].Subject, ch[i].SerialNumber.Text(16)),
@@ -348,6 +456,10 @@ func (r *revocation) check(leaf *x509.Certificate, chains [][]*x509.Certificate)
 		}
 	}
 	return nil
+}
+
+func issuerKey(rawSubject, spki []byte) string {
+	return string(rawSubject) + "\x00" + string(spki)
 }
 
 // revKey identifies a certificate for revocation: a serial is unique only

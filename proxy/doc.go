@@ -25,7 +25,9 @@
 // serving (SetCertificates, SetPolicy, SetCRLs or SetRevocation,
 // LoadCRLFiles). The TLS configuration comes from GetConfigForClient, so a
 // handshake finishes with the set current when its ClientHello arrived and
-// no connection is dropped.
+// no connection is dropped, except those of clients the new client CAs no
+// longer verify (a CA taken out of ca.pem cuts off its clients' open
+// connections and hijacked streams).
 // Session tickets are off, so every connection is verified against the
 // client CAs and CRLs in force.
 //
@@ -40,7 +42,8 @@
 //
 // Without Options.AuditLog every record goes to the logger (slog at Info,
 // component=proxy). With it (an AuditLog: a JSON-lines file, 0600 root,
-// never through a symlink, buffered and written out within 100 ms and on
+// never through a symlink, in a directory only root can write (checked on
+// the descriptor it is opened in, at every open), buffered and written out within 100 ms and on
 // Close, rotated by size to PATH.1 ... PATH.3, reopened by Reopen after
 // logrotate) every record goes to the file, and the logger (the journal)
 // keeps the denials, the errors and the events: journald rate-limits each
@@ -155,10 +158,18 @@
 // Each must be signed by one of CRLIssuers: a certificate of the CA bundle
 // (ca.pem, intermediates included) or an intermediate of the server's own
 // chain that verifies to one as a CA, since real PKIs (step-ca) sign the
-// CRL with the intermediate that issues the leaves. CheckUpdate refuses a
+// CRL with the intermediate that issues the leaves. Only a complete CRL is
+// taken: a delta CRL, an indirect one, one limited to some reasons or to
+// attribute certificates, and one with a critical extension tlsdock does
+// not know are refused; one for CA certificates only (an ARL) revokes CAs
+// but is not its issuer's CRL for clients. CheckUpdate refuses a
 // CRL past its next update or older than the one in force (a lower CRL
 // number; without numbers, an earlier this-update); the caller keeps the
 // CRL in force (package agent persists the last good one of each file).
+// The CRL to compare with is the newest of the same issuer (IssuerID: name
+// and key) ever in force, from any file: a file that passes through
+// another CA's CRL must not reset the comparison (LoadCRLFiles, and
+// package agent, which persists that floor too).
 //
 // At the handshake (VerifyConnection) a client certificate needs exactly
 // one CN attribute and the clientAuth extended key usage, explicitly (Go
@@ -166,8 +177,9 @@
 // refuses both). Then, while CRLs are in force: the leaf's issuer must have
 // a CRL in force (otherwise it is refused, and the log names the issuer
 // that needs one), and neither the leaf nor any CA of its verified chains
-// below the trust anchor may be revoked. A Revocation with a problem that
-// keeps no CRL (a configured source that never had a good CRL) refuses
+// may be revoked, the trust anchor included (an intermediate in ca.pem
+// anchors the chain of a client that sends only its leaf). A Revocation
+// with a problem that keeps no CRL (a configured source that never had a good CRL) refuses
 // every client: revocation fails closed. Open connections that the new
 // revocation refuses are closed when it is installed, and a stale CRL
 // stays in force.

@@ -161,6 +161,9 @@ type Server struct {
 
 	shutting atomic.Bool
 	setMu    sync.Mutex // serializes the setters
+	// newest is the newest CRL of each issuer (IssuerID) ever in force,
+	// under setMu: LoadCRLFiles refuses an older one from any file.
+	newest map[string]*CRL
 
 	poolMu sync.Mutex
 	pool   []*upstream // idle dockerd connections, shared by client connections
@@ -279,8 +282,10 @@ func (s *Server) verifyConnection(cs tls.ConnectionState) error {
 
 // SetCertificates swaps in a new certificate set: the server certificate and
 // key, and the CA bundle as client CAs. Handshakes already under way finish
-// with the previous set; connections stay open. An incomplete set is refused
-// and the current one keeps serving. The CRLs in force stay in force.
+// with the previous set; connections stay open, except those of clients the
+// new client CAs no longer verify (a CA taken out of ca.pem cuts off its
+// clients, hijacked streams included). An incomplete set is refused and the
+// current one keeps serving. The CRLs in force stay in force.
 func (s *Server) SetCertificates(set *certstore.Set) error {
 	st, err := s.newCertState(set)
 	if err != nil {
@@ -290,7 +295,14 @@ func (s *Server) SetCertificates(set *certstore.Set) error {
 	defer s.setMu.Unlock()
 	old := s.certs.Swap(st)
 	s.log.Info("serving a new certificate", "serial", set.Serial(), "previous", old.set.Serial())
+	if !sameCAs(old.set.CAs, set.CAs) {
+		s.recheckAll()
+	}
 	return nil
+}
+
+func sameCAs(a, b []*x509.Certificate) bool {
+	return slices.EqualFunc(a, b, func(x, y *x509.Certificate) bool { return x.Equal(y) })
 }
 
 // ClientCAs returns the client CAs in force.
@@ -329,8 +341,22 @@ func (s *Server) SetRevocation(r Revocation) {
 	rev := newRevocation(r)
 	s.setMu.Lock()
 	s.revoc.Store(rev)
+	if s.newest == nil {
+		s.newest = map[string]*CRL{}
+	}
+	for _, c := range r.CRLs {
+		if cur := s.newest[c.IssuerID()]; cur == nil || CheckUpdate(cur, c, time.Time{}) == nil {
+			s.newest[c.IssuerID()] = c
+		}
+	}
 	s.setMu.Unlock()
 	s.log.Info("revocation lists in force", "crls", len(r.CRLs), "revoked", len(rev.keys), "problems", len(r.Problems))
+	s.recheckAll()
+}
+
+// recheckAll closes the open connections that the client CAs and the
+// revocation in force refuse.
+func (s *Server) recheckAll() {
 	type open struct {
 		c          *conn
 		registered bool
@@ -352,27 +378,62 @@ func (s *Server) SetRevocation(r Revocation) {
 	}
 }
 
-// recheck closes c when the revocation in force refuses its client. It
-// waits for a handshake under way (ConnectionState holds the handshake
-// lock); a handshake that starts later is decided by the revocation in
-// force.
+// recheck closes c when the client CAs or the revocation in force refuse
+// its client. It waits for a handshake under way (ConnectionState holds the
+// handshake lock); a handshake that starts later is decided by the set and
+// revocation in force.
 func (s *Server) recheck(c *conn) {
 	cs := c.tc.ConnectionState()
 	if !cs.HandshakeComplete || len(cs.PeerCertificates) == 0 {
 		return
 	}
 	leaf := cs.PeerCertificates[0]
-	if err := s.revoc.Load().check(leaf, cs.VerifiedChains); err != nil {
+	chains := cs.VerifiedChains
+	if st := s.certs.Load(); !chainsEndIn(chains, st.set.CAs) {
+		// The client CAs changed since the handshake: verify again, now
+		// or, for a certificate that expired meanwhile, when it was
+		// valid: only the CAs decide.
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		var err error
+		for _, at := range []time.Time{time.Now(), leaf.NotBefore.Add(time.Second)} {
+			chains, err = leaf.Verify(x509.VerifyOptions{Roots: st.tls.ClientCAs, Intermediates: inter,
+				CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+			if err == nil {
+				break
+			}
+		}
+		if err != nil {
+			id := IdentityOf(leaf)
+			s.log.Warn("closing a connection of a client the client CAs no longer verify", "user", id.User, "serial", id.Serial, "remote", c.remote, "reason", err.Error())
+			c.abort()
+			return
+		}
+	}
+	if err := s.revoc.Load().check(leaf, chains); err != nil {
 		id := IdentityOf(leaf)
 		s.log.Warn("closing a connection of a revoked client", "user", id.User, "serial", id.Serial, "remote", c.remote, "reason", err.Error())
 		c.abort()
 	}
 }
 
+// chainsEndIn reports whether every chain's trust anchor is one of cas.
+func chainsEndIn(chains [][]*x509.Certificate, cas []*x509.Certificate) bool {
+	for _, ch := range chains {
+		if len(ch) == 0 || !slices.ContainsFunc(cas, ch[len(ch)-1].Equal) {
+			return false
+		}
+	}
+	return len(chains) > 0
+}
+
 // LoadCRLFiles reads the CRL files (PEM or DER), verifies each against the
 // CRL issuers in force (CRLIssuers), refuses one already past its next
-// update or older than the CRL in force from the same file (CheckUpdate),
-// and swaps them in with SetCRLs. On any error nothing changes and the
+// update or older than the CRL in force from the same file or than the
+// newest CRL of its issuer ever in force, from any file (CheckUpdate), and
+// swaps them in with SetCRLs. On any error nothing changes and the
 // error names the file. No path clears the CRLs.
 func (s *Server) LoadCRLFiles(paths ...string) error {
 	issuers := s.CRLIssuers()
@@ -386,8 +447,14 @@ func (s *Server) LoadCRLFiles(paths ...string) error {
 	for _, p := range paths {
 		c, err := LoadCRL(p, issuers)
 		if err == nil {
-			if uerr := CheckUpdate(inForce[p], c, now); uerr != nil {
-				err = fmt.Errorf("CRL %s: %w", p, uerr)
+			s.setMu.Lock()
+			newest := s.newest[c.IssuerID()]
+			s.setMu.Unlock()
+			for _, cur := range []*CRL{inForce[p], newest} {
+				if uerr := CheckUpdate(cur, c, now); uerr != nil {
+					err = fmt.Errorf("CRL %s: %w", p, uerr)
+					break
+				}
 			}
 		}
 		if err != nil {
