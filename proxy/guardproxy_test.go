@@ -341,3 +341,29 @@ func TestGuardNeedsTheFullID(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardDotDotAfterSymlink: the local driver hands a volume's device
+// to mount(2) as written, and the kernel resolves ".." after following
+// the symlink before it. root/escape/.. cleans to root, but the kernel
+// mounts the parent of outside: a guarded client that has made a symlink
+// in a writable bind (ln -s / /w/a) mounts the host's root with it.
+func TestGuardDotDotAfterSymlink(t *testing.T) {
+	root, _ := hostTree(t)
+	st := &fakeState{}
+	_, do := guardEnv(t, root, st, "")
+	dev := root + "/escape/.."
+	body := fmt.Sprintf(`{"Name":"v","Driver":"local","DriverOpts":{"type":"none","o":"bind","device":%q}}`, dev)
+	if status, got := do("POST", "/v1.41/volumes/create", body); status != 403 || !strings.Contains(dockerMessage(t, got), `".."`) {
+		t.Fatalf("volume create with device %q: %d %s", dev, status, got)
+	}
+	// The same volume, created by someone else, is refused when used.
+	st.vols = []dockerVolume{{Name: "v", Driver: "local", Options: map[string]string{"type": "none", "o": "bind", "device": dev}}}
+	if status, got := do("POST", "/v1.41/containers/create", `{"Image":"x","HostConfig":{"Binds":["v:/d"]}}`); status != 403 || !strings.Contains(dockerMessage(t, got), `".."`) {
+		t.Fatalf("create with the volume: %d %s", status, got)
+	}
+	// A bind source with ".." is refused too (dockerd cleans it, but
+	// nothing is lost).
+	if status, got := do("POST", "/v1.41/containers/create", fmt.Sprintf(`{"Image":"x","HostConfig":{"Binds":[%q]}}`, root+"/data/../data:/d")); status != 403 || !strings.Contains(dockerMessage(t, got), `".."`) {
+		t.Fatalf("create with a bind through ..: %d %s", status, got)
+	}
+}
