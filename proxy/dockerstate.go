@@ -44,6 +44,8 @@ type dockerHostConfig struct {
 	DeviceCgroupRules []string
 	DeviceRequests    []json.RawMessage
 	SecurityOpt       []string
+	MaskedPaths       []string // null: dockerd's defaults
+	ReadonlyPaths     []string
 }
 
 // label names the container in refusals.

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -611,6 +612,15 @@ func containerMounts(ct dockerContainer) ([]hostMount, []volumeUse) {
 	return ms, vs
 }
 
+// defaultMaskedPaths and defaultReadonlyPaths are dockerd 20.10's
+// defaults (oci/defaults.go), which every newer dockerd keeps: an existing
+// container's lists must hold them.
+var (
+	defaultMaskedPaths = []string{"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"}
+	defaultReadonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+)
+
 // checkTarget refuses a request into an existing container (exec, attach,
 // archive, start) whose host settings this guard would not allow at
 // create: the container may be someone else's, such as an administrator's
@@ -653,6 +663,24 @@ func (g *Guard) checkTarget(ct dockerContainer) string {
 	}
 	if !g.AllowDevices && len(h.Devices)+len(h.DeviceCgroupRules)+len(h.DeviceRequests) > 0 {
 		return fmt.Sprintf("%s has host devices, which this guard does not allow (allow_devices)", what)
+	}
+	// An unmasked or writable /proc (systempaths=unconfined, which the
+	// docker CLI sends as empty lists and drops from SecurityOpt) lets
+	// root in the container write /proc/sys/kernel/core_pattern. No knob
+	// allows it, as at create.
+	for _, l := range []struct {
+		field    string
+		got      []string
+		defaults []string
+	}{{"ReadonlyPaths", h.ReadonlyPaths, defaultReadonlyPaths}, {"MaskedPaths", h.MaskedPaths, defaultMaskedPaths}} {
+		if l.got == nil {
+			continue // dockerd applies its defaults
+		}
+		for _, p := range l.defaults {
+			if !slices.Contains(l.got, p) {
+				return fmt.Sprintf("%s has %s without %q (dockerd's default), which this guard does not allow", what, l.field, p)
+			}
+		}
 	}
 	if !g.AllowSecurityOpt {
 		for _, o := range h.SecurityOpt {
