@@ -39,6 +39,7 @@ const (
 	mountsBody                 // the host paths of the body (create, volume create)
 	mountsContainer            // the container in the path, its mounts against every other's (start, restart)
 	mountsTarget               // the container in the path, its mounts and host settings (exec, attach, archive)
+	mountsExec                 // the exec instance in the path, and its container as mountsTarget (exec start)
 )
 
 // lockScope is how long a request holds the Server's guard mutex.
@@ -127,7 +128,9 @@ var guardRoutes = compileRoutes([]guardRoute{
 	target("POST", "/containers/{name:.*}/attach"),
 	refused("POST", "/containers/{name:.*}/copy", whyCopy),
 	body("POST", "/containers/{name:.*}/exec", bodyExec, mountsTarget),
-	allow("POST", "/exec/{name:.*}/start"),
+	// exec start: the instance may be someone else's (an administrator's
+	// docker exec into a privileged container, whose ID /events shows).
+	{method: "POST", tmpl: "/exec/{name:.*}/start", mounts: mountsExec},
 	allow("POST", "/exec/{name:.*}/resize"),
 	// rename: a guarded client cannot rename a container it could not
 	// exec into (an administrator's, whose name their tooling trusts).
@@ -348,6 +351,9 @@ func (g *Guard) classify(method, clean string, u *url.URL, h http.Header) routeC
 		return routeCheck{deny: fmt.Sprintf("%s %s is not a Docker Engine API route this guard knows%s", method, rest, allowHint)}
 	}
 	rc := routeCheck{kind: r.kind, mounts: r.mounts, lock: r.lock}
+	if r.mounts == mountsExec {
+		rc.container = name // the exec instance: dockerd finds it by its full ID only
+	}
 	if r.mounts == mountsContainer || r.mounts == mountsTarget {
 		rc.container = name
 		m := r.re.FindStringSubmatchIndex(rest)
@@ -557,6 +563,38 @@ func (c *conn) guardRequest(req *http.Request, clean string, d Decision) guarded
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultGuardStateTimeout)
 	defer cancel()
 	cf := &confinement{g: g, state: s.dockerState(), resolve: s.o.ResolvePath, lstat: os.Lstat}
+	if rc.mounts == mountsExec {
+		ex, err := cf.state.exec(ctx, rc.container)
+		if err != nil {
+			release()
+			if errors.Is(err, errNoSuchExec) {
+				return guarded{status: http.StatusNotFound, msg: fmt.Sprintf("tlsdock: no such exec instance: %s", rc.container)}
+			}
+			return guarded{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("tlsdock: %s %s: guard %q cannot check the exec instance, so it refuses: %v", req.Method, clean, g.Name(), errDockerState{err})}
+		}
+		if ex.ProcessConfig.Privileged && !g.AllowPrivileged {
+			release()
+			return deny(fmt.Sprintf("exec instance %.12s is privileged, which this guard does not allow (allow_privileged)", rc.container))
+		}
+		if ex.ContainerID == "" {
+			release()
+			return guarded{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("tlsdock: %s %s: guard %q refuses: dockerd's answer for exec instance %q names no container", req.Method, clean, g.Name(), rc.container)}
+		}
+		ct, err := cf.state.container(ctx, ex.ContainerID)
+		if err != nil {
+			release()
+			if errors.Is(err, errNoSuchContainer) {
+				return guarded{status: http.StatusNotFound, msg: fmt.Sprintf("tlsdock: no such container: %s", ex.ContainerID)}
+			}
+			return guarded{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("tlsdock: %s %s: guard %q cannot check the exec instance's container, so it refuses: %v", req.Method, clean, g.Name(), errDockerState{err})}
+		}
+		if msg := g.checkTarget(ct); msg != "" {
+			release()
+			return deny(msg)
+		}
+		cf.self = ct.ID
+		mounts, vols = containerMounts(ct)
+	}
 	if rc.mounts == mountsContainer || rc.mounts == mountsTarget {
 		ct, err := cf.state.container(ctx, rc.container)
 		if err != nil {

@@ -73,7 +73,7 @@ func TestGuardClassify(t *testing.T) {
 		{"archive get", "GET", "/containers/web/archive?path=/", "", "", bodyNone, mountsTarget, "-"},
 		{"archive put", "PUT", "/containers/web/archive?path=/tmp", "application/x-tar", "", bodyNone, mountsTarget, "-"},
 		{"delete container", "DELETE", "/containers/web?force=1", "", "", bodyNone, mountsNone, "-"},
-		{"exec start", "POST", "/exec/abc/start", "application/json", "", bodyNone, mountsNone, "-"},
+		{"exec start", "POST", "/exec/abc/start", "application/json", "", bodyNone, mountsExec, "-"},
 		{"pull", "POST", "/images/create?fromImage=busybox&tag=latest", "", "", bodyNone, mountsNone, "-"},
 		{"import from body", "POST", "/images/create?fromSrc=-&repo=x", "application/x-tar", "", bodyNone, mountsNone, "-"},
 		{"push", "POST", "/images/busybox/push?tag=1", "", "", bodyNone, mountsNone, "-"},
