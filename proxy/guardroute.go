@@ -722,7 +722,9 @@ func (g *Guard) checkTarget(ct dockerContainer) string {
 	}
 	if !g.AllowSecurityOpt {
 		for _, o := range h.SecurityOpt {
-			if l := strings.ToLower(o); strings.Contains(l, "unconfined") || strings.Contains(l, "disable") {
+			// writable-cgroups (dockerd 28) mounts the cgroup filesystem
+			// read-write, which the create model refuses too.
+			if l := strings.ToLower(o); strings.Contains(l, "unconfined") || strings.Contains(l, "disable") || strings.Contains(l, "writable-cgroups") {
 				return fmt.Sprintf("%s has SecurityOpt %q, which this guard does not allow (allow_security_opt)", what, o)
 			}
 		}

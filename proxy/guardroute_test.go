@@ -274,6 +274,8 @@ func TestGuardCheckTarget(t *testing.T) {
 		{"cap add", &dockerHostConfig{CapAdd: []string{"SYS_ADMIN"}}, "allow_cap_add"},
 		{"devices", &dockerHostConfig{DeviceCgroupRules: []string{"b *:* rwm"}}, "allow_devices"},
 		{"unconfined", &dockerHostConfig{SecurityOpt: []string{"apparmor=unconfined"}}, "allow_security_opt"},
+		{"writable cgroups", &dockerHostConfig{SecurityOpt: []string{"writable-cgroups=true"}}, "allow_security_opt"},
+		{"bare writable cgroups", &dockerHostConfig{SecurityOpt: []string{"writable-cgroups"}}, "allow_security_opt"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ct := dockerContainer{ID: "abc", Name: "/admin", HostConfig: tc.h}
