@@ -135,12 +135,14 @@
 //     cannot be asked the request is refused), checks create, and checks
 //     the container's mounts again at start and restart. Guarded create
 //     and start are serialized from check to answer.
-//   - Existing containers. Start, restart, exec create, attach, the
-//     archive endpoints and rename reach into a container that may be
-//     someone else's: the proxy inspects it, and refuses when its host
+//   - Existing containers. Start, restart, exec create and start, attach,
+//     the archive endpoints and rename reach into a container that may be
+//     someone else's: the proxy inspects it (and, at exec start, the exec
+//     instance: a privileged one is refused), and refuses when its host
 //     settings (privileged, host or container:<id> namespaces, added
-//     capabilities, devices, unconfined security options) are ones the
-//     guard's knobs do not allow, or when its mounts fail the bind checks.
+//     capabilities, devices, unconfined security options, an unmasked or
+//     writable /proc) are ones the guard's knobs do not allow, or when its
+//     mounts fail the bind checks.
 //     The request is forwarded with the container's full ID in place of
 //     the name the client wrote, so a rename between the check and
 //     dockerd's handling of it cannot send it to another container.

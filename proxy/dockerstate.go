@@ -18,6 +18,20 @@ type dockerState interface {
 	containers(ctx context.Context) ([]dockerContainer, error)
 	container(ctx context.Context, name string) (dockerContainer, error)
 	volumes(ctx context.Context) ([]dockerVolume, error)
+	exec(ctx context.Context, id string) (dockerExec, error)
+}
+
+// dockerExec is the part of an exec instance (GET /exec/{id}/json) the
+// guard reads when it is started: its container, and whether it is
+// privileged.
+type dockerExec struct {
+	ID            string
+	ContainerID   string
+	ProcessConfig execProcess
+}
+
+type execProcess struct {
+	Privileged bool `json:"privileged"`
 }
 
 // dockerContainer is the part of a container (GET /containers/json?all=1,
@@ -44,6 +58,8 @@ type dockerHostConfig struct {
 	DeviceCgroupRules []string
 	DeviceRequests    []json.RawMessage
 	SecurityOpt       []string
+	MaskedPaths       []string // null: dockerd's defaults
+	ReadonlyPaths     []string
 }
 
 // label names the container in refusals.
@@ -83,6 +99,7 @@ type dockerVolume struct {
 var (
 	errNotFound        = errors.New("not found")
 	errNoSuchContainer = errors.New("no such container")
+	errNoSuchExec      = errors.New("no such exec instance")
 )
 
 // DefaultGuardStateTimeout bounds the questions the guard asks dockerd.
@@ -151,6 +168,15 @@ func (s *socketState) container(ctx context.Context, name string) (dockerContain
 		err = errNoSuchContainer
 	}
 	return c, err
+}
+
+func (s *socketState) exec(ctx context.Context, id string) (dockerExec, error) {
+	var e dockerExec
+	err := s.get(ctx, EscapePath("/exec/"+id+"/json"), &e)
+	if errors.Is(err, errNotFound) {
+		err = errNoSuchExec
+	}
+	return e, err
 }
 
 func (s *socketState) volumes(ctx context.Context) ([]dockerVolume, error) {

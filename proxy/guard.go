@@ -196,6 +196,12 @@ func (g *Guard) checkSource(src string, resolve pathResolver, lstat lstatFunc) s
 		if r == "/" {
 			return ""
 		}
+		// The local driver hands a device to mount(2) as written, and
+		// the kernel resolves ".." after the symlink before it: a/..
+		// with a -> /etc is /, not the clean path checked below.
+		if slices.Contains(strings.Split(src, "/"), "..") {
+			return `the path has a ".." component, which mount(2) resolves after following the symlinks before it: write it without ".."`
+		}
 		msg := checkBelowRoot(r, strings.TrimPrefix(clean, r), resolve, lstat)
 		if msg == "" {
 			return ""

@@ -32,9 +32,24 @@ import (
 // set (not the zero value of its Go type); zero values are dockerd's
 // defaults.
 
-// rawField is a field the guard allows with any value: the key is known,
-// and dockerd checks the value.
-type rawField = json.RawMessage
+// rawField is a field whose value the guard keeps as JSON text: one it
+// allows with any value (the key is known, and dockerd checks the value),
+// or refuses whenever it is set.
+//
+// JSON null leaves it unchanged, as it leaves dockerd's strings, numbers,
+// bools and structs unchanged: {"CgroupParent": "/x", "CgroupParent":
+// null} sets CgroupParent in dockerd, so the guard must still see "/x".
+// (A null that unsets one of dockerd's lists, maps or pointers is kept
+// too: the guard then refuses a value dockerd would drop.)
+type rawField []byte
+
+func (r *rawField) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	*r = append((*r)[:0], b...)
+	return nil
+}
 
 // strSlice is dockerd's strslice.StrSlice: a JSON string or a list of
 // strings (API 1.41 and older accept both).
@@ -105,7 +120,7 @@ type configFields struct {
 type hostConfigFields struct {
 	Binds           []string          `guard:"binds"`
 	ContainerIDFile rawField          `guard:"deny"`
-	LogConfig       *logConfig        `guard:"struct"`
+	LogConfig       logConfig         `guard:"struct"` // a struct in dockerd: null leaves it unchanged
 	NetworkMode     string            `guard:"netmode"`
 	PortBindings    rawField          `guard:"allow"`
 	RestartPolicy   rawField          `guard:"allow"`
@@ -417,7 +432,7 @@ func (w *walker) walk(v reflect.Value, prefix string) {
 		if fv.IsZero() {
 			continue
 		}
-		if raw, ok := fv.Interface().(json.RawMessage); ok && zeroJSON(raw) {
+		if raw, ok := fv.Interface().(rawField); ok && zeroJSON(raw) {
 			continue // null or a zero value leaves dockerd's field unset
 		}
 		rule, ok := f.Tag.Lookup("guard")
@@ -444,7 +459,7 @@ func (w *walker) walk(v reflect.Value, prefix string) {
 
 // zeroJSON is true for a JSON value that decodes to a Go zero value. An
 // empty object is not one: mount.ClusterOptions is an empty struct.
-func zeroJSON(raw json.RawMessage) bool {
+func zeroJSON(raw rawField) bool {
 	var c bytes.Buffer
 	if json.Compact(&c, raw) != nil {
 		return false
@@ -493,7 +508,7 @@ func render(v reflect.Value) string {
 		return strconv.Quote(v.String())
 	}
 	var b []byte
-	if raw, ok := v.Interface().(json.RawMessage); ok {
+	if raw, ok := v.Interface().(rawField); ok {
 		var c bytes.Buffer
 		if json.Compact(&c, raw) == nil {
 			b = c.Bytes()
@@ -778,12 +793,12 @@ func (w *walker) mount(m *mountFields, p string) {
 		return
 	}
 	var src string
-	if len(m.Source) > 0 && json.Unmarshal(m.Source, &src) != nil {
+	if len(m.Source) > 0 && json.Unmarshal([]byte(m.Source), &src) != nil {
 		w.refuse("%s.Source %s is not a string", p, render(reflect.ValueOf(m.Source)))
 		return
 	}
 	var ro bool
-	if len(m.ReadOnly) > 0 && json.Unmarshal(m.ReadOnly, &ro) != nil {
+	if len(m.ReadOnly) > 0 && json.Unmarshal([]byte(m.ReadOnly), &ro) != nil {
 		w.refuse("%s.ReadOnly %s is not a boolean", p, render(reflect.ValueOf(m.ReadOnly)))
 		return
 	}

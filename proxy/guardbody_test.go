@@ -80,6 +80,11 @@ func TestCheckBodyCreate(t *testing.T) {
 		{name: "last duplicate wins", body: `{"HostConfig":{"Privileged":false},"HostConfig":{"Privileged":true}}`, want: "Privileged"},
 		{name: "duplicates merge", body: `{"HostConfig":{"Privileged":true},"HostConfig":{"CapDrop":["ALL"]}}`, want: "Privileged"},
 		{name: "duplicate field", body: `{"HostConfig":{"Privileged":true,"Privileged":false}}`},
+		// null leaves dockerd's strings and structs as they were.
+		{name: "null keeps a string", body: `{"HostConfig":{"CgroupParent":"/host.slice","CgroupParent":null}}`, want: `HostConfig.CgroupParent "/host.slice"`},
+		{name: "null keeps a struct", body: `{"HostConfig":{"LogConfig":{"Type":"syslog","Config":{"syslog-address":"tcp://10.0.0.1:514"}},"LogConfig":null}}`, want: "HostConfig.LogConfig"},
+		{name: "null keeps a volume name", body: `{"HostConfig":{"Mounts":[{"Type":"volume","Source":"data","Source":null,"Target":"/d"}]}}`, volumes: []string{"data"}},
+		{name: "null keeps a bind source", body: `{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/srv/a","Source":null,"Target":"/d"}]}}`, mounts: []string{"HostConfig.Mounts[0].Source=/srv/a"}},
 		{name: "trailing value ignored like dockerd 20.10", body: `{"Image":"x"} {"HostConfig":{"Privileged":true}}`},
 
 		// Legacy top-level host settings (ContainerConfigWrapper).

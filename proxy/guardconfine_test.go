@@ -24,6 +24,7 @@ type fakeState struct {
 	// container it returns: it may change cs (a rename on the host).
 	onInspect func()
 	asked     int
+	execs     []dockerExec
 }
 
 func (f *fakeState) containers(context.Context) ([]dockerContainer, error) {
@@ -51,6 +52,20 @@ func (f *fakeState) container(_ context.Context, name string) (dockerContainer, 
 		}
 	}
 	return dockerContainer{}, errNoSuchContainer
+}
+
+func (f *fakeState) exec(_ context.Context, id string) (dockerExec, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return dockerExec{}, f.err
+	}
+	for _, e := range f.execs {
+		if e.ID == id {
+			return e, nil
+		}
+	}
+	return dockerExec{}, errNoSuchExec
 }
 
 func (f *fakeState) volumes(context.Context) ([]dockerVolume, error) {

@@ -352,3 +352,85 @@ func TestBodyModelRefusesUnknownFields(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyModelNullKeepsTheValue: JSON null leaves a string, number,
+// bool or struct of dockerd's unchanged, so {"CgroupParent": "/x",
+// "CgroupParent": null} sets CgroupParent in dockerd. For every field the
+// model refuses, the same body with a duplicate null after the value, of
+// the field or of any field enclosing it, must be refused too wherever
+// dockerd's own types keep the value.
+func TestBodyModelNullKeepsTheValue(t *testing.T) {
+	g := &Guard{name: "strict"}
+	tried := 0
+	for _, root := range apiRoots() {
+		t.Run(root.name, func(t *testing.T) {
+			for _, leaf := range leaves(root.typ, nil, map[reflect.Type]bool{}) {
+				value, err := json.Marshal(nonZero(t, leaf.typ).Interface())
+				if err != nil {
+					t.Fatalf("%v: %v", leaf.steps, err)
+				}
+				single := buildDup(leaf.steps, string(value), -1, "")
+				for k, st := range leaf.steps {
+					if st.name == "" {
+						continue
+					}
+					double := buildDup(leaf.steps, string(value), k, "")
+					// What dockerd's types make of both.
+					a, b := reflect.New(root.typ), reflect.New(root.typ)
+					if json.Unmarshal([]byte(single), a.Interface()) != nil || json.Unmarshal([]byte(double), b.Interface()) != nil {
+						continue
+					}
+					if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+						continue // null unsets it in dockerd too
+					}
+					wrap := func(body string) []byte {
+						for i := len(root.prefix) - 1; i >= 0; i-- {
+							body = fmt.Sprintf("{%q:%s}", root.prefix[i], body)
+						}
+						return []byte(body)
+					}
+					if _, _, deny := g.checkBody(root.kind, wrap(single)); deny == "" {
+						continue
+					}
+					tried++
+					if _, _, deny := g.checkBody(root.kind, wrap(double)); deny == "" {
+						t.Errorf("%s is allowed; dockerd reads it as %s, which is refused", wrap(double), wrap(single))
+					}
+				}
+			}
+		})
+	}
+	if tried < 50 {
+		t.Errorf("only %d refused fields tried", tried)
+	}
+}
+
+// buildDup is build as JSON text, with a duplicate null after the field
+// at steps[dup] (none when dup < 0).
+func buildDup(steps []fieldStep, value string, dup int, path string) string {
+	if len(steps) == 0 {
+		return value
+	}
+	s := steps[0]
+	switch {
+	case s.list:
+		inner := buildDup(steps[1:], value, dup-1, path+"[0]")
+		if strings.HasPrefix(inner, "{") && strings.HasSuffix(path, "Mounts") {
+			for k, v := range mountContext(steps[1:]) {
+				if !strings.Contains(inner, fmt.Sprintf("{%q:", k)) {
+					b, _ := json.Marshal(v)
+					inner = fmt.Sprintf("{%q:%s,", k, b) + inner[1:]
+				}
+			}
+		}
+		return "[" + inner + "]"
+	case s.mapOf:
+		return `{"x":` + buildDup(steps[1:], value, dup-1, path+`["x"]`) + "}"
+	default:
+		inner := buildDup(steps[1:], value, dup-1, join(path, s.name))
+		if dup == 0 {
+			return fmt.Sprintf("{%q:%s,%q:null}", s.name, inner, s.name)
+		}
+		return fmt.Sprintf("{%q:%s}", s.name, inner)
+	}
+}

@@ -341,3 +341,69 @@ func TestGuardNeedsTheFullID(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardDotDotAfterSymlink: the local driver hands a volume's device
+// to mount(2) as written, and the kernel resolves ".." after following
+// the symlink before it. root/escape/.. cleans to root, but the kernel
+// mounts the parent of outside: a guarded client that has made a symlink
+// in a writable bind (ln -s / /w/a) mounts the host's root with it.
+func TestGuardDotDotAfterSymlink(t *testing.T) {
+	root, _ := hostTree(t)
+	st := &fakeState{}
+	_, do := guardEnv(t, root, st, "")
+	dev := root + "/escape/.."
+	body := fmt.Sprintf(`{"Name":"v","Driver":"local","DriverOpts":{"type":"none","o":"bind","device":%q}}`, dev)
+	if status, got := do("POST", "/v1.41/volumes/create", body); status != 403 || !strings.Contains(dockerMessage(t, got), `".."`) {
+		t.Fatalf("volume create with device %q: %d %s", dev, status, got)
+	}
+	// The same volume, created by someone else, is refused when used.
+	st.vols = []dockerVolume{{Name: "v", Driver: "local", Options: map[string]string{"type": "none", "o": "bind", "device": dev}}}
+	if status, got := do("POST", "/v1.41/containers/create", `{"Image":"x","HostConfig":{"Binds":["v:/d"]}}`); status != 403 || !strings.Contains(dockerMessage(t, got), `".."`) {
+		t.Fatalf("create with the volume: %d %s", status, got)
+	}
+	// A bind source with ".." is refused too (dockerd cleans it, but
+	// nothing is lost).
+	if status, got := do("POST", "/v1.41/containers/create", fmt.Sprintf(`{"Image":"x","HostConfig":{"Binds":[%q]}}`, root+"/data/../data:/d")); status != 403 || !strings.Contains(dockerMessage(t, got), `".."`) {
+		t.Fatalf("create with a bind through ..: %d %s", status, got)
+	}
+}
+
+// TestGuardForeignExecStart: an exec instance is checked when it is
+// started too. Someone else's exec instance (an administrator's docker
+// exec -it into a privileged container, announced by an exec_create
+// event with its ID) started by the guarded client would hand it that
+// shell; so would a privileged exec instance.
+func TestGuardForeignExecStart(t *testing.T) {
+	root, _ := hostTree(t)
+	eid := func(n string) string { return cid("exec " + n) }
+	st := &fakeState{
+		cs: []dockerContainer{
+			{ID: cid("admin"), Name: "/admin", HostConfig: &dockerHostConfig{Privileged: true}},
+			{ID: cid("agent"), Name: "/agent", HostConfig: &dockerHostConfig{}, Mounts: []dockerMount{bindMount("/", false)}},
+			{ID: cid("mine"), Name: "/mine", HostConfig: &dockerHostConfig{}, Mounts: []dockerMount{bindMount(root+"/data", true)}},
+		},
+		execs: []dockerExec{
+			{ID: eid("admin"), ContainerID: cid("admin")},
+			{ID: eid("agent"), ContainerID: cid("agent")},
+			{ID: eid("priv"), ContainerID: cid("mine"), ProcessConfig: execProcess{Privileged: true}},
+			{ID: eid("mine"), ContainerID: cid("mine")},
+		},
+	}
+	_, do := guardEnv(t, root, st, "")
+	for _, tc := range []struct {
+		exec   string
+		status int
+		want   string
+	}{
+		{eid("admin"), 403, "privileged"},
+		{eid("agent"), 403, "outside the allowed roots"},
+		{eid("priv"), 403, "allow_privileged"},
+		{eid("mine"), 404, "page not found"}, // forwarded
+		{eid("nosuch"), 404, "no such exec instance"},
+	} {
+		status, body := do("POST", "/v1.41/exec/"+tc.exec+"/start", `{"Detach":true}`)
+		if status != tc.status || !strings.Contains(body, tc.want) {
+			t.Errorf("start exec %s: %d %s, want %d with %q", tc.exec[:12], status, body, tc.status, tc.want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -38,6 +39,7 @@ const (
 	mountsBody                 // the host paths of the body (create, volume create)
 	mountsContainer            // the container in the path, its mounts against every other's (start, restart)
 	mountsTarget               // the container in the path, its mounts and host settings (exec, attach, archive)
+	mountsExec                 // the exec instance in the path, and its container as mountsTarget (exec start)
 )
 
 // lockScope is how long a request holds the Server's guard mutex.
@@ -126,7 +128,9 @@ var guardRoutes = compileRoutes([]guardRoute{
 	target("POST", "/containers/{name:.*}/attach"),
 	refused("POST", "/containers/{name:.*}/copy", whyCopy),
 	body("POST", "/containers/{name:.*}/exec", bodyExec, mountsTarget),
-	allow("POST", "/exec/{name:.*}/start"),
+	// exec start: the instance may be someone else's (an administrator's
+	// docker exec into a privileged container, whose ID /events shows).
+	{method: "POST", tmpl: "/exec/{name:.*}/start", mounts: mountsExec},
 	allow("POST", "/exec/{name:.*}/resize"),
 	// rename: a guarded client cannot rename a container it could not
 	// exec into (an administrator's, whose name their tooling trusts).
@@ -347,6 +351,9 @@ func (g *Guard) classify(method, clean string, u *url.URL, h http.Header) routeC
 		return routeCheck{deny: fmt.Sprintf("%s %s is not a Docker Engine API route this guard knows%s", method, rest, allowHint)}
 	}
 	rc := routeCheck{kind: r.kind, mounts: r.mounts, lock: r.lock}
+	if r.mounts == mountsExec {
+		rc.container = name // the exec instance: dockerd finds it by its full ID only
+	}
 	if r.mounts == mountsContainer || r.mounts == mountsTarget {
 		rc.container = name
 		m := r.re.FindStringSubmatchIndex(rest)
@@ -556,6 +563,38 @@ func (c *conn) guardRequest(req *http.Request, clean string, d Decision) guarded
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultGuardStateTimeout)
 	defer cancel()
 	cf := &confinement{g: g, state: s.dockerState(), resolve: s.o.ResolvePath, lstat: os.Lstat}
+	if rc.mounts == mountsExec {
+		ex, err := cf.state.exec(ctx, rc.container)
+		if err != nil {
+			release()
+			if errors.Is(err, errNoSuchExec) {
+				return guarded{status: http.StatusNotFound, msg: fmt.Sprintf("tlsdock: no such exec instance: %s", rc.container)}
+			}
+			return guarded{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("tlsdock: %s %s: guard %q cannot check the exec instance, so it refuses: %v", req.Method, clean, g.Name(), errDockerState{err})}
+		}
+		if ex.ProcessConfig.Privileged && !g.AllowPrivileged {
+			release()
+			return deny(fmt.Sprintf("exec instance %.12s is privileged, which this guard does not allow (allow_privileged)", rc.container))
+		}
+		if ex.ContainerID == "" {
+			release()
+			return guarded{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("tlsdock: %s %s: guard %q refuses: dockerd's answer for exec instance %q names no container", req.Method, clean, g.Name(), rc.container)}
+		}
+		ct, err := cf.state.container(ctx, ex.ContainerID)
+		if err != nil {
+			release()
+			if errors.Is(err, errNoSuchContainer) {
+				return guarded{status: http.StatusNotFound, msg: fmt.Sprintf("tlsdock: no such container: %s", ex.ContainerID)}
+			}
+			return guarded{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("tlsdock: %s %s: guard %q cannot check the exec instance's container, so it refuses: %v", req.Method, clean, g.Name(), errDockerState{err})}
+		}
+		if msg := g.checkTarget(ct); msg != "" {
+			release()
+			return deny(msg)
+		}
+		cf.self = ct.ID
+		mounts, vols = containerMounts(ct)
+	}
 	if rc.mounts == mountsContainer || rc.mounts == mountsTarget {
 		ct, err := cf.state.container(ctx, rc.container)
 		if err != nil {
@@ -611,6 +650,15 @@ func containerMounts(ct dockerContainer) ([]hostMount, []volumeUse) {
 	return ms, vs
 }
 
+// defaultMaskedPaths and defaultReadonlyPaths are dockerd 20.10's
+// defaults (oci/defaults.go), which every newer dockerd keeps: an existing
+// container's lists must hold them.
+var (
+	defaultMaskedPaths = []string{"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"}
+	defaultReadonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+)
+
 // checkTarget refuses a request into an existing container (exec, attach,
 // archive, start) whose host settings this guard would not allow at
 // create: the container may be someone else's, such as an administrator's
@@ -654,9 +702,29 @@ func (g *Guard) checkTarget(ct dockerContainer) string {
 	if !g.AllowDevices && len(h.Devices)+len(h.DeviceCgroupRules)+len(h.DeviceRequests) > 0 {
 		return fmt.Sprintf("%s has host devices, which this guard does not allow (allow_devices)", what)
 	}
+	// An unmasked or writable /proc (systempaths=unconfined, which the
+	// docker CLI sends as empty lists and drops from SecurityOpt) lets
+	// root in the container write /proc/sys/kernel/core_pattern. No knob
+	// allows it, as at create.
+	for _, l := range []struct {
+		field    string
+		got      []string
+		defaults []string
+	}{{"ReadonlyPaths", h.ReadonlyPaths, defaultReadonlyPaths}, {"MaskedPaths", h.MaskedPaths, defaultMaskedPaths}} {
+		if l.got == nil {
+			continue // dockerd applies its defaults
+		}
+		for _, p := range l.defaults {
+			if !slices.Contains(l.got, p) {
+				return fmt.Sprintf("%s has %s without %q (dockerd's default), which this guard does not allow", what, l.field, p)
+			}
+		}
+	}
 	if !g.AllowSecurityOpt {
 		for _, o := range h.SecurityOpt {
-			if l := strings.ToLower(o); strings.Contains(l, "unconfined") || strings.Contains(l, "disable") {
+			// writable-cgroups (dockerd 28) mounts the cgroup filesystem
+			// read-write, which the create model refuses too.
+			if l := strings.ToLower(o); strings.Contains(l, "unconfined") || strings.Contains(l, "disable") || strings.Contains(l, "writable-cgroups") {
 				return fmt.Sprintf("%s has SecurityOpt %q, which this guard does not allow (allow_security_opt)", what, o)
 			}
 		}

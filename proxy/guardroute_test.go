@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -72,7 +73,7 @@ func TestGuardClassify(t *testing.T) {
 		{"archive get", "GET", "/containers/web/archive?path=/", "", "", bodyNone, mountsTarget, "-"},
 		{"archive put", "PUT", "/containers/web/archive?path=/tmp", "application/x-tar", "", bodyNone, mountsTarget, "-"},
 		{"delete container", "DELETE", "/containers/web?force=1", "", "", bodyNone, mountsNone, "-"},
-		{"exec start", "POST", "/exec/abc/start", "application/json", "", bodyNone, mountsNone, "-"},
+		{"exec start", "POST", "/exec/abc/start", "application/json", "", bodyNone, mountsExec, "-"},
 		{"pull", "POST", "/images/create?fromImage=busybox&tag=latest", "", "", bodyNone, mountsNone, "-"},
 		{"import from body", "POST", "/images/create?fromSrc=-&repo=x", "application/x-tar", "", bodyNone, mountsNone, "-"},
 		{"push", "POST", "/images/busybox/push?tag=1", "", "", bodyNone, mountsNone, "-"},
@@ -273,6 +274,8 @@ func TestGuardCheckTarget(t *testing.T) {
 		{"cap add", &dockerHostConfig{CapAdd: []string{"SYS_ADMIN"}}, "allow_cap_add"},
 		{"devices", &dockerHostConfig{DeviceCgroupRules: []string{"b *:* rwm"}}, "allow_devices"},
 		{"unconfined", &dockerHostConfig{SecurityOpt: []string{"apparmor=unconfined"}}, "allow_security_opt"},
+		{"writable cgroups", &dockerHostConfig{SecurityOpt: []string{"writable-cgroups=true"}}, "allow_security_opt"},
+		{"bare writable cgroups", &dockerHostConfig{SecurityOpt: []string{"writable-cgroups"}}, "allow_security_opt"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ct := dockerContainer{ID: "abc", Name: "/admin", HostConfig: tc.h}
@@ -317,5 +320,40 @@ func TestGuardPinnedPath(t *testing.T) {
 	}
 	if n != 9 {
 		t.Errorf("%d routes into a container, want 9 (start, restart, exec, attach, attach/ws, rename, archive GET, HEAD, PUT)", n)
+	}
+}
+
+// TestGuardCheckTargetSystemPaths: an existing container whose /proc is
+// unmasked or writable (MaskedPaths or ReadonlyPaths without dockerd's
+// defaults, as `docker run --security-opt systempaths=unconfined` makes
+// it: the CLI drops the option from SecurityOpt) lets root in it write
+// /proc/sys/kernel/core_pattern, so exec into it reaches the host. No
+// knob allows it, as at create. The lists come from inspect, where
+// dockerd stores its defaults, or null (the defaults too).
+func TestGuardCheckTargetSystemPaths(t *testing.T) {
+	defaults := `"MaskedPaths":["/proc/asound","/proc/acpi","/proc/kcore","/proc/keys","/proc/latency_stats","/proc/timer_list","/proc/timer_stats","/proc/sched_debug","/proc/scsi","/sys/firmware"],` +
+		`"ReadonlyPaths":["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"]`
+	loose := compiledGuard(t, Guard{AllowPrivileged: true, AllowHostNetwork: true, AllowHostPID: true, AllowHostIPC: true,
+		AllowHostUTS: true, AllowHostUserns: true, AllowCapAdd: true, AllowDevices: true, AllowSecurityOpt: true, AllowContainerNamespaces: true})
+	for _, tc := range []struct {
+		name, hc, want string
+	}{
+		{"dockerd's defaults", defaults, ""},
+		{"null", `"MaskedPaths":null,"ReadonlyPaths":null`, ""},
+		{"more than the defaults", strings.Replace(defaults, `"/proc/bus",`, `"/proc/bus","/proc/extra",`, 1), ""},
+		{"systempaths=unconfined", `"MaskedPaths":[],"ReadonlyPaths":[]`, "ReadonlyPaths"},
+		{"/proc/sys writable", strings.Replace(defaults, `"/proc/sys",`, "", 1), `"/proc/sys"`},
+		{"/proc/kcore unmasked", strings.Replace(defaults, `"/proc/kcore",`, "", 1), `"/proc/kcore"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ct dockerContainer
+			if err := json.Unmarshal([]byte(`{"Id":"abc","Name":"/admin","HostConfig":{`+tc.hc+`}}`), &ct); err != nil {
+				t.Fatal(err)
+			}
+			got := loose.checkTarget(ct)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
