@@ -252,6 +252,8 @@ func TestGuardedDockerCLI(t *testing.T) {
 			{"oom-score", []string{"--oom-score-adj", "500"}, []string{"read", "/proc/self/oom_score_adj"}, "500", "", ""},
 			{"group-add", []string{"--group-add", "123"}, []string{"read", "/proc/self/status"}, " 123 ", "", ""},
 			{"platform", []string{"--platform", "linux/amd64"}, []string{"echo", "ok"}, "ok", "", ""},
+			{"tty", []string{"-t"}, []string{"echo", "on a tty"}, "on a tty\r\n", "", ""},
+			{"bind-ro", []string{"-v", "/srv/ci/work:/work:ro"}, []string{"ln", "/x", "/work/y"}, "", "", "read-only file system"},
 		}
 		hasInit := hostHas(ctx, h, "docker-init")
 		for _, tc := range cases {
@@ -313,6 +315,8 @@ func TestGuardedDockerCLI(t *testing.T) {
 		c.must(t, "rename", "life", "life2")
 		wantOut(t, "docker exec -e -w -u", c.must(t, "exec", "-e", "X=1", "-w", "/etc", "-u", "1000", "life2", "/tiny", "read", "hostname"), strings.TrimSpace(c.must(t, "inspect", "--format", "{{.Config.Hostname}}", "life2")))
 		wantOut(t, "docker diff", c.must(t, "diff", "life2"), "")
+		wantOut(t, "docker exec -t", c.must(t, "exec", "-t", "life2", "/tiny", "echo", "tty"), "tty")
+		c.must(t, "exec", "-d", "life2", "/tiny", "sleep")
 		export := t.TempDir() + "/life.tar"
 		c.must(t, "export", "-o", export, "life2")
 		if st, err := os.Stat(export); err != nil || st.Size() < 1024 {
@@ -410,7 +414,14 @@ func TestGuardedDockerCLI(t *testing.T) {
 		}
 		wantIn(t, "docker build - < tar", c.mustIn(t, legacy, &tb, "build", "-t", "built:tar", "-"), "Successfully tagged built:tar")
 		wantOut(t, "docker run built:tar", c.must(t, "run", "--rm", "built:tar", "read", "/hello.txt"), "built from stdin")
-		wantIn(t, "docker rmi built", c.must(t, "rmi", "built:dir", "built:tar"), "Untagged: built:dir", "Untagged: built:tar")
+		// The everyday options of the classic builder.
+		if err := os.WriteFile(filepath.Join(dir, "Other.Dockerfile"), []byte("FROM tiny AS base\nARG GREETING\nLABEL greeting=$GREETING\nCOPY hello.txt /other.txt\nFROM base AS final\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		wantIn(t, "docker build with options", c.mustIn(t, legacy, nil, "build", "-f", filepath.Join(dir, "Other.Dockerfile"), "--build-arg", "GREETING=hi",
+			"--label", "built.by=ci", "--target", "final", "--no-cache", "--pull=false", "--network", "none", "--memory", "256m", "-q", "-t", "built:opts", dir), "sha256:")
+		wantOut(t, "docker image inspect built:opts", c.must(t, "image", "inspect", "--format", `{{index .Config.Labels "greeting"}} {{index .Config.Labels "built.by"}}`, "built:opts"), "hi ci")
+		wantIn(t, "docker rmi built", c.must(t, "rmi", "built:dir", "built:tar", "built:opts"), "Untagged: built:dir", "Untagged: built:tar", "Untagged: built:opts")
 	})
 
 	t.Run("prune and df", func(t *testing.T) {
