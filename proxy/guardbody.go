@@ -128,7 +128,7 @@ type hostConfigFields struct {
 	VolumeDriver    string            `guard:"volumedriver"`
 	VolumesFrom     []string          `guard:"volumesfrom"`
 	ConsoleSize     rawField          `guard:"allow"`
-	Annotations     rawField          `guard:"deny"`
+	Annotations     rawField          `guard:"emptymap"`
 	CapAdd          strSlice          `guard:"capadd"`
 	CapDrop         rawField          `guard:"allow"`
 	CgroupnsMode    string            `guard:"cgroupns"`
@@ -250,7 +250,7 @@ type endpointSettings struct {
 	IPAMConfig          rawField `guard:"allow"`
 	Links               rawField `guard:"allow"`
 	Aliases             rawField `guard:"allow"`
-	DriverOpts          rawField `guard:"deny"` // per-endpoint sysctls and driver settings
+	DriverOpts          rawField `guard:"emptymap"` // per-endpoint sysctls and driver settings
 	GwPriority          rawField `guard:"allow"`
 	NetworkID           rawField `guard:"deny"`
 	EndpointID          rawField `guard:"deny"`
@@ -315,7 +315,7 @@ type networkCreateRequest struct {
 
 type ipamFields struct {
 	Driver  string   `guard:"ipamdriver"`
-	Options rawField `guard:"deny"`
+	Options rawField `guard:"emptymap"`
 	Config  rawField `guard:"allow"`
 }
 
@@ -531,6 +531,15 @@ var bodyRules map[string]func(w *walker, p string, v reflect.Value)
 
 func init() {
 	bodyRules = map[string]func(w *walker, p string, v reflect.Value){
+		// A map of dockerd's that configures nothing when empty: the
+		// docker CLI sends {} for IPAM.Options and an endpoint's
+		// DriverOpts. Any entry is refused.
+		"emptymap": func(w *walker, p string, v reflect.Value) {
+			var m map[string]json.RawMessage
+			if raw, ok := v.Interface().(rawField); !ok || json.Unmarshal(raw, &m) != nil || len(m) > 0 {
+				w.refuse("%s %s is not allowed", p, render(v))
+			}
+		},
 		"privileged": func(w *walker, p string, v reflect.Value) {
 			if !w.g.AllowPrivileged {
 				w.refuse("%s true is not allowed (allow_privileged)", p)

@@ -297,6 +297,9 @@ func TestCheckBodyOtherKinds(t *testing.T) {
 		{name: "network host driver", kind: bodyNetworkCreate, body: `{"Name":"n","Driver":"host"}`, want: `Driver "host"`},
 		{name: "network bridge name", kind: bodyNetworkCreate, body: `{"Name":"n","Options":{"com.docker.network.bridge.name":"eth0"}}`, want: `Options "com.docker.network.bridge.name"`},
 		{name: "network ipam driver", kind: bodyNetworkCreate, body: `{"Name":"n","IPAM":{"Driver":"dhcp"}}`, want: `IPAM.Driver "dhcp"`},
+		// The exact body of `docker network create cinet` (docker 28 CLI, API 1.41).
+		{name: "network as the docker CLI sends it", kind: bodyNetworkCreate, body: `{"Driver":"bridge","Scope":"","IPAM":{"Driver":"default","Options":{},"Config":[]},"Internal":false,"Attachable":false,"Ingress":false,"ConfigOnly":false,"ConfigFrom":null,"Options":{},"Labels":{},"Name":"cinet","CheckDuplicate":true}`},
+		{name: "network ipam options not a map", kind: bodyNetworkCreate, body: `{"Name":"n","IPAM":{"Options":[]}}`, want: "IPAM.Options"},
 		{name: "network ipam options", kind: bodyNetworkCreate, body: `{"Name":"n","IPAM":{"Options":{"a":"b"}}}`, want: "IPAM.Options"},
 		{name: "network config from", kind: bodyNetworkCreate, body: `{"Name":"n","ConfigFrom":{"Network":"x"}}`, want: "ConfigFrom"},
 		{name: "network config only", kind: bodyNetworkCreate, body: `{"Name":"n","ConfigOnly":true}`, want: "ConfigOnly"},
@@ -304,6 +307,10 @@ func TestCheckBodyOtherKinds(t *testing.T) {
 
 		// Network connect.
 		{name: "connect", kind: bodyNetworkConnect, body: `{"Container":"c","EndpointConfig":{"Aliases":["a"]},"Force":true}`},
+		// The exact body of `docker network connect --alias nc-alias adminnet work`.
+		{name: "connect as the docker CLI sends it", kind: bodyNetworkConnect, body: `{"Container":"work","EndpointConfig":{"IPAMConfig":{},"Links":null,"Aliases":[],"MacAddress":"","DriverOpts":{},"GwPriority":0,"NetworkID":"","EndpointID":"","Gateway":"","IPAddress":"","IPPrefixLen":0,"IPv6Gateway":"","GlobalIPv6Address":"","GlobalIPv6PrefixLen":0,"DNSNames":null}}`},
+		{name: "create annotations empty", kind: bodyCreate, body: `{"Image":"i","HostConfig":{"Annotations":{}}}`},
+		{name: "create annotations", kind: bodyCreate, body: `{"Image":"i","HostConfig":{"Annotations":{"run.oci.x":"y"}}}`, want: "HostConfig.Annotations"},
 		{name: "connect driver opts", kind: bodyNetworkConnect, body: `{"Container":"c","EndpointConfig":{"DriverOpts":{"a":"b"}}}`, want: "EndpointConfig.DriverOpts"},
 		{name: "connect unknown", kind: bodyNetworkConnect, body: `{"Container":"c","Foo":1}`, want: "unknown"},
 	})
