@@ -3,12 +3,8 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -59,24 +55,12 @@ func TestRealPKICRL(t *testing.T) {
 	if err := d.Reload(set); err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(set.CAs[0])
 	ping := func(name string) error {
 		c, err := tls.LoadX509KeyPair(filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{c}, ServerName: "localhost"}, DisableKeepAlives: true}, Timeout: 10 * time.Second}
-		resp, err := hc.Get("https://" + addr + "/_ping")
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != 200 {
-			return errors.New(resp.Status)
-		}
-		return nil
+		return pingWith(addr, set.CAs[0], c)
 	}
 	if err := ping("bob"); err != nil {
 		t.Fatalf("bob: %v", err)

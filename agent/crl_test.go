@@ -88,10 +88,16 @@ func startCRLDaemon(t *testing.T, root string, p *certtest.PKI, crl string) *crl
 }
 
 func (cd *crlDaemon) ping(p *certtest.PKI, c tls.Certificate) error {
+	return pingWith(cd.addr, p.Root.Cert, c)
+}
+
+// pingWith sends GET /_ping to addr over mutual TLS as client c, trusting
+// root, and fails unless the answer is 200.
+func pingWith(addr string, root *x509.Certificate, c tls.Certificate) error {
 	pool := x509.NewCertPool()
-	pool.AddCert(p.Root.Cert)
+	pool.AddCert(root)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{c}, ServerName: "localhost"}, DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	resp, err := hc.Get("https://" + cd.addr + "/_ping")
+	resp, err := hc.Get("https://" + addr + "/_ping")
 	if err != nil {
 		return err
 	}

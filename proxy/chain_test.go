@@ -7,9 +7,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"io"
-	"log/slog"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,31 +32,7 @@ type chainEnv struct {
 func newChainEnv(t *testing.T) *chainEnv {
 	t.Helper()
 	p := certtest.New(t)
-	certPEM, keyPEM := p.Server(t)
-	set, err := certstore.ParseSet(p.Root.PEM, certPEM, keyPEM, certstore.SetNames{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &chainEnv{pki: p, logs: &syncBuffer{}, pool: x509.NewCertPool(), dir: t.TempDir()}
-	e.pool.AddCert(p.Root.Cert)
-	fake := newFakeDockerd(t)
-	e.srv, err = New(set, Options{Socket: fake.sock, Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.addr = l.Addr().String()
-	go e.srv.Serve(l)
-	t.Cleanup(func() {
-		e.srv.Close()
-		if t.Failed() {
-			t.Logf("proxy log:\n%s", e.logs.String())
-		}
-	})
-	return e
+	return newBundleEnv(t, p, p.Root.PEM)
 }
 
 func (e *chainEnv) cfg(c tls.Certificate) *tls.Config {
