@@ -37,6 +37,10 @@ type Result struct {
 	Error      string       `json:"error,omitempty"`
 	// Journal holds dockerd's last journal lines after a failed restart.
 	Journal string `json:"journal,omitempty"`
+	// Fingerprint is that of the set served (certstore.Set.Fingerprint).
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// served is the set the result describes, for the rotation loop.
+	served *certstore.Set
 }
 
 // ErrRolledBack marks a failure after which the host was put back as it
@@ -115,7 +119,7 @@ func (a *Agent) describe(res *Result, plan *Plan) {
 	res.Warnings = append(res.Warnings, plan.Warnings...)
 	res.Restarted = plan.Restart
 	if plan.Set != nil {
-		res.Serial = plan.Set.Serial()
+		res.Serial, res.Fingerprint, res.served = plan.Set.Serial(), plan.Set.Fingerprint(), plan.Set
 		res.NotAfter = plan.Set.Cert.NotAfter
 	}
 	res.Certs = "unchanged"

@@ -69,6 +69,11 @@ type Config struct {
 	// USER:GROUP, own and write the source: a PKI agent's service user.
 	// Otherwise only root may be able to change it (SourceTrust).
 	AllowSourceOwner string
+	// SourceSet, when set, is the source set the caller already loaded
+	// with the source trust checks (certstore.LoadSource) and validated:
+	// the plan uses it instead of reading Certs again, so that what was
+	// checked is what is installed. It still checks the requirements.
+	SourceSet *certstore.Set `json:"-"`
 }
 
 // DefaultAuditLog is proxy mode's audit log; tlsdock.service's

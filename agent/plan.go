@@ -469,10 +469,13 @@ func (a *Agent) planCerts(ctx context.Context, plan *Plan, cfg Config, now time.
 		a.o.Logger.Warn("the installed set does not load; it will be replaced", "dir", SSLDir, "err", err)
 		installed = nil
 	}
-	if cfg.Certs != "" {
-		set, err := a.loadSource(cfg)
-		if err != nil {
-			return &InputError{Field: "--certs", Err: err}
+	if cfg.Certs != "" || cfg.SourceSet != nil {
+		set := cfg.SourceSet
+		if set == nil {
+			var err error
+			if set, err = a.loadSource(cfg); err != nil {
+				return &InputError{Field: "--certs", Err: err}
+			}
 		}
 		if err := set.Validate(req); err != nil {
 			return &InputError{Field: "--certs", Err: err}

@@ -546,9 +546,31 @@ func (r *Rotator) refreshInstalled() {
 		r.log.Warn("the installed set does not load; a valid source set replaces it", "dir", SSLDir, "err", err)
 		set = nil
 	}
+	r.setInstalled(set)
+}
+
+func (r *Rotator) setInstalled(set *certstore.Set) {
 	r.installed = set
 	if set != nil {
 		r.o.Metrics.setExpiry(set.Cert.NotAfter)
+	}
+}
+
+// served takes what dockerd serves after a Provision from its result:
+// the set the sequence installed, or the one handed to it. Only a failed
+// sequence, or a result that does not say, makes it read what is
+// installed.
+func (r *Rotator) served(res *Result, err error, handed *certstore.Set) {
+	switch {
+	case err != nil || res.Fingerprint == "":
+		r.refreshInstalled()
+	case res.served != nil && res.served.Fingerprint() == res.Fingerprint:
+		r.setInstalled(res.served)
+	case handed != nil && handed.Fingerprint() == res.Fingerprint:
+		r.setInstalled(handed)
+	case res.Fingerprint == r.installedFP():
+	default:
+		r.refreshInstalled()
 	}
 }
 
@@ -654,14 +676,15 @@ func (r *Rotator) maybeRotate(ctx context.Context, now time.Time) {
 	r.log.Info("rotating", "from", r.installed.Serial(), "to", set.Serial(), "dir", cfg.Certs)
 	r.o.Notify("STATUS=rotating to serial " + set.Serial())
 	r.lastStatus = ""
+	cfg.SourceSet = set // the sequence installs what was validated here
 	res, err := r.provision(ctx, cfg)
-	r.refreshInstalled()
+	r.served(res, err, set)
 	r.force = false
 	now = r.o.Clock.Now()
 	if r.after(res, err, now, set.Serial()) {
-		if r.installedFP() != set.Fingerprint() {
-			// The source changed between the scan and the sequence's own
-			// read: look again.
+		if res.Fingerprint != set.Fingerprint() {
+			// The sequence served another set than the one handed to
+			// it: look at the source again.
 			r.scanNow = true
 		}
 		r.candidate = nil
@@ -691,7 +714,7 @@ func (r *Rotator) maybeRenew(ctx context.Context, now time.Time) {
 		r.lastStatus = ""
 	}
 	res, err := r.provision(ctx, r.cfg.Config)
-	r.refreshInstalled()
+	r.served(res, err, nil)
 	r.force = false
 	now = r.o.Clock.Now()
 	if err == nil && (r.installed == nil || wasDue && r.installed.Serial() == before) {

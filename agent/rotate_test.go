@@ -132,7 +132,7 @@ func (f *fakeApplier) Provision(ctx context.Context, cfg Config) (*Result, error
 		if f.installed != nil && (f.neverRenew || now.Before(renewTime(f.installed.Cert, cfg.RenewBefore))) {
 			c.serial = f.installed.Serial()
 			f.lastError = ""
-			return &Result{Serial: c.serial, NotAfter: f.installed.Cert.NotAfter}, nil
+			return &Result{Serial: c.serial, Fingerprint: f.installed.Fingerprint(), NotAfter: f.installed.Cert.NotAfter}, nil
 		}
 		certPEM, keyPEM, err := f.ca.Issue(certstore.IssueRequest{CommonName: "host", DNSNames: []string{"host"}, KeyType: certstore.ECDSAP256, Now: now, Validity: ServerValidity, Server: true}, rand.Reader)
 		if err != nil {
@@ -143,7 +143,10 @@ func (f *fakeApplier) Provision(ctx context.Context, cfg Config) (*Result, error
 		}
 	} else {
 		var err error
-		if set, err = certstore.LoadDir(cfg.Certs); err == nil {
+		if cfg.SourceSet != nil {
+			set = cfg.SourceSet
+			err = set.Validate(certstore.Requirements{Now: now})
+		} else if set, err = certstore.LoadDir(cfg.Certs); err == nil {
 			err = set.Validate(certstore.Requirements{Now: now})
 		}
 		if err != nil {
@@ -162,7 +165,7 @@ func (f *fakeApplier) Provision(ctx context.Context, cfg Config) (*Result, error
 	f.installed = set
 	f.lastError = ""
 	c.serial, c.changed = set.Serial(), true
-	return &Result{Changed: true, Restarted: true, Serial: set.Serial(), NotAfter: set.Cert.NotAfter}, nil
+	return &Result{Changed: true, Restarted: true, Serial: set.Serial(), Fingerprint: set.Fingerprint(), NotAfter: set.Cert.NotAfter}, nil
 }
 
 func (f *fakeApplier) Installed() (*certstore.Set, error) {
