@@ -189,10 +189,8 @@ type Rotator struct {
 
 	watch *sourceWatch // nil with Generate or before Run
 
-	// Changes of the source not acted on yet (debounce).
-	pending               bool
-	firstEvent, lastEvent time.Time
-	scanNow               bool // scan without waiting (startup, SIGHUP)
+	deb     debouncer // changes of the source not acted on yet
+	scanNow bool      // scan without waiting (startup, SIGHUP)
 
 	installed *certstore.Set // what dockerd serves, as installed
 	candidate *certstore.Set // a valid source set that differs from installed
@@ -200,8 +198,7 @@ type Rotator struct {
 	force     bool           // apply even if unchanged (settings changed)
 
 	lastAttempt time.Time // end of the last Provision (rate limit)
-	failures    int       // consecutive failed rotations
-	retryAt     time.Time
+	retry       retry
 	blockedFP   string // bad input: not retried until the source changes
 	refused     bool   // with Generate: bad input; not retried until SIGHUP
 
@@ -210,9 +207,7 @@ type Rotator struct {
 	jitter       time.Duration
 
 	warning      string // expiry warning for the served certificate
-	warnSerial   string
-	warnLevel    int
-	nextWarning  time.Time
+	warns        expiryWarnings
 	lastFailure  string
 	recorded     string // what RecordError last wrote
 	recordedSure bool   // false after a Provision, which writes its own
@@ -233,7 +228,8 @@ func NewRotator(app Applier, cfg RunConfig, o RunOptions) *Rotator {
 	if o.Notify == nil {
 		o.Notify = systemd.Notify
 	}
-	return &Rotator{app: app, cfg: cfg, o: o, log: o.Logger.With("component", "rotate")}
+	return &Rotator{app: app, cfg: cfg, o: o, log: o.Logger.With("component", "rotate"),
+		deb: debouncer{settle: cfg.Debounce, maxWait: cfg.MaxWait}}
 }
 
 // Run starts the daemon and returns when ctx is done. It reconciles first
@@ -392,13 +388,7 @@ func (r *Rotator) onFSError(err error) {
 }
 
 // changed notes a change of the source at the clock's time.
-func (r *Rotator) changed() {
-	now := r.o.Clock.Now()
-	if !r.pending {
-		r.pending, r.firstEvent = true, now
-	}
-	r.lastEvent = now
-}
+func (r *Rotator) changed() { r.deb.changed(r.o.Clock.Now()) }
 
 // hangup re-reads the settings and checks again at once.
 func (r *Rotator) hangup(ctx context.Context) {
@@ -419,6 +409,7 @@ func (r *Rotator) hangup(ctx context.Context) {
 			}
 			r.force = !reflect.DeepEqual(cfg.Config, r.cfg.Config)
 			r.cfg = cfg
+			r.deb.settle, r.deb.maxWait = cfg.Debounce, cfg.MaxWait
 			r.renewAt, r.candidate, r.invalid = time.Time{}, nil, ""
 			if err := r.startWatch(); err != nil {
 				r.log.Error("watching the new source failed; changes are seen only on SIGHUP", "dir", cfg.Certs, "err", err)
@@ -428,7 +419,7 @@ func (r *Rotator) hangup(ctx context.Context) {
 	if r.cfg.Generate {
 		r.force = true
 	}
-	r.failures, r.retryAt, r.blockedFP, r.refused = 0, time.Time{}, "", false
+	r.retry, r.blockedFP, r.refused = retry{}, "", false
 	r.scanNow = !r.cfg.Generate
 	r.step(ctx)
 }
@@ -441,8 +432,8 @@ func (r *Rotator) next() time.Time {
 			at = t
 		}
 	}
-	if r.pending {
-		consider(r.debounceAt())
+	if r.deb.pending() {
+		consider(r.deb.at())
 	} else if r.scanNow {
 		consider(r.o.Clock.Now())
 	}
@@ -457,14 +448,14 @@ func (r *Rotator) next() time.Time {
 		// Bad input: wait for SIGHUP.
 	case r.cfg.Generate:
 		renew := r.renewAt
-		if r.force || r.failures > 0 {
+		if r.force || r.retry.failures > 0 {
 			renew = time.Time{} // at once, but for the rate limit and the backoff
 		}
 		consider(due(later(renew, r.rotateAt())))
-	case r.candidate != nil && !r.pending && !r.blocked():
+	case r.candidate != nil && !r.deb.pending() && !r.blocked():
 		consider(due(r.rotateAt()))
 	}
-	consider(r.nextWarning)
+	consider(r.warns.next)
 	return at
 }
 
@@ -478,16 +469,6 @@ func later(ts ...time.Time) time.Time {
 	return l
 }
 
-// debounceAt is when a burst of changes is acted on: once it settled for
-// Debounce, but no later than MaxWait after it began.
-func (r *Rotator) debounceAt() time.Time {
-	t := r.lastEvent.Add(r.cfg.Debounce)
-	if m := r.firstEvent.Add(r.cfg.MaxWait); m.Before(t) {
-		return m
-	}
-	return t
-}
-
 // rotateAt is the earliest time the next rotation may start: the minimum
 // interval after the last one, and the backoff after failures.
 func (r *Rotator) rotateAt() time.Time {
@@ -495,23 +476,11 @@ func (r *Rotator) rotateAt() time.Time {
 	if !r.lastAttempt.IsZero() {
 		t = r.lastAttempt.Add(r.cfg.MinRestartInterval)
 	}
-	if r.failures > 0 && r.retryAt.After(t) {
-		t = r.retryAt
-	}
-	return t
+	return later(t, r.retry.at())
 }
 
 func (r *Rotator) blocked() bool {
 	return r.candidate != nil && r.blockedFP != "" && r.candidate.Fingerprint() == r.blockedFP && !r.force
-}
-
-// backoff is the wait before retry n (1, 2, ...) of a failed rotation.
-func backoff(n int) time.Duration {
-	d := retryBackoffMin
-	for i := 1; i < n && d < retryBackoffMax; i++ {
-		d *= 2
-	}
-	return min(d, retryBackoffMax)
 }
 
 // step does whatever is due at the clock's time: scan a settled source,
@@ -519,12 +488,12 @@ func backoff(n int) time.Duration {
 func (r *Rotator) step(ctx context.Context) {
 	now := r.o.Clock.Now()
 	switch {
-	case r.pending && !now.Before(r.debounceAt()):
-		settled := !now.Before(r.lastEvent.Add(r.cfg.Debounce))
-		r.pending = false
+	case r.deb.due(now):
+		settled := r.deb.settled(now)
+		r.deb.clear()
 		r.scanNow = false
 		r.scan(now, settled)
-	case r.scanNow && !r.pending: // while a burst is in progress, the debounce scans
+	case r.scanNow && !r.deb.pending(): // while a burst is in progress, the debounce scans
 		r.scanNow = false
 		r.scan(now, true)
 	}
@@ -614,7 +583,7 @@ func (r *Rotator) scan(now time.Time, settled bool) {
 	if err != nil {
 		if !settled {
 			r.log.Debug("the source set is not complete yet; waiting for more changes", "dir", r.cfg.Certs, "err", err)
-			r.pending, r.firstEvent = true, now
+			r.deb.wait(now)
 			return
 		}
 		msg := fmt.Sprintf("invalid set in %s: %v; %s, and tlsdock checks again when the files change", r.cfg.Certs, err, r.servingWhat())
@@ -665,7 +634,7 @@ func (r *Rotator) servingWhat() string {
 // maybeRotate installs the latest valid source set when the rate limit and
 // the backoff allow and no burst of changes is in progress.
 func (r *Rotator) maybeRotate(ctx context.Context, now time.Time) {
-	if r.candidate == nil || r.pending || r.blocked() {
+	if r.candidate == nil || r.deb.pending() || r.blocked() {
 		return
 	}
 	if at := r.rotateAt(); now.Before(at) {
@@ -702,7 +671,7 @@ func (r *Rotator) maybeRenew(ctx context.Context, now time.Time) {
 	if r.refused && !r.force {
 		return
 	}
-	due := r.force || r.failures > 0 || r.renewAt.IsZero() || !now.Before(r.renewAt)
+	due := r.force || r.retry.failures > 0 || r.renewAt.IsZero() || !now.Before(r.renewAt)
 	if !due || now.Before(r.rotateAt()) {
 		return
 	}
@@ -810,7 +779,7 @@ func (r *Rotator) after(res *Result, err error, now time.Time, want string) bool
 		} else {
 			r.log.Info("checked; nothing to change", "serial", res.Serial)
 		}
-		r.failures, r.retryAt, r.lastFailure = 0, time.Time{}, ""
+		r.retry, r.lastFailure = retry{}, ""
 		return true
 	case errors.As(err, &ie):
 		r.o.Metrics.rotation("invalid")
@@ -828,10 +797,9 @@ func (r *Rotator) after(res *Result, err error, now time.Time, want string) bool
 
 // failed schedules a retry with backoff.
 func (r *Rotator) failed(now time.Time, msg string) {
-	r.failures++
-	r.retryAt = now.Add(backoff(r.failures))
+	r.retry.failed(now)
 	r.lastFailure = msg
-	r.log.Error("rotation failed; docker keeps its previous set", "err", msg, "retry_at", r.retryAt.UTC().Format(time.RFC3339), "failures", r.failures)
+	r.log.Error("rotation failed; docker keeps its previous set", "err", msg, "retry_at", r.retry.next.UTC().Format(time.RFC3339), "failures", r.retry.failures)
 }
 
 // expiryThresholds are how long before expiry the served certificate is
@@ -841,26 +809,6 @@ var (
 	expiryThresholds        = []time.Duration{30 * 24 * time.Hour, 7 * 24 * time.Hour, 24 * time.Hour}
 	expiryThresholdsLocalCA = []time.Duration{7 * 24 * time.Hour, 24 * time.Hour}
 )
-
-// expiryLevel says how many thresholds before notAfter now has passed
-// (len(th)+1 once expired) and when the next one is passed (zero when none
-// is left).
-func expiryLevel(notAfter, now time.Time, th []time.Duration) (level int, next time.Time) {
-	if !now.Before(notAfter) {
-		return len(th) + 1, time.Time{}
-	}
-	for _, d := range th {
-		if at := notAfter.Add(-d); !now.Before(at) {
-			level++
-		} else if next.IsZero() || at.Before(next) {
-			next = at
-		}
-	}
-	if next.IsZero() {
-		next = notAfter
-	}
-	return level, next
-}
 
 // expiryMessage is the warning for a certificate at level.
 func expiryMessage(c *x509.Certificate, serial string, now time.Time, generate bool, source string) string {
@@ -883,7 +831,7 @@ func left(d time.Duration) string {
 
 // checkExpiry warns once per threshold crossed by the served certificate.
 func (r *Rotator) checkExpiry(now time.Time) {
-	r.warning, r.nextWarning = "", time.Time{}
+	r.warning, r.warns.next = "", time.Time{}
 	if r.installed == nil {
 		return
 	}
@@ -892,17 +840,12 @@ func (r *Rotator) checkExpiry(now time.Time) {
 		th = expiryThresholdsLocalCA
 	}
 	serial := r.installed.Serial()
-	level, next := expiryLevel(r.installed.Cert.NotAfter, now, th)
-	r.nextWarning = next
-	if serial != r.warnSerial {
-		r.warnSerial, r.warnLevel = serial, 0
-	}
+	level, fresh := r.warns.check(serial, r.installed.Cert.NotAfter, now, th)
 	if level == 0 {
 		return
 	}
 	r.warning = expiryMessage(r.installed.Cert, serial, now, r.cfg.Generate, r.source())
-	if level > r.warnLevel {
-		r.warnLevel = level
+	if fresh {
 		r.log.Warn("certificate expires soon", "serial", serial, "not_after", r.installed.Cert.NotAfter.UTC().Format(time.RFC3339), "warning", r.warning)
 	}
 }
@@ -948,11 +891,11 @@ func (r *Rotator) status(now time.Time) {
 	switch {
 	case r.invalid != "":
 		s = r.invalid
-	case r.failures > 0:
-		s = fmt.Sprintf("%s; retrying at %s; %s", r.lastFailure, r.retryAt.UTC().Format(time.TimeOnly), serving)
+	case r.retry.failures > 0:
+		s = fmt.Sprintf("%s; retrying at %s; %s", r.lastFailure, r.retry.next.UTC().Format(time.TimeOnly), serving)
 	case r.blocked():
 		s = r.lastFailure
-	case r.candidate != nil && !r.pending:
+	case r.candidate != nil && !r.deb.pending():
 		s = fmt.Sprintf("waiting until %s to rotate to serial %s (restart rate limit); %s", r.rotateAt().UTC().Format(time.TimeOnly), r.candidate.Serial(), serving)
 	case r.cfg.Generate:
 		s = fmt.Sprintf("local CA %s; %s; renewal at %s", CADir, serving, r.renewAt.UTC().Format(time.DateTime))

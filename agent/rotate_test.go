@@ -302,7 +302,7 @@ func (g *rig) writeSet(s set) {
 func (g *rig) prepare(s set) {
 	g.t.Helper()
 	g.writeSet(s)
-	g.r.pending = false
+	g.r.deb.clear()
 }
 
 func writeSource(t *testing.T, dir, name string, data []byte) {
@@ -659,7 +659,7 @@ func TestStartupReconcile(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			g.r.pending = false // the writes above were before the start
+			g.r.deb.clear() // the writes above were before the start
 			g.app.lastError = "stale: recorded by an earlier run"
 			g.start()
 			if got := len(g.app.Calls()); got != tt.wantCalls {

@@ -56,7 +56,7 @@ func (g *rig) pump() {
 func (g *rig) pumpUntilPending() {
 	g.t.Helper()
 	timeout := time.After(30 * time.Second) // a failure bound only
-	for !g.r.pending {
+	for !g.r.deb.pending() {
 		select {
 		case ev := <-g.r.watch.w.Events:
 			g.r.onFSEvent(ev)
@@ -113,7 +113,7 @@ func TestWatchRenameIntoPlace(t *testing.T) {
 		must(t, os.Rename(tmp, filepath.Join(g.src, name)))
 	}
 	g.pump()
-	if !g.r.pending {
+	if !g.r.deb.pending() {
 		t.Fatal("renames into place were not seen")
 	}
 	g.later(time.Minute)
@@ -132,7 +132,7 @@ func TestWatchEditorTempFiles(t *testing.T) {
 		mustWrite(t, filepath.Join(g.src, name), []byte("partial"))
 	}
 	g.pump()
-	if g.r.pending {
+	if g.r.deb.pending() {
 		t.Fatal("an editor's temporary file counted as a change of the set")
 	}
 
@@ -230,7 +230,7 @@ func TestWatchSymlinksIntoAnotherDirectory(t *testing.T) {
 		mustWrite(t, filepath.Join(archive, fmt.Sprintf("%s.%d", f, 2)), data)
 	}
 	g.pump()
-	if !g.r.pending {
+	if !g.r.deb.pending() {
 		t.Fatalf("a rewrite of a symlink target was not seen; watching %v", g.r.watch.w.WatchList())
 	}
 	g.later(time.Minute)
@@ -265,7 +265,7 @@ func TestWatchDirectoryRemovedAndRecreated(t *testing.T) {
 		mustWrite(t, filepath.Join(g.src, f), data)
 	}
 	g.pump()
-	if !g.r.pending {
+	if !g.r.deb.pending() {
 		t.Fatalf("a write into the recreated directory was not seen; watching %v", g.r.watch.w.WatchList())
 	}
 	g.later(time.Minute)
