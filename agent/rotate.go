@@ -187,24 +187,13 @@ type Rotator struct {
 	o   RunOptions
 	log *slog.Logger
 
-	watch *sourceWatch // nil with Generate or before Run
-
-	deb     debouncer // changes of the source not acted on yet
-	scanNow bool      // scan without waiting (startup, SIGHUP)
+	src source // the watched directory or the local CA
 
 	installed *certstore.Set // what dockerd serves, as installed
-	candidate *certstore.Set // a valid source set that differs from installed
-	invalid   string         // why the settled source set is invalid
 	force     bool           // apply even if unchanged (settings changed)
 
 	lastAttempt time.Time // end of the last Provision (rate limit)
 	retry       retry
-	blockedFP   string // bad input: not retried until the source changes
-	refused     bool   // with Generate: bad input; not retried until SIGHUP
-
-	renewAt      time.Time // with Generate: the next renewal
-	jitterSerial string
-	jitter       time.Duration
 
 	warning      string // expiry warning for the served certificate
 	warns        expiryWarnings
@@ -228,8 +217,9 @@ func NewRotator(app Applier, cfg RunConfig, o RunOptions) *Rotator {
 	if o.Notify == nil {
 		o.Notify = systemd.Notify
 	}
-	return &Rotator{app: app, cfg: cfg, o: o, log: o.Logger.With("component", "rotate"),
-		deb: debouncer{settle: cfg.Debounce, maxWait: cfg.MaxWait}}
+	r := &Rotator{app: app, cfg: cfg, o: o, log: o.Logger.With("component", "rotate")}
+	r.src = r.newSource()
+	return r
 }
 
 // Run starts the daemon and returns when ctx is done. It reconciles first
@@ -247,7 +237,7 @@ func (r *Rotator) Run(ctx context.Context) error {
 	defer r.stopWatch()
 	r.start(ctx)
 	r.o.Notify("READY=1")
-	r.log.Info("ready", "source", r.source())
+	r.log.Info("ready", "source", r.src.String())
 
 	var watchdog <-chan time.Time
 	if r.o.Watchdog > 0 {
@@ -272,11 +262,7 @@ func (r *Rotator) Run(ctx context.Context) error {
 			timer = r.o.Clock.NewTimer(max(at.Sub(r.o.Clock.Now()), 0))
 			fire = timer.C()
 		}
-		var events <-chan fsnotify.Event
-		var errs <-chan error
-		if r.watch != nil {
-			events, errs = r.watch.w.Events, r.watch.w.Errors
-		}
+		events, errs := r.src.events()
 		select {
 		case <-ctx.Done():
 			r.o.Notify("STOPPING=1")
@@ -300,95 +286,26 @@ func (r *Rotator) Run(ctx context.Context) error {
 	}
 }
 
-func (r *Rotator) source() string {
-	if r.cfg.Generate {
-		return CADir
-	}
-	return r.cfg.Certs
-}
+// checkSource fails the start on a source the daemon must not use.
+func (r *Rotator) checkSource() error { return r.src.check() }
 
-// checkSource fails the start on a source that someone besides root (and
-// the allow-source-owner account) can change: the daemon would otherwise
-// install whatever CA that account puts there.
-func (r *Rotator) checkSource() error {
-	if r.cfg.Generate {
-		return nil
-	}
-	trust, err := r.cfg.SourceTrust()
-	if err != nil {
-		return err
-	}
-	if err := certstore.CheckSource(r.cfg.Certs, trust); err != nil {
-		return &InputError{Field: "--certs", Err: fmt.Errorf("%w; tlsdock run does not start on a source others can change", err)}
-	}
-	if w := r.cfg.SourceWarning(); w != "" {
-		r.log.Warn(w, "source", r.cfg.Certs)
-	}
-	return nil
-}
+func (r *Rotator) startWatch() error { return r.src.open() }
 
-func (r *Rotator) startWatch() error {
-	if r.cfg.Generate || r.watch != nil {
-		return nil
-	}
-	w, err := newSourceWatch(r.cfg.Certs, r.log)
-	if err != nil {
-		return err
-	}
-	r.watch = w
-	return nil
-}
-
-func (r *Rotator) stopWatch() {
-	if r.watch != nil {
-		r.watch.Close()
-		r.watch = nil
-	}
-}
+func (r *Rotator) stopWatch() { r.src.close() }
 
 // start is the startup reconcile.
 func (r *Rotator) start(ctx context.Context) {
 	// Whatever an earlier run recorded is rewritten (or cleared) once.
 	r.recorded, r.recordedSure = "\x00", true
 	r.refreshInstalled()
-	if r.cfg.Generate {
-		r.force = true // provision once: creates the CA on a new host, renews if due
-	} else {
-		r.scanNow = true
-	}
+	r.src.recheck()
 	r.step(ctx)
 }
 
-// onFSEvent handles one fsnotify event: a relevant one starts or extends
-// the debounce.
-func (r *Rotator) onFSEvent(ev fsnotify.Event) {
-	if r.watch == nil {
-		return
-	}
-	relevant, structural := r.watch.classify(ev)
-	if !relevant {
-		return
-	}
-	r.log.Debug("source changed", "event", ev.String(), "structural", structural)
-	r.watch.sync()
-	r.changed()
-}
+// onFSEvent and onFSError hand the watcher's events to the source.
+func (r *Rotator) onFSEvent(ev fsnotify.Event) { r.src.onEvent(ev) }
 
-// onFSError handles the watcher's errors. An overflow lost events: rescan.
-func (r *Rotator) onFSError(err error) {
-	if errors.Is(err, fsnotify.ErrEventOverflow) {
-		r.log.Warn("too many file events at once; rescanning the source", "dir", r.cfg.Certs)
-	} else {
-		r.log.Warn("watching the source failed; rescanning it", "dir", r.cfg.Certs, "err", err)
-	}
-	if r.watch != nil {
-		r.watch.sync()
-	}
-	r.changed()
-}
-
-// changed notes a change of the source at the clock's time.
-func (r *Rotator) changed() { r.deb.changed(r.o.Clock.Now()) }
+func (r *Rotator) onFSError(err error) { r.src.onError(err) }
 
 // hangup re-reads the settings and checks again at once.
 func (r *Rotator) hangup(ctx context.Context) {
@@ -404,58 +321,31 @@ func (r *Rotator) hangup(ctx context.Context) {
 				r.log.Warn("metrics-listen changes only with a restart of tlsdock", "listening", r.cfg.MetricsListen, "configured", cfg.MetricsListen)
 				cfg.MetricsListen = r.cfg.MetricsListen
 			}
-			if cfg.Certs != r.cfg.Certs || cfg.Generate != r.cfg.Generate {
-				r.stopWatch()
-			}
+			moved := cfg.Certs != r.cfg.Certs || cfg.Generate != r.cfg.Generate
 			r.force = !reflect.DeepEqual(cfg.Config, r.cfg.Config)
 			r.cfg = cfg
-			r.deb.settle, r.deb.maxWait = cfg.Debounce, cfg.MaxWait
-			r.renewAt, r.candidate, r.invalid = time.Time{}, nil, ""
-			if err := r.startWatch(); err != nil {
+			if moved {
+				r.src.close()
+				r.src = r.newSource()
+			} else {
+				r.src.reload()
+			}
+			if err := r.src.open(); err != nil {
 				r.log.Error("watching the new source failed; changes are seen only on SIGHUP", "dir", cfg.Certs, "err", err)
 			}
 		}
 	}
-	if r.cfg.Generate {
-		r.force = true
-	}
-	r.retry, r.blockedFP, r.refused = retry{}, "", false
-	r.scanNow = !r.cfg.Generate
+	r.retry = retry{}
+	r.src.recheck()
 	r.step(ctx)
 }
 
 // next is when step must run again; zero when nothing is scheduled.
 func (r *Rotator) next() time.Time {
-	var at time.Time
-	consider := func(t time.Time) {
-		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
-			at = t
-		}
+	at := r.src.next(r.o.Clock.Now())
+	if w := r.warns.next; !w.IsZero() && (at.IsZero() || w.Before(at)) {
+		at = w
 	}
-	if r.deb.pending() {
-		consider(r.deb.at())
-	} else if r.scanNow {
-		consider(r.o.Clock.Now())
-	}
-	due := func(t time.Time) time.Time {
-		if t.IsZero() {
-			return r.o.Clock.Now()
-		}
-		return t
-	}
-	switch {
-	case r.cfg.Generate && r.refused && !r.force:
-		// Bad input: wait for SIGHUP.
-	case r.cfg.Generate:
-		renew := r.renewAt
-		if r.force || r.retry.failures > 0 {
-			renew = time.Time{} // at once, but for the rate limit and the backoff
-		}
-		consider(due(later(renew, r.rotateAt())))
-	case r.candidate != nil && !r.deb.pending() && !r.blocked():
-		consider(due(r.rotateAt()))
-	}
-	consider(r.warns.next)
 	return at
 }
 
@@ -479,29 +369,11 @@ func (r *Rotator) rotateAt() time.Time {
 	return later(t, r.retry.at())
 }
 
-func (r *Rotator) blocked() bool {
-	return r.candidate != nil && r.blockedFP != "" && r.candidate.Fingerprint() == r.blockedFP && !r.force
-}
-
 // step does whatever is due at the clock's time: scan a settled source,
 // rotate, renew, warn. Each decision logs one line.
 func (r *Rotator) step(ctx context.Context) {
 	now := r.o.Clock.Now()
-	switch {
-	case r.deb.due(now):
-		settled := r.deb.settled(now)
-		r.deb.clear()
-		r.scanNow = false
-		r.scan(now, settled)
-	case r.scanNow && !r.deb.pending(): // while a burst is in progress, the debounce scans
-		r.scanNow = false
-		r.scan(now, true)
-	}
-	if r.cfg.Generate {
-		r.maybeRenew(ctx, now)
-	} else {
-		r.maybeRotate(ctx, now)
-	}
+	r.src.step(ctx, now)
 	r.checkExpiry(now)
 	r.record()
 	r.status(now)
@@ -548,193 +420,6 @@ func (r *Rotator) installedFP() string {
 		return ""
 	}
 	return r.installed.Fingerprint()
-}
-
-// loadSource reads the source set and runs provision's validation of it.
-func (r *Rotator) loadSource(now time.Time) (*certstore.Set, error) {
-	trust, err := r.cfg.SourceTrust()
-	if err != nil {
-		return nil, err
-	}
-	set, err := certstore.LoadSource(r.cfg.Certs, trust)
-	if err != nil {
-		return nil, err
-	}
-	ls, err := r.cfg.Listeners()
-	if err != nil {
-		return nil, err
-	}
-	req := requiredNames(r.cfg.Config, ls)
-	req.Now = now
-	if err := set.Validate(req); err != nil {
-		return nil, err
-	}
-	return set, nil
-}
-
-// scan reads the source. settled says no change came for Debounce: before
-// that, a set that does not load or validate is only not ready yet.
-func (r *Rotator) scan(now time.Time, settled bool) {
-	if r.cfg.Generate {
-		return
-	}
-	r.refreshInstalled()
-	set, err := r.loadSource(now)
-	if err != nil {
-		if !settled {
-			r.log.Debug("the source set is not complete yet; waiting for more changes", "dir", r.cfg.Certs, "err", err)
-			r.deb.wait(now)
-			return
-		}
-		msg := fmt.Sprintf("invalid set in %s: %v; %s, and tlsdock checks again when the files change", r.cfg.Certs, err, r.servingWhat())
-		logMsg := "invalid certificate set; not installing it"
-		if errors.Is(err, certstore.ErrUnsafeSource) {
-			msg = fmt.Sprintf("unsafe source %s: %v; %s, and tlsdock checks again when the files change or on SIGHUP", r.cfg.Certs, err, r.servingWhat())
-			logMsg = "the certificate source can be changed by others than root; not installing it"
-		}
-		if msg != r.invalid {
-			r.log.Error(logMsg, "dir", r.cfg.Certs, "err", err, "serving", r.installed.Serial())
-			r.o.Metrics.rotation("invalid")
-		}
-		r.invalid, r.candidate = msg, nil
-		r.o.Metrics.setValidationError(true)
-		return
-	}
-	if r.invalid != "" {
-		r.log.Info("the source set is valid again", "dir", r.cfg.Certs, "serial", set.Serial())
-	}
-	r.invalid = ""
-	r.o.Metrics.setValidationError(false)
-	fp := set.Fingerprint()
-	if fp != r.blockedFP {
-		r.blockedFP = "" // the source changed: a rejected set may be retried
-	}
-	if fp == r.installedFP() && !r.force {
-		if r.candidate != nil {
-			r.log.Info("the source is back to the installed set; nothing to do", "serial", set.Serial())
-		} else {
-			r.log.Debug("the source set is unchanged", "serial", set.Serial())
-		}
-		r.candidate = nil
-		return
-	}
-	if r.candidate == nil || r.candidate.Fingerprint() != fp {
-		r.log.Info("new certificate set in the source", "dir", r.cfg.Certs, "serial", set.Serial(), "expires", set.Cert.NotAfter.UTC().Format(time.DateOnly))
-	}
-	r.candidate = set
-}
-
-func (r *Rotator) servingWhat() string {
-	if r.installed == nil {
-		return "nothing is installed yet"
-	}
-	return "docker keeps serving serial " + r.installed.Serial()
-}
-
-// maybeRotate installs the latest valid source set when the rate limit and
-// the backoff allow and no burst of changes is in progress.
-func (r *Rotator) maybeRotate(ctx context.Context, now time.Time) {
-	if r.candidate == nil || r.deb.pending() || r.blocked() {
-		return
-	}
-	if at := r.rotateAt(); now.Before(at) {
-		return
-	}
-	set := r.candidate
-	cfg := r.cfg.Config
-	r.log.Info("rotating", "from", r.installed.Serial(), "to", set.Serial(), "dir", cfg.Certs)
-	r.o.Notify("STATUS=rotating to serial " + set.Serial())
-	r.lastStatus = ""
-	cfg.SourceSet = set // the sequence installs what was validated here
-	res, err := r.provision(ctx, cfg)
-	r.served(res, err, set)
-	r.force = false
-	now = r.o.Clock.Now()
-	if r.after(res, err, now, set.Serial()) {
-		if res.Fingerprint != set.Fingerprint() {
-			// The sequence served another set than the one handed to
-			// it: look at the source again.
-			r.scanNow = true
-		}
-		r.candidate = nil
-		return
-	}
-	var ie *InputError
-	if errors.As(err, &ie) {
-		r.blockedFP = set.Fingerprint()
-	}
-}
-
-// maybeRenew runs the provision sequence with the local CA when the
-// renewal is due (the plan reissues from RenewAt on).
-func (r *Rotator) maybeRenew(ctx context.Context, now time.Time) {
-	if r.refused && !r.force {
-		return
-	}
-	due := r.force || r.retry.failures > 0 || r.renewAt.IsZero() || !now.Before(r.renewAt)
-	if !due || now.Before(r.rotateAt()) {
-		return
-	}
-	wasDue := !r.force && r.installed != nil && !r.renewAt.IsZero() && !now.Before(r.renewAt)
-	before := r.installed.Serial()
-	if wasDue {
-		r.log.Info("renewing the server certificate", "serial", before, "due", r.renewAt.UTC().Format(time.RFC3339))
-		r.o.Notify("STATUS=renewing serial " + before)
-		r.lastStatus = ""
-	}
-	res, err := r.provision(ctx, r.cfg.Config)
-	r.served(res, err, nil)
-	r.force = false
-	now = r.o.Clock.Now()
-	if err == nil && (r.installed == nil || wasDue && r.installed.Serial() == before) {
-		// The plan saw nothing to renew: never spin on it.
-		r.o.Metrics.rotation("failed")
-		r.failed(now, fmt.Sprintf("the local CA did not renew serial %s though it was due at %s: check the system clock and %s", before, r.renewAt.UTC().Format(time.RFC3339), CADir))
-	} else {
-		var ie *InputError
-		r.refused = !r.after(res, err, now, "") && errors.As(err, &ie)
-	}
-	r.planRenewal()
-}
-
-// planRenewal sets renewAt for the installed certificate: renewTime plus a
-// jitter drawn once per certificate.
-func (r *Rotator) planRenewal() {
-	if r.installed == nil {
-		r.renewAt = time.Time{}
-		return
-	}
-	c := r.installed.Cert
-	if r.jitterSerial != r.installed.Serial() {
-		r.jitterSerial, r.jitter = r.installed.Serial(), renewJitter(c, r.o.Rand)
-	}
-	r.renewAt = renewTime(c, r.cfg.RenewBefore).Add(r.jitter)
-}
-
-// renewTime is when a local-CA certificate is due: before ahead of its
-// expiry, or at two thirds of its lifetime (RenewAt) when before is 0.
-func renewTime(c *x509.Certificate, before time.Duration) time.Time {
-	if before > 0 {
-		return c.NotAfter.Add(-before)
-	}
-	return RenewAt(c)
-}
-
-// maxRenewJitter bounds the renewal jitter: 1% of the lifetime, at most an
-// hour.
-func maxRenewJitter(c *x509.Certificate) time.Duration {
-	return min(time.Hour, c.NotAfter.Sub(c.NotBefore)/100)
-}
-
-// renewJitter spreads renewals of many hosts: a random delay in
-// [0, maxRenewJitter). It is never negative, because the plan reissues only
-// from the renewal time on.
-func renewJitter(c *x509.Certificate, rnd func(int64) int64) time.Duration {
-	m := maxRenewJitter(c)
-	if m <= 0 {
-		return 0
-	}
-	return time.Duration(rnd(int64(m)))
 }
 
 // provision runs the sequence. It is not interrupted when ctx is done
@@ -811,15 +496,12 @@ var (
 )
 
 // expiryMessage is the warning for a certificate at level.
-func expiryMessage(c *x509.Certificate, serial string, now time.Time, generate bool, source string) string {
+func expiryMessage(c *x509.Certificate, serial string, now time.Time, advice string) string {
 	what := fmt.Sprintf("the served certificate (serial %s) expires on %s (%s)", serial, c.NotAfter.UTC().Format("2006-01-02 15:04 MST"), left(c.NotAfter.Sub(now)))
 	if !now.Before(c.NotAfter) {
 		what = fmt.Sprintf("the served certificate (serial %s) expired on %s: clients refuse it", serial, c.NotAfter.UTC().Format("2006-01-02 15:04 MST"))
 	}
-	if generate {
-		return what + ": the local CA's automatic renewal did not replace it; see `journalctl -u tlsdock`"
-	}
-	return what + ": put a renewed set into " + source
+	return what + ": " + advice
 }
 
 func left(d time.Duration) string {
@@ -835,16 +517,13 @@ func (r *Rotator) checkExpiry(now time.Time) {
 	if r.installed == nil {
 		return
 	}
-	th := expiryThresholds
-	if r.cfg.Generate {
-		th = expiryThresholdsLocalCA
-	}
+	th := r.src.thresholds()
 	serial := r.installed.Serial()
 	level, fresh := r.warns.check(serial, r.installed.Cert.NotAfter, now, th)
 	if level == 0 {
 		return
 	}
-	r.warning = expiryMessage(r.installed.Cert, serial, now, r.cfg.Generate, r.source())
+	r.warning = expiryMessage(r.installed.Cert, serial, now, r.src.advice())
 	if fresh {
 		r.log.Warn("certificate expires soon", "serial", serial, "not_after", r.installed.Cert.NotAfter.UTC().Format(time.RFC3339), "warning", r.warning)
 	}
@@ -854,7 +533,7 @@ func (r *Rotator) checkExpiry(now time.Time) {
 // an expiry warning.
 func (r *Rotator) problems() string {
 	var p []string
-	for _, s := range []string{r.invalid, r.warning, r.cfg.SourceWarning()} {
+	for _, s := range []string{r.src.problem(), r.warning, r.cfg.SourceWarning()} {
 		if s != "" {
 			p = append(p, s)
 		}
@@ -889,20 +568,14 @@ func (r *Rotator) status(now time.Time) {
 		serving = fmt.Sprintf("serving serial %s, expires %s", r.installed.Serial(), r.installed.Cert.NotAfter.UTC().Format(time.DateOnly))
 	}
 	switch {
-	case r.invalid != "":
-		s = r.invalid
+	case r.src.problem() != "":
+		s = r.src.problem()
 	case r.retry.failures > 0:
 		s = fmt.Sprintf("%s; retrying at %s; %s", r.lastFailure, r.retry.next.UTC().Format(time.TimeOnly), serving)
-	case r.blocked():
-		s = r.lastFailure
-	case r.candidate != nil && !r.deb.pending():
-		s = fmt.Sprintf("waiting until %s to rotate to serial %s (restart rate limit); %s", r.rotateAt().UTC().Format(time.TimeOnly), r.candidate.Serial(), serving)
-	case r.cfg.Generate:
-		s = fmt.Sprintf("local CA %s; %s; renewal at %s", CADir, serving, r.renewAt.UTC().Format(time.DateTime))
 	default:
-		s = fmt.Sprintf("watching %s; %s", r.cfg.Certs, serving)
+		s = r.src.status(serving)
 	}
-	if r.warning != "" && r.invalid == "" {
+	if r.warning != "" && r.src.problem() == "" {
 		s += "; " + r.warning
 	}
 	if w := r.cfg.SourceWarning(); w != "" {

@@ -284,6 +284,16 @@ func (s set) parsed(t *testing.T) *certstore.Set {
 	return p
 }
 
+// dir is the rotator's watched directory source.
+func (g *rig) dir() *dirSource {
+	g.t.Helper()
+	d, ok := g.r.src.(*dirSource)
+	if !ok {
+		g.t.Fatalf("the rotator's source is %T, not the watched directory", g.r.src)
+	}
+	return d
+}
+
 // write writes files of the source at the clock's time and tells the
 // rotator, as the watcher would.
 func (g *rig) write(files map[string][]byte) {
@@ -291,7 +301,7 @@ func (g *rig) write(files map[string][]byte) {
 	for name, data := range files {
 		writeSource(g.t, g.src, name, data)
 	}
-	g.r.changed()
+	g.dir().changed()
 }
 
 func (g *rig) writeSet(s set) {
@@ -302,7 +312,7 @@ func (g *rig) writeSet(s set) {
 func (g *rig) prepare(s set) {
 	g.t.Helper()
 	g.writeSet(s)
-	g.r.deb.clear()
+	g.dir().deb.clear()
 }
 
 func writeSource(t *testing.T, dir, name string, data []byte) {
@@ -659,7 +669,7 @@ func TestStartupReconcile(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			g.r.deb.clear() // the writes above were before the start
+			g.dir().deb.clear() // the writes above were before the start
 			g.app.lastError = "stale: recorded by an earlier run"
 			g.start()
 			if got := len(g.app.Calls()); got != tt.wantCalls {

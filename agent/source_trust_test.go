@@ -91,7 +91,7 @@ func TestRotationRefusesUnsafeSource(t *testing.T) {
 
 	// Fixed (the chmod is an event): the set is installed, the error gone.
 	chmodT(t, g.src, 0o755)
-	g.r.changed()
+	g.dir().changed()
 	g.runUntil(g.at(2 * time.Minute))
 	if got := g.serials(); !slices.Equal(got, []string{s1.serial}) {
 		t.Fatalf("applied %v, want [%s]", got, s1.serial)
@@ -150,7 +150,7 @@ func TestAllowSourceOwnerWarns(t *testing.T) {
 	if err := os.Chown(filepath.Join(g.src, certstore.CAFile), 1, 1); err != nil {
 		t.Fatal(err)
 	}
-	g.r.changed()
+	g.dir().changed()
 	g.runUntil(g.at(2 * time.Minute))
 	if !strings.Contains(g.app.lastError, "is owned neither by root nor by nobody") {
 		t.Errorf("recorded error %q", g.app.lastError)

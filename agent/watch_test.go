@@ -37,15 +37,15 @@ func (g *rig) pump() {
 	timeout := time.After(30 * time.Second) // a failure bound only
 	for {
 		select {
-		case ev := <-g.r.watch.w.Events:
+		case ev := <-g.dir().watch.w.Events:
 			g.r.onFSEvent(ev)
 			if filepath.Clean(ev.Name) == want {
 				return
 			}
-		case err := <-g.r.watch.w.Errors:
+		case err := <-g.dir().watch.w.Errors:
 			g.r.onFSError(err)
 		case <-timeout:
-			g.t.Fatalf("no event for %s: is %s watched? watching %v", marker, filepath.Dir(marker), g.r.watch.w.WatchList())
+			g.t.Fatalf("no event for %s: is %s watched? watching %v", marker, filepath.Dir(marker), g.dir().watch.w.WatchList())
 		}
 	}
 }
@@ -56,14 +56,14 @@ func (g *rig) pump() {
 func (g *rig) pumpUntilPending() {
 	g.t.Helper()
 	timeout := time.After(30 * time.Second) // a failure bound only
-	for !g.r.deb.pending() {
+	for !g.dir().deb.pending() {
 		select {
-		case ev := <-g.r.watch.w.Events:
+		case ev := <-g.dir().watch.w.Events:
 			g.r.onFSEvent(ev)
-		case err := <-g.r.watch.w.Errors:
+		case err := <-g.dir().watch.w.Errors:
 			g.r.onFSError(err)
 		case <-timeout:
-			g.t.Fatalf("no relevant event; watching %v", g.r.watch.w.WatchList())
+			g.t.Fatalf("no relevant event; watching %v", g.dir().watch.w.WatchList())
 		}
 	}
 }
@@ -113,7 +113,7 @@ func TestWatchRenameIntoPlace(t *testing.T) {
 		must(t, os.Rename(tmp, filepath.Join(g.src, name)))
 	}
 	g.pump()
-	if !g.r.deb.pending() {
+	if !g.dir().deb.pending() {
 		t.Fatal("renames into place were not seen")
 	}
 	g.later(time.Minute)
@@ -132,7 +132,7 @@ func TestWatchEditorTempFiles(t *testing.T) {
 		mustWrite(t, filepath.Join(g.src, name), []byte("partial"))
 	}
 	g.pump()
-	if g.r.deb.pending() {
+	if g.dir().deb.pending() {
 		t.Fatal("an editor's temporary file counted as a change of the set")
 	}
 
@@ -183,8 +183,8 @@ func TestWatchKubernetesDataSwap(t *testing.T) {
 	gen := k8sSwap(t, g.src, s0, 1, "")
 	g.startWatching()
 	g.wantSerials()
-	if !slices.Contains(g.r.watch.w.WatchList(), resolve(filepath.Join(g.src, gen))) {
-		t.Fatalf("the ..data target %s is not watched: %v", gen, g.r.watch.w.WatchList())
+	if !slices.Contains(g.dir().watch.w.WatchList(), resolve(filepath.Join(g.src, gen))) {
+		t.Fatalf("the ..data target %s is not watched: %v", gen, g.dir().watch.w.WatchList())
 	}
 
 	for i, s := range []set{s1, s2} {
@@ -192,7 +192,7 @@ func TestWatchKubernetesDataSwap(t *testing.T) {
 		gen = k8sSwap(t, g.src, s, i+2, old)
 		g.pump()
 		g.later(time.Minute)
-		list := g.r.watch.w.WatchList()
+		list := g.dir().watch.w.WatchList()
 		if !slices.Contains(list, resolve(filepath.Join(g.src, gen))) || slices.Contains(list, filepath.Join(resolve(g.src), old)) {
 			t.Fatalf("after the swap to %s: watching %v", gen, list)
 		}
@@ -230,8 +230,8 @@ func TestWatchSymlinksIntoAnotherDirectory(t *testing.T) {
 		mustWrite(t, filepath.Join(archive, fmt.Sprintf("%s.%d", f, 2)), data)
 	}
 	g.pump()
-	if !g.r.deb.pending() {
-		t.Fatalf("a rewrite of a symlink target was not seen; watching %v", g.r.watch.w.WatchList())
+	if !g.dir().deb.pending() {
+		t.Fatalf("a rewrite of a symlink target was not seen; watching %v", g.dir().watch.w.WatchList())
 	}
 	g.later(time.Minute)
 	g.wantSerials(s1.serial, s2.serial)
@@ -265,8 +265,8 @@ func TestWatchDirectoryRemovedAndRecreated(t *testing.T) {
 		mustWrite(t, filepath.Join(g.src, f), data)
 	}
 	g.pump()
-	if !g.r.deb.pending() {
-		t.Fatalf("a write into the recreated directory was not seen; watching %v", g.r.watch.w.WatchList())
+	if !g.dir().deb.pending() {
+		t.Fatalf("a write into the recreated directory was not seen; watching %v", g.dir().watch.w.WatchList())
 	}
 	g.later(time.Minute)
 	g.wantSerials(s1.serial, s2.serial)
@@ -288,8 +288,8 @@ func TestWatchSourceCreatedLater(t *testing.T) {
 	g.pumpUntilPending()
 	g.later(time.Minute)
 	g.wantSerials(s1.serial)
-	if !slices.Contains(g.r.watch.w.WatchList(), resolve(g.src)) {
-		t.Fatalf("the new source is not watched: %v", g.r.watch.w.WatchList())
+	if !slices.Contains(g.dir().watch.w.WatchList(), resolve(g.src)) {
+		t.Fatalf("the new source is not watched: %v", g.dir().watch.w.WatchList())
 	}
 
 	// From now on the source's own directory is watched.
