@@ -408,6 +408,7 @@ func (a *Agent) rollback(ctx context.Context, snap *Snapshot, res *Result, cause
 		jctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		res.Journal = a.o.Journal(jctx, systemd.DockerUnit, 20)
 		cancel()
+		noteSocketFailure(res, cause)
 	}
 	failed := func(err error) error {
 		a.recordApply(Apply{Time: a.o.Now(), Result: "failed", Error: cause.Error() + "; rollback: " + err.Error()})

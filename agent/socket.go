@@ -297,10 +297,7 @@ func (a *Agent) restartSocket(ctx context.Context, cfg Config, reload bool) erro
 	if err := a.o.Systemd.Restart(ctx, systemd.SocketUnit); err != nil {
 		jctx, jcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer jcancel()
-		if hint := socketJournalHint(a.o.Journal(jctx, systemd.SocketUnit, 10)); hint != "" {
-			err = fmt.Errorf("%w: %s", err, hint)
-		}
-		return fmt.Errorf("starting %s on its new listeners: %w", systemd.SocketUnit, err)
+		return &socketStartError{err: err, hint: socketJournalHint(a.o.Journal(jctx, systemd.SocketUnit, 10))}
 	}
 	if err := a.o.Systemd.Restart(ctx, systemd.DockerUnit); err != nil {
 		return fmt.Errorf("restarting docker: %w", err)
@@ -360,6 +357,32 @@ func (p *Plan) heldBy() string {
 		return HeldBySocket
 	}
 	return HeldByDockerd
+}
+
+// socketStartError is docker.socket failing to start on its listeners,
+// with what its journal says about why.
+type socketStartError struct {
+	err  error
+	hint string
+}
+
+func (e *socketStartError) Error() string {
+	msg := fmt.Sprintf("starting %s on its new listeners: %v", systemd.SocketUnit, e.err)
+	if e.hint != "" {
+		msg += ": " + e.hint
+	}
+	return msg
+}
+
+func (e *socketStartError) Unwrap() error { return e.err }
+
+// noteSocketFailure adds to a rolled-back result why docker.socket did not
+// start, which docker.service's journal does not show.
+func noteSocketFailure(res *Result, cause error) {
+	var se *socketStartError
+	if errors.As(cause, &se) && se.hint != "" {
+		res.Notes = append(res.Notes, se.hint)
+	}
 }
 
 // socketJournalHint names the cause when docker.socket could not bind a

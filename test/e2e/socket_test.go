@@ -183,3 +183,125 @@ func TestSocketMechanics(t *testing.T) {
 		t.Errorf("systemd holding the listener did not help: %d failed against %d", failedSock, failedHosts)
 	}
 }
+
+// TestSocketProvision is daemon-json mode on a host with docker.socket:
+// docker.socket holds the TCP listener and docker.service's ExecStart is
+// left as shipped; plain HTTP and clients without a certificate are
+// refused; two rotations under a load of fresh mutual-TLS connections
+// fail at most a handful of requests; containers survive (live-restore);
+// dropin mode takes the port back from docker.socket and daemon-json mode
+// gives it to it again; revert restores the host.
+func TestSocketProvision(t *testing.T) {
+	h := startWithTlsdock(t)
+	ctx := ctxFor(t, 10*time.Minute)
+	sleeper := startSleeper(t, ctx, h)
+	started := containerStarted(t, ctx, h, sleeper)
+	execStart := unitProp(t, ctx, h, "docker.service", "ExecStart")
+	listenBefore := unitProp(t, ctx, h, "docker.socket", "Listen")
+
+	res := parseResult(t, mustTlsdock(t, ctx, h, "provision", "--generate", "--client-out", "/root/client", "--json"))
+	if !res.Changed || !res.Restarted {
+		t.Fatalf("first provision: %+v", res)
+	}
+	if got := string(mustRead(t, h, systemd.SocketDropInPath)); !strings.Contains(got, "ListenStream=0.0.0.0:2376") {
+		t.Errorf("docker.socket drop-in:\n%s", got)
+	}
+	if _, err := h.ReadFile("/etc/systemd/system/docker.service.d/zz-tlsdock.conf"); err == nil {
+		t.Error("daemon-json mode rewrote docker.service's ExecStart")
+	}
+	if got := unitProp(t, ctx, h, "docker.service", "ExecStart"); got != execStart {
+		t.Errorf("ExecStart changed:\n%s\nwas:\n%s", got, execStart)
+	}
+	if got := unitProp(t, ctx, h, "docker.socket", "Listen"); !strings.Contains(got, "0.0.0.0:2376 (Stream)") {
+		t.Errorf("docker.socket listens on %q", got)
+	}
+	if got := string(mustRead(t, h, "/etc/docker/daemon.json")); strings.Contains(got, "hosts") || !strings.Contains(got, `"tlsverify": true`) {
+		t.Errorf("daemon.json:\n%s", got)
+	}
+	// systemd (PID 1) holds the port, not dockerd.
+	if out := run(t, ctx, h, "ss", "-Hltnp", "sport = :2376"); !strings.Contains(out, `"systemd",pid=1,`) {
+		t.Errorf("2376 is not held by systemd: %s", out)
+	}
+	if st := mustTlsdock(t, ctx, h, "status"); !strings.Contains(st, "tcp held by: docker.socket") {
+		t.Errorf("status does not say who holds the listener:\n%s", st)
+	}
+	dir := fetchBundle(t, h, "/root/client")
+	s := &pkgSet{Pool: poolOf(t, dir), Client: loadPair(t, dir)}
+	if _, err := pkgPing(h, s.Pool, &s.Client); err != nil {
+		t.Fatalf("mutual TLS: %v", err)
+	}
+	plainRefused(t, h, s)
+	if out, err := remoteDocker(ctx, t, h, dir, "", "version", "--format", "{{.Server.Version}}"); err != nil {
+		t.Fatalf("docker CLI over mutual TLS: %q %v", out, err)
+	}
+
+	// Two rotations under load: only dockerd restarts.
+	l := startSocketLoad(h, s, 4)
+	serial := res.Serial
+	for i, san := range []string{"rotated-1.example", "rotated-2.example"} {
+		l.waitServed(ctx, t, 200)
+		sockPID := unitProp(t, ctx, h, "docker.socket", "InvocationID")
+		run(t, ctx, h, "systemctl", "reset-failed", "docker.service")
+		r := parseResult(t, mustTlsdock(t, ctx, h, "provision", "--generate", "--san", san, "--json"))
+		if !r.Restarted || r.Serial == serial {
+			t.Fatalf("rotation %d: %+v", i+1, r)
+		}
+		serial = r.Serial
+		if got := unitProp(t, ctx, h, "docker.socket", "InvocationID"); got != sockPID {
+			t.Errorf("rotation %d restarted docker.socket", i+1)
+		}
+	}
+	l.waitServed(ctx, t, 200)
+	ok, failed, first := l.stop()
+	t.Logf("2 rotations under load, listener held by docker.socket: %d requests failed, %d answered (first failure: %s)", failed, ok, first)
+	if failed > maxFailedAcrossRestarts {
+		t.Errorf("%d requests failed across 2 rotations; want at most %d", failed, maxFailedAcrossRestarts)
+	}
+	if got := containerStarted(t, ctx, h, sleeper); got != started {
+		t.Errorf("the container restarted: %s -> %s", started, got)
+	}
+
+	// dropin mode takes the port itself: docker.socket gives it up.
+	run(t, ctx, h, "systemctl", "reset-failed", "docker.service")
+	mustTlsdock(t, ctx, h, "provision", "--generate", "--mode", "dropin")
+	if _, err := h.ReadFile(systemd.SocketDropInPath); err == nil {
+		t.Error("dropin mode left docker.socket's drop-in")
+	}
+	if got := unitProp(t, ctx, h, "docker.socket", "Listen"); got != listenBefore {
+		t.Errorf("docker.socket listens on %q in dropin mode, want %q", got, listenBefore)
+	}
+	if got := string(mustRead(t, h, "/etc/systemd/system/docker.service.d/zz-tlsdock.conf")); !strings.Contains(got, "-H tcp://0.0.0.0:2376 --tlsverify") {
+		t.Errorf("dropin mode's drop-in:\n%s", got)
+	}
+	if _, err := pkgPing(h, s.Pool, &s.Client); err != nil {
+		t.Fatalf("dropin mode: %v", err)
+	}
+	// And back.
+	run(t, ctx, h, "systemctl", "reset-failed", "docker.service")
+	mustTlsdock(t, ctx, h, "provision", "--generate")
+	if got := unitProp(t, ctx, h, "docker.service", "ExecStart"); got != execStart {
+		t.Errorf("ExecStart after dropin mode and back:\n%s", got)
+	}
+	if _, err := pkgPing(h, s.Pool, &s.Client); err != nil {
+		t.Fatalf("back in daemon-json mode: %v", err)
+	}
+	plainRefused(t, h, s)
+
+	run(t, ctx, h, "systemctl", "reset-failed", "docker.service")
+	mustTlsdock(t, ctx, h, "revert", "--keep-live-restore")
+	for _, p := range []string{"/etc/systemd/system/docker.socket.d", "/etc/systemd/system/docker.service.d", "/etc/docker/ssl"} {
+		if _, _, err := h.Exec(ctx, nil, "test", "!", "-e", p); err != nil {
+			t.Errorf("%s still exists after revert", p)
+		}
+	}
+	if got := unitProp(t, ctx, h, "docker.socket", "Listen"); got != listenBefore {
+		t.Errorf("docker.socket listens on %q after revert, want %q", got, listenBefore)
+	}
+	if out := run(t, ctx, h, "ss", "-Hltn", "sport = :2376"); strings.TrimSpace(out) != "" {
+		t.Errorf("something listens on 2376 after revert: %s", out)
+	}
+	if got := containerStarted(t, ctx, h, sleeper); got != started {
+		t.Errorf("the container restarted: %s -> %s", started, got)
+	}
+	run(t, ctx, h, "docker", "info")
+}
