@@ -302,10 +302,11 @@ func (a *Agent) write(ctx context.Context, cfg Config, plan *Plan) (reloaded boo
 		}
 	}
 	a.o.Pause("certs-installed")
+	// docker.socket gives up tlsdock's listeners first. Its reload
+	// does not count: the unit files written below still need one.
 	if plan.socketGoes() {
-		reloaded = true
 		if err := a.releaseSocket(ctx, cfg.Timeout); err != nil {
-			return reloaded, err
+			return false, err
 		}
 	}
 	for _, f := range writeOrder(plan) {

@@ -25,8 +25,10 @@ type socketHost struct {
 	*fakeHost
 	mu      sync.Mutex
 	holding bool // docker.socket listens on TCP
-	where   string
-	errs    []string
+	// loaded is the unit files as of the last daemon-reload.
+	loaded string
+	where  string
+	errs   []string
 }
 
 func newSocketHost(t *testing.T) *socketHost {
@@ -61,13 +63,31 @@ func (s *socketHost) check(at string) {
 	}
 }
 
+// unitFiles is tlsdock's drop-ins as they are on disk.
+func (s *socketHost) unitFiles() string {
+	var b strings.Builder
+	for _, p := range []string{DropInPath, SocketDropInPath} {
+		data, _ := os.ReadFile(filepath.Join(s.root, p))
+		b.WriteString(p + ":" + string(data) + "\n")
+	}
+	return b.String()
+}
+
 func (s *socketHost) DaemonReload(ctx context.Context) error {
 	s.check("daemon-reload")
+	s.mu.Lock()
+	s.loaded = s.unitFiles()
+	s.mu.Unlock()
 	return s.fakeHost.DaemonReload(ctx)
 }
 
 func (s *socketHost) Restart(ctx context.Context, u string) error {
 	s.check("before restart " + u)
+	s.mu.Lock()
+	if s.loaded != "" && s.loaded != s.unitFiles() {
+		s.errs = append(s.errs, "restart "+u+" with unit files systemd has not loaded")
+	}
+	s.mu.Unlock()
 	var err error
 	if u == systemd.SocketUnit {
 		// The socket itself starts; dockerd's start is what may fail.

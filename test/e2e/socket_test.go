@@ -108,6 +108,20 @@ func plainRefused(t *testing.T, h *testhost.Host, s *pkgSet) {
 	}
 }
 
+// execArgv is the argv[] part of `systemctl show -p ExecStart`, without
+// the runtime fields (start time, PID).
+func execArgv(t *testing.T, ctx context.Context, h *testhost.Host) string {
+	t.Helper()
+	v := unitProp(t, ctx, h, "docker.service", "ExecStart")
+	if i := strings.Index(v, "argv[]="); i >= 0 {
+		v = v[i:]
+	}
+	if i := strings.Index(v, " ;"); i >= 0 {
+		v = v[:i]
+	}
+	return v
+}
+
 func unitProp(t *testing.T, ctx context.Context, h *testhost.Host, unit, prop string) string {
 	t.Helper()
 	return strings.TrimSpace(run(t, ctx, h, "systemctl", "show", "-p", prop, "--value", unit))
@@ -196,7 +210,7 @@ func TestSocketProvision(t *testing.T) {
 	ctx := ctxFor(t, 10*time.Minute)
 	sleeper := startSleeper(t, ctx, h)
 	started := containerStarted(t, ctx, h, sleeper)
-	execStart := unitProp(t, ctx, h, "docker.service", "ExecStart")
+	execStart := execArgv(t, ctx, h)
 	listenBefore := unitProp(t, ctx, h, "docker.socket", "Listen")
 
 	res := parseResult(t, mustTlsdock(t, ctx, h, "provision", "--generate", "--client-out", "/root/client", "--json"))
@@ -209,7 +223,7 @@ func TestSocketProvision(t *testing.T) {
 	if _, err := h.ReadFile("/etc/systemd/system/docker.service.d/zz-tlsdock.conf"); err == nil {
 		t.Error("daemon-json mode rewrote docker.service's ExecStart")
 	}
-	if got := unitProp(t, ctx, h, "docker.service", "ExecStart"); got != execStart {
+	if got := execArgv(t, ctx, h); got != execStart {
 		t.Errorf("ExecStart changed:\n%s\nwas:\n%s", got, execStart)
 	}
 	if got := unitProp(t, ctx, h, "docker.socket", "Listen"); !strings.Contains(got, "0.0.0.0:2376 (Stream)") {
@@ -279,7 +293,7 @@ func TestSocketProvision(t *testing.T) {
 	// And back.
 	run(t, ctx, h, "systemctl", "reset-failed", "docker.service")
 	mustTlsdock(t, ctx, h, "provision", "--generate")
-	if got := unitProp(t, ctx, h, "docker.service", "ExecStart"); got != execStart {
+	if got := execArgv(t, ctx, h); got != execStart {
 		t.Errorf("ExecStart after dropin mode and back:\n%s", got)
 	}
 	if _, err := pkgPing(h, s.Pool, &s.Client); err != nil {
