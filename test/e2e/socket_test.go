@@ -319,3 +319,56 @@ func TestSocketProvision(t *testing.T) {
 	}
 	run(t, ctx, h, "docker", "info")
 }
+
+// TestSocketCrashWhileLeaving SIGKILLs `tlsdock provision --mode dropin` on
+// a host that daemon-json mode gave to docker.socket, at every step from
+// docker.socket giving up its listener on. While paused, after the kill,
+// and after `systemctl restart docker`, port 2376 never answers plain HTTP
+// or a client without a certificate; the next provision recovers and
+// converges.
+func TestSocketCrashWhileLeaving(t *testing.T) {
+	h := startWithTlsdock(t)
+	ctx := ctxFor(t, 10*time.Minute)
+	mustTlsdock(t, ctx, h, "provision", "--generate", "--client-out", "/root/client")
+	dir := fetchBundle(t, h, "/root/client")
+	s := &pkgSet{Pool: poolOf(t, dir), Client: loadPair(t, dir)}
+	for _, step := range []string{"socket-released", "certs-installed", "written", "restarted"} {
+		t.Run(step, func(t *testing.T) {
+			// Back in daemon-json mode, docker.socket holding 2376.
+			run(t, ctx, h, "systemctl", "reset-failed", "docker.service", "docker.socket")
+			mustTlsdock(t, ctx, h, "provision", "--generate")
+			if _, err := h.ReadFile(systemd.SocketDropInPath); err != nil {
+				t.Fatalf("daemon-json mode wrote no docker.socket drop-in: %v", err)
+			}
+			unit := "tlsdock-leave-" + step
+			run(t, ctx, h, "systemd-run", "--unit="+unit, "--setenv=TLSDOCK_TEST_PAUSE_AT="+step,
+				"/usr/local/bin/tlsdock", "provision", "--generate", "--mode", "dropin")
+			waitFile(t, ctx, h, "/run/tlsdock/paused-"+step)
+			plainRefused(t, h, s)
+			run(t, ctx, h, "systemctl", "kill", "-s", "KILL", unit)
+			waitUnitGone(t, ctx, h, unit)
+			run(t, ctx, h, "rm", "-f", "/run/tlsdock/paused-"+step)
+			plainRefused(t, h, s)
+			run(t, ctx, h, "systemctl", "reset-failed", "docker.service", "docker.socket")
+			if _, errb, err := h.Exec(ctx, nil, "systemctl", "restart", "docker.service"); err != nil {
+				t.Fatalf("systemctl restart docker after a kill at %s: %v\n%s\n%s", step, err, errb, h.Journal(ctx, "docker.service", 20))
+			}
+			plainRefused(t, h, s)
+			run(t, ctx, h, "systemctl", "reset-failed", "docker.service", "docker.socket")
+			out := mustTlsdock(t, ctx, h, "provision", "--generate", "--mode", "dropin")
+			if !strings.Contains(out, "an earlier run was interrupted") || !strings.Contains(out, "Done: dockerd serves mutual TLS") {
+				t.Errorf("recovery run after a kill at %s:\n%s", step, out)
+			}
+			if out := mustTlsdock(t, ctx, h, "provision", "--generate", "--mode", "dropin"); !strings.Contains(out, "No changes") {
+				t.Errorf("not converged after a kill at %s:\n%s", step, out)
+			}
+			if _, err := h.ReadFile(systemd.SocketDropInPath); err == nil {
+				t.Error("docker.socket's drop-in left in dropin mode")
+			}
+			if _, err := pkgPing(h, s.Pool, &s.Client); err != nil {
+				t.Errorf("dropin mode after recovery: %v", err)
+			}
+			plainRefused(t, h, s)
+		})
+	}
+}
