@@ -92,7 +92,7 @@ func (a *Agent) planSocket(ctx context.Context, plan *Plan, cfg Config, doc *dae
 	}
 	c.Held = c.Why == ""
 	if c.Held {
-		plan.note("TCP listeners: %s holds %s and hands them to dockerd (-H fd://), which serves them with the TLS settings of daemon.json; connections wait in the kernel's queue while dockerd restarts", systemd.SocketUnit, strings.Join(c.Addrs, " "))
+		plan.changeNote("TCP listeners: %s holds %s and hands them to dockerd (-H fd://), which serves them with the TLS settings of daemon.json; connections wait in the kernel's queue while dockerd restarts", systemd.SocketUnit, strings.Join(c.Addrs, " "))
 		if sock != nil {
 			for _, l := range sock.ListenStream {
 				if !strings.HasPrefix(l, "/") && !contains(c.Addrs, l) {
@@ -101,7 +101,7 @@ func (a *Agent) planSocket(ctx context.Context, plan *Plan, cfg Config, doc *dae
 			}
 		}
 	} else {
-		plan.note("TCP listeners: dockerd holds them (hosts in daemon.json), because %s; connections are refused while dockerd restarts", c.Why)
+		plan.changeNote("TCP listeners: dockerd holds them (hosts in daemon.json), because %s; connections are refused while dockerd restarts", c.Why)
 	}
 	return nil
 }
@@ -236,13 +236,20 @@ func (a *Agent) releaseSocket(ctx context.Context, timeout time.Duration) error 
 	if err := a.o.Systemd.DaemonReload(ctx); err != nil {
 		return fmt.Errorf("unloading %s (systemd daemon-reload): %w", SocketDropInPath, err)
 	}
-	for _, u := range []string{systemd.SocketUnit, systemd.DockerUnit} {
-		if err := a.o.Systemd.ResetFailed(ctx, u); err != nil {
-			return err
-		}
+	info, err := a.o.Systemd.Unit(ctx, systemd.SocketUnit)
+	if err != nil {
+		return fmt.Errorf("asking systemd about %s: %w", systemd.SocketUnit, err)
 	}
-	if err := a.o.Systemd.Restart(ctx, systemd.SocketUnit); err != nil {
-		return fmt.Errorf("restarting %s without tlsdock's TCP listeners: %w", systemd.SocketUnit, err)
+	// A masked or removed docker.socket listens on nothing.
+	if info.LoadState == "loaded" {
+		for _, u := range []string{systemd.SocketUnit, systemd.DockerUnit} {
+			if err := a.o.Systemd.ResetFailed(ctx, u); err != nil {
+				return err
+			}
+		}
+		if err := a.o.Systemd.Restart(ctx, systemd.SocketUnit); err != nil {
+			return fmt.Errorf("restarting %s without tlsdock's TCP listeners: %w", systemd.SocketUnit, err)
+		}
 	}
 	a.o.Pause("socket-released")
 	return nil

@@ -432,3 +432,28 @@ func TestSocketWriteOrder(t *testing.T) {
 		t.Errorf("hosts-in-daemon.json order %q, want %q", got, want)
 	}
 }
+
+// docker.socket gone after a provision (masked, or a docker package
+// without it): the next provision falls back to hosts in daemon.json and
+// removes the drop-in without restarting a unit systemd no longer has.
+func TestSocketGoneAfterProvision(t *testing.T) {
+	h := newSocketHost(t)
+	mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
+	if err := os.Remove(filepath.Join(h.root, socketFragment)); err != nil {
+		t.Fatal(err)
+	}
+	before := len(h.Calls())
+	res := mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
+	if res.TCPHeldBy != HeldByDockerd || h.exists(SocketDropInPath) {
+		t.Fatalf("held by %q, drop-in on disk %v", res.TCPHeldBy, h.exists(SocketDropInPath))
+	}
+	for _, c := range h.Calls()[before:] {
+		if strings.HasSuffix(c, systemd.SocketUnit) {
+			t.Errorf("called %q on a docker.socket that is gone", c)
+		}
+	}
+	if hosts, _ := mustDoc(t, h.root).Hosts(); !reflect.DeepEqual(hosts, []string{"fd://", "tcp://0.0.0.0:2376"}) {
+		t.Errorf("daemon.json hosts = %q", hosts)
+	}
+	h.assertNeverPlain(t)
+}
