@@ -113,6 +113,9 @@ func printResult(w io.Writer, res *agent.Result, err error) {
 		}
 	}
 	fmt.Fprintf(w, "  listeners: %s\n", strings.Join(res.Hosts, " "))
+	if res.TCPHeldBy != "" {
+		fmt.Fprintf(w, "  tcp held by: %s\n", res.TCPHeldBy)
+	}
 	for _, n := range res.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
