@@ -372,3 +372,51 @@ func TestSocketCrashWhileLeaving(t *testing.T) {
 		})
 	}
 }
+
+// TestSocketMigratesFromHosts: a host configured the earlier way (hosts
+// with fd:// and tcp:// in daemon.json, docker.service's ExecStart
+// repeated without -H in tlsdock's drop-in) moves to docker.socket on the
+// next provision, with the unit's ExecStart as shipped again.
+func TestSocketMigratesFromHosts(t *testing.T) {
+	h := startWithTlsdock(t)
+	ctx := ctxFor(t, 5*time.Minute)
+	execStart := execArgv(t, ctx, h)
+	s := pkgIssueSet(t, pkgNewCA(t))
+	pkgWriteSet(t, h, "/etc/docker/ssl", s)
+	exec := strings.TrimSpace(run(t, ctx, h, "sh", "-c", "grep ^ExecStart= $(systemctl show -p FragmentPath --value docker.service)"))
+	if err := h.WriteFile("/etc/systemd/system/docker.service.d/zz-tlsdock.conf", []byte("[Service]\nExecStart=\n"+strings.Replace(exec, "-H fd://", "", 1)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.WriteFile("/etc/docker/daemon.json", []byte(`{"live-restore": true, "tls": true, "tlsverify": true, "tlscacert": "/etc/docker/ssl/ca.pem", "tlscert": "/etc/docker/ssl/server-cert.pem", "tlskey": "/etc/docker/ssl/server-key.pem", "hosts": ["fd://", "tcp://0.0.0.0:2376"]}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, h, "systemctl", "daemon-reload")
+	run(t, ctx, h, "systemctl", "restart", "docker.service")
+	if out := run(t, ctx, h, "ss", "-Hltnp", "sport = :2376"); !strings.Contains(out, "dockerd") {
+		t.Fatalf("the earlier way: dockerd does not hold 2376: %s", out)
+	}
+
+	out := mustTlsdock(t, ctx, h, "provision", "--generate", "--client-out", "/root/client")
+	t.Logf("provision:\n%s", out)
+	if !strings.Contains(out, "delete /etc/systemd/system/docker.service.d/zz-tlsdock.conf") || !strings.Contains(out, "tcp held by: docker.socket") {
+		t.Errorf("the plan does not show the move:\n%s", out)
+	}
+	if got := execArgv(t, ctx, h); got != execStart {
+		t.Errorf("ExecStart after the move:\n%s\nwant:\n%s", got, execStart)
+	}
+	if got := string(mustRead(t, h, "/etc/docker/daemon.json")); strings.Contains(got, "hosts") {
+		t.Errorf("daemon.json kept hosts:\n%s", got)
+	}
+	if out := run(t, ctx, h, "ss", "-Hltnp", "sport = :2376"); !strings.Contains(out, `"systemd",pid=1,`) {
+		t.Errorf("2376 is not held by systemd after the move: %s", out)
+	}
+	dir := fetchBundle(t, h, "/root/client")
+	c := &pkgSet{Pool: poolOf(t, dir), Client: loadPair(t, dir)}
+	if _, err := pkgPing(h, c.Pool, &c.Client); err != nil {
+		t.Fatalf("mutual TLS after the move: %v", err)
+	}
+	plainRefused(t, h, c)
+	if out := mustTlsdock(t, ctx, h, "provision", "--generate"); !strings.Contains(out, "No changes") {
+		t.Errorf("not converged:\n%s", out)
+	}
+}
