@@ -27,16 +27,18 @@ type Result struct {
 	Hosts      []string `json:"hosts"`
 	// TCPHeldBy is who holds the TCP listeners in daemon-json mode:
 	// docker.socket or dockerd.
-	TCPHeldBy string       `json:"tcp_held_by,omitempty"`
-	Serial    string       `json:"serial,omitempty"`
-	NotAfter  time.Time    `json:"not_after,omitzero"`
-	Files     []FileChange `json:"files,omitempty"`
-	Certs     string       `json:"certificates,omitempty"` // install, unchanged
-	Notes     []string     `json:"notes,omitempty"`
-	Warnings  []string     `json:"warnings,omitempty"`
-	Checks    []Check      `json:"checks,omitempty"`
-	ClientOut string       `json:"client_out,omitempty"`
-	Error     string       `json:"error,omitempty"`
+	TCPHeldBy string `json:"tcp_held_by,omitempty"`
+	// SocketRestarted: docker.socket restarts on new listeners too.
+	SocketRestarted bool         `json:"socket_restarted,omitempty"`
+	Serial          string       `json:"serial,omitempty"`
+	NotAfter        time.Time    `json:"not_after,omitzero"`
+	Files           []FileChange `json:"files,omitempty"`
+	Certs           string       `json:"certificates,omitempty"` // install, unchanged
+	Notes           []string     `json:"notes,omitempty"`
+	Warnings        []string     `json:"warnings,omitempty"`
+	Checks          []Check      `json:"checks,omitempty"`
+	ClientOut       string       `json:"client_out,omitempty"`
+	Error           string       `json:"error,omitempty"`
 	// Journal holds dockerd's last journal lines after a failed restart.
 	Journal string `json:"journal,omitempty"`
 }
@@ -113,6 +115,7 @@ func (a *Agent) Provision(ctx context.Context, cfg Config) (*Result, error) {
 func (a *Agent) describe(res *Result, plan *Plan) {
 	res.Hosts = plan.Hosts
 	res.TCPHeldBy = plan.heldBy()
+	res.SocketRestarted = plan.socketRestart || plan.socketGoes()
 	res.Files = plan.Files
 	res.Notes = append(res.Notes, plan.Notes...)
 	res.Warnings = append(res.Warnings, plan.Warnings...)

@@ -122,6 +122,9 @@ func printResult(w io.Writer, res *agent.Result, err error) {
 	for _, n := range res.Warnings {
 		fmt.Fprintf(w, "  WARNING: %s\n", strings.TrimPrefix(n, "warning: "))
 	}
+	if res.SocketRestarted {
+		fmt.Fprintln(w, "  docker.socket: restart (its TCP listeners change)")
+	}
 	if res.Restarted {
 		fmt.Fprintln(w, "  docker.service: restart")
 	} else {
