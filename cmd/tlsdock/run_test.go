@@ -127,7 +127,7 @@ func TestRunBadInput(t *testing.T) {
 		{"renew-before without generate", []string{"--renew-before", "720h"}, "--renew-before: applies only with --generate"},
 		{"renew-before too long", []string{"--generate", "--renew-before", "2000h"}, "must be between 0 and 1080h0m0s"},
 		{"metrics address", []string{"--metrics-listen", "nowhere"}, `"nowhere" is not HOST:PORT`},
-		{"config value", []string{"--config", badConf}, badConf + `: debounce: "soon" is not a duration`},
+		{"config value", []string{"--config", badConf}, badConf + `:1: debounce: "soon" is not a duration`},
 		{"generate and certs", []string{"--generate", "--certs", "/srv/certs"}, "exclude each other"},
 	}
 	for _, tt := range tests {
