@@ -204,13 +204,25 @@ func (m *merger) raw(key string) (vals, at []string) {
 	return vals, at
 }
 
-// last hands the value of a single-valued key to set.
+// last hands the value of a single-valued key to set. A value of the file
+// that a flag overrides is checked too: the file is refused as a whole, as
+// it will be once the flag is gone.
 func (m *merger) last(key string, set func(v string) error) {
+	if _, flagged := m.s.Flags[key]; flagged {
+		for _, fv := range m.s.File[key] {
+			m.check(key, fv.At(), fv.Value, set)
+		}
+	}
 	vals, at := m.raw(key)
 	if n := len(vals); n > 0 {
-		if err := set(vals[n-1]); err != nil && m.err == nil {
-			m.err = locate(key, at[n-1], err)
-		}
+		m.check(key, at[n-1], vals[n-1], set)
+	}
+}
+
+// check hands v to set and records the first error, located at at.
+func (m *merger) check(key, at, v string, set func(v string) error) {
+	if err := set(v); err != nil && m.err == nil {
+		m.err = locate(key, at, err)
 	}
 }
 
@@ -240,20 +252,24 @@ func (m *merger) duration(key string, dst *time.Duration) {
 	})
 }
 
-// list replaces *dst with every value of a repeatable key, each checked.
+// list replaces *dst with every value of a repeatable key, each checked
+// (the file's too when flags override them).
 func (m *merger) list(key string, dst *[]string, check func(string) error) {
+	if check == nil {
+		check = func(string) error { return nil }
+	}
+	if _, flagged := m.s.Flags[key]; flagged {
+		for _, fv := range m.s.File[key] {
+			m.check(key, fv.At(), fv.Value, check)
+		}
+	}
 	vals, at := m.raw(key)
 	if vals == nil {
 		return
 	}
 	*dst = append([]string{}, vals...)
 	for i, v := range vals {
-		if check == nil {
-			continue
-		}
-		if err := check(v); err != nil && m.err == nil {
-			m.err = locate(key, at[i], err)
-		}
+		m.check(key, at[i], v, check)
 	}
 }
 
@@ -365,7 +381,7 @@ func (m *merger) settings(rc RunConfig) []Setting {
 		if !ok {
 			o = Setting{Key: k.name, Source: FromDefault}
 		}
-		o.Values = rc.values(k.name)
+		o.Values = append([]string{}, rc.values(k.name)...)
 		out = append(out, o)
 	}
 	return out

@@ -252,6 +252,10 @@ func TestMergeErrors(t *testing.T) {
 			want: confPath + `:2: max-wait: --max-wait 1s must be at least --debounce 5s`},
 		{name: "run: metrics address", run: true, conf: "metrics-listen = nowhere\n", field: "--metrics-listen",
 			want: confPath + `:1: metrics-listen: "nowhere" is not HOST:PORT`},
+		{name: "a bad file value under a flag", conf: "generate = true\ntimeout = 5x\n", flags: Flags{"timeout": {"30s"}}, field: "--timeout",
+			want: confPath + `:2: timeout: "5x" is not a duration`},
+		{name: "a bad file host under --host", conf: "generate = true\nhost = tcp://0.0.0.0\n", flags: Flags{"host": {"tcp://0.0.0.0:2376"}}, field: "--host",
+			want: confPath + `:2: host: "tcp://0.0.0.0" has no port`},
 		{name: "a flag that is no setting", flags: Flags{"dry-run": {"true"}}, field: "--dry-run", want: "is not a setting"},
 	}
 	for _, tt := range tests {
@@ -297,7 +301,7 @@ func TestMergeOrigins(t *testing.T) {
 		{"timeout", "--timeout", []string{"1m0s"}},
 		{"mode", "default", []string{"daemon-json"}},
 		{"certs", "default", []string{""}},
-		{"san", "default", nil},
+		{"san", "default", []string{}},
 		{"audit-log-max-size", "default", []string{"100M"}},
 		{"min-restart-interval", "default", []string{"20s"}},
 	} {

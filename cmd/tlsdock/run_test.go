@@ -192,3 +192,28 @@ func TestServeMetrics(t *testing.T) {
 		t.Fatalf("a busy address: %v", err)
 	}
 }
+
+func TestRunReloadBadFileNamesTheLine(t *testing.T) {
+	conf := writeConf(t, "certs = /srv/certs\n")
+	cmd, f, rf := runCmd(t, "--config", conf, "--debounce", "3s")
+	if _, err := rf.config(cmd, f, "/"); err != nil {
+		t.Fatal(err)
+	}
+	// On SIGHUP the file is read again under the same flags: a value that
+	// is wrong with them names its line.
+	if err := os.WriteFile(conf, []byte("certs = /srv/certs\n\nmax-wait = 1s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := reloadRunConfig(cmd, "/")
+	if want := conf + `:3: max-wait: --max-wait 1s must be at least --debounce 3s`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("reload: %v, want %q", err, want)
+	}
+	// A bad value is refused even where a flag overrides it.
+	if err := os.WriteFile(conf, []byte("certs = /srv/certs\ndebounce = soon\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = reloadRunConfig(cmd, "/")
+	if want := conf + `:2: debounce: "soon" is not a duration`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("reload: %v, want %q", err, want)
+	}
+}
