@@ -89,6 +89,7 @@ type call struct {
 	serial  string // installed afterwards ("" when it failed)
 	changed bool
 	err     error
+	reads   int // Installed calls before this Provision
 }
 
 // fakeApplier "installs" the source set in memory, or issues from a local
@@ -101,6 +102,7 @@ type fakeApplier struct {
 	calls     []call
 	lastError string
 	records   []string
+	reads     int // Installed calls
 	// fail, when set, is asked before each Provision (n counts from 1).
 	fail func(n int) error
 	// neverRenew makes Generate report "unchanged" even when due.
@@ -120,7 +122,7 @@ func (f *fakeApplier) Provision(ctx context.Context, cfg Config) (*Result, error
 	defer f.mu.Unlock()
 	now := f.clock.Now()
 	n := len(f.calls) + 1
-	c := call{at: now}
+	c := call{at: now, reads: f.reads}
 	defer func() {
 		f.calls = append(f.calls, c)
 		if f.events != nil {
@@ -132,7 +134,7 @@ func (f *fakeApplier) Provision(ctx context.Context, cfg Config) (*Result, error
 		if f.installed != nil && (f.neverRenew || now.Before(renewTime(f.installed.Cert, cfg.RenewBefore))) {
 			c.serial = f.installed.Serial()
 			f.lastError = ""
-			return &Result{Serial: c.serial, Fingerprint: f.installed.Fingerprint(), NotAfter: f.installed.Cert.NotAfter}, nil
+			return &Result{Serial: c.serial, Fingerprint: f.installed.Fingerprint(), NotAfter: f.installed.Cert.NotAfter, served: f.installed}, nil
 		}
 		certPEM, keyPEM, err := f.ca.Issue(certstore.IssueRequest{CommonName: "host", DNSNames: []string{"host"}, KeyType: certstore.ECDSAP256, Now: now, Validity: ServerValidity, Server: true}, rand.Reader)
 		if err != nil {
@@ -165,12 +167,13 @@ func (f *fakeApplier) Provision(ctx context.Context, cfg Config) (*Result, error
 	f.installed = set
 	f.lastError = ""
 	c.serial, c.changed = set.Serial(), true
-	return &Result{Changed: true, Restarted: true, Serial: set.Serial(), Fingerprint: set.Fingerprint(), NotAfter: set.Cert.NotAfter}, nil
+	return &Result{Changed: true, Restarted: true, Serial: set.Serial(), Fingerprint: set.Fingerprint(), NotAfter: set.Cert.NotAfter, served: set}, nil
 }
 
 func (f *fakeApplier) Installed() (*certstore.Set, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.reads++
 	return f.installed, nil
 }
 
