@@ -178,9 +178,11 @@ type RunOptions struct {
 }
 
 // Rotator is the rotation daemon: it keeps dockerd serving the current,
-// valid set from the source (or from the local CA) by running the
-// provision sequence when needed, never faster than the restart limit
-// allows.
+// valid set from its source (a watched directory or the local CA) by
+// running the provision sequence when needed, never faster than the
+// restart limit allows. What the two sources share is here: the served
+// set, the rate limit, the retry backoff, the expiry warnings and what
+// status shows.
 type Rotator struct {
 	app Applier
 	cfg RunConfig
