@@ -8,6 +8,15 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 .PHONY: all build test unit e2e e2e-setup lint demo clean package package-check
 
+# Build tools live in their own module, packaging/tools, out of the product's
+# go.mod. Each is built into TOOLS_BIN and rebuilt only when the module's
+# go.mod or go.sum changes.
+TOOLS_BIN ?= bin/tools
+NFPM := $(TOOLS_BIN)/nfpm
+
+$(NFPM): packaging/tools/go.mod packaging/tools/go.sum
+	$(GO) -C packaging/tools build -o $(abspath $@) github.com/goreleaser/nfpm/v2/cmd/nfpm
+
 # Packages (see packaging/): the version for deb and rpm is VERSION sanitised
 # by packaging/version.sh (0.0.0~gitN.HASH while there are no tags).
 DIST ?= dist
@@ -60,8 +69,8 @@ fuzz:
 	done
 
 # dist/tlsdock_VERSION_amd64.deb and dist/tlsdock-VERSION-1.x86_64.rpm, with
-# nfpm pinned in go.mod (go tool nfpm).
-package:
+# nfpm pinned in packaging/tools/go.mod.
+package: $(NFPM)
 	rm -rf $(PKG_STAGE) && mkdir -p $(PKG_STAGE)
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '-s -w -X main.Version=$(PKG_VERSION)' -o $(PKG_STAGE)/tlsdock ./cmd/tlsdock
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(PKG_STAGE)/tlsdock gen-docs --dir $(PKG_STAGE) >/dev/null
@@ -69,8 +78,8 @@ package:
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) MAINTAINER='$(MAINTAINER)' packaging/changelog.sh '$(PKG_VERSION)' | gzip -9n >$(PKG_STAGE)/changelog.gz
 	rm -f $(DEB) $(RPM)
 	export PKG_VERSION='$(PKG_VERSION)' PKG_STAGE='$(PKG_STAGE)' MAINTAINER='$(MAINTAINER)' SOURCE_DATE_EPOCH='$(SOURCE_DATE_EPOCH)'; \
-	$(GO) tool nfpm package --config packaging/nfpm.yaml --packager deb --target '$(DEB)' && \
-	$(GO) tool nfpm package --config packaging/nfpm.yaml --packager rpm --target '$(RPM)'
+	$(NFPM) package --config packaging/nfpm.yaml --packager deb --target '$(DEB)' && \
+	$(NFPM) package --config packaging/nfpm.yaml --packager rpm --target '$(RPM)'
 
 # lintian on the .deb, rpm queries on the .rpm, shellcheck on the scripts.
 package-check: package
