@@ -8,14 +8,19 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 .PHONY: all build test unit e2e e2e-setup lint demo clean package package-check
 
-# Build tools live in their own module, packaging/tools, out of the product's
-# go.mod. Each is built into TOOLS_BIN and rebuilt only when the module's
-# go.mod or go.sum changes.
+# Build tools live in their own modules under packaging/tools, out of the
+# product's go.mod: nfpm (packaging/tools) and golangci-lint
+# (packaging/tools/lint). Each is built into TOOLS_BIN and rebuilt only when
+# its module's go.mod or go.sum changes.
 TOOLS_BIN ?= bin/tools
 NFPM := $(TOOLS_BIN)/nfpm
+GOLANGCI_LINT := $(TOOLS_BIN)/golangci-lint
 
 $(NFPM): packaging/tools/go.mod packaging/tools/go.sum
 	$(GO) -C packaging/tools build -o $(abspath $@) github.com/goreleaser/nfpm/v2/cmd/nfpm
+
+$(GOLANGCI_LINT): packaging/tools/lint/go.mod packaging/tools/lint/go.sum
+	$(GO) -C packaging/tools/lint build -o $(abspath $@) github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 # Packages (see packaging/): the version for deb and rpm is VERSION sanitised
 # by packaging/version.sh (0.0.0~gitN.HASH while there are no tags).
@@ -32,9 +37,10 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tlsdock ./cmd/tlsdock
 
-lint:
+lint: $(GOLANGCI_LINT)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GOLANGCI_LINT) run ./...
 
 unit:
 	$(GO) test -count=1 ./...
