@@ -53,7 +53,8 @@ e2e-setup:
 e2e: e2e-setup
 	TLSDOCK_E2E=1 $(GO) test -count=1 -p 1 -timeout 60m ./test/e2e/...
 
-test: lint unit fuzz e2e
+# e2e-setup first: it also installs the C toolchain that -race in unit needs.
+test: e2e-setup lint unit fuzz e2e
 
 # Go fuzz targets, each for FUZZTIME. A crasher is written to the package's
 # testdata/fuzz/<target>/ and stays there as a regression seed that every
