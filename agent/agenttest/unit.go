@@ -170,30 +170,30 @@ func parseTimespan(v string) (time.Duration, error) {
 // environment variables as systemd does (systemd.service(5), "Command
 // lines"): words are separated by white space, quotes group a word and
 // are removed, backslash escapes a character; "${FOO}" is replaced by the
-// value as one word, and an unquoted word that is exactly "$FOO" is
-// replaced by the value split at white space into zero or more words. The
+// value as one word, and a word that is exactly "$FOO" (after quote
+// removal, as systemd's replace_env_argv sees it) is replaced by the value
+// split at white space into zero or more words. The
 // leading special characters of the first word ("-", "@", "+", "!",
 // ":") are removed.
 func splitExec(line string, env map[string]string) ([]string, error) {
 	var (
-		words  []string
-		cur    strings.Builder
-		in     bool
-		quoted bool
-		quote  byte
+		words []string
+		cur   strings.Builder
+		in    bool
+		quote byte
 	)
 	flush := func() {
 		if !in {
 			return
 		}
 		w := cur.String()
-		if name, ok := strings.CutPrefix(w, "$"); ok && !quoted && isName(name) {
+		if name, ok := strings.CutPrefix(w, "$"); ok && isName(name) {
 			words = append(words, strings.Fields(env[name])...)
 		} else {
 			words = append(words, expandBraces(w, env))
 		}
 		cur.Reset()
-		in, quoted = false, false
+		in = false
 	}
 	for i := 0; i < len(line); i++ {
 		c := line[i]
@@ -201,7 +201,7 @@ func splitExec(line string, env map[string]string) ([]string, error) {
 		case c == '\\' && i+1 < len(line):
 			i++
 			cur.WriteByte(line[i])
-			in, quoted = true, true
+			in = true
 		case c == '\\':
 			return nil, fmt.Errorf("command line %q ends with a backslash", line)
 		case quote != 0:
@@ -212,7 +212,7 @@ func splitExec(line string, env map[string]string) ([]string, error) {
 			}
 		case c == '"' || c == '\'':
 			quote = c
-			in, quoted = true, true
+			in = true
 		case c == ' ' || c == '\t' || c == '\n':
 			flush()
 		default:
