@@ -403,3 +403,49 @@ func TestSplitExec(t *testing.T) {
 		}
 	}
 }
+
+// TestSocketListeners: docker.socket binds its ListenStream= values when
+// it starts; a drop-in takes effect after daemon-reload and a restart of
+// the socket, which restarts docker.service too.
+func TestSocketListeners(t *testing.T) {
+	ctx := context.Background()
+	h := NewHost(t)
+	installTLS(t, h)
+	WriteFile(t, h.Root, DaemonJSON, `{"tlsverify": true, `+tlsJSON+`}`)
+	if err := h.Boot(); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.SocketListening(); strings.Join(got, " ") != "/run/docker.sock" {
+		t.Fatalf("socket listens on %q", got)
+	}
+	WriteFile(t, h.Root, "/etc/systemd/system/docker.socket.d/tcp.conf", "[Socket]\nListenStream=127.0.0.1:2376\n")
+	if info, _ := h.Unit(ctx, SocketUnit); !info.NeedDaemonReload || info.SubState != "listening" {
+		t.Fatalf("socket unit %+v", info)
+	}
+	if err := h.DaemonReload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Restart(ctx, DockerUnit); err != nil {
+		t.Fatal(err)
+	}
+	if tcp := h.Running().TCP(); len(tcp) != 0 {
+		t.Fatalf("a daemon-reload alone bound %+v", tcp)
+	}
+	pid := h.MainPID()
+	if err := h.Restart(ctx, SocketUnit); err != nil {
+		t.Fatal(err)
+	}
+	if h.MainPID() == pid {
+		t.Error("restarting docker.socket did not restart docker.service")
+	}
+	tcp := h.Running().TCP()
+	if len(tcp) != 1 || tcp[0].Addr != "127.0.0.1:2376" || !tcp[0].VerifyClients {
+		t.Fatalf("tcp %+v", tcp)
+	}
+	if err := h.Stop(ctx, SocketUnit); err != nil {
+		t.Fatal(err)
+	}
+	if h.Running() != nil || h.ActiveState() != "inactive" {
+		t.Fatal("docker.service runs without its socket")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -63,8 +64,12 @@ type Host struct {
 	// loaded is docker.service and docker.socket as systemd last loaded
 	// them: at the first call, or at the last DaemonReload.
 	loaded, loadedSocket *unitFiles
-	loadState            string
-	units                map[string]*unitState
+	// listening is what docker.socket holds: its ListenStream= values
+	// when it was last started. A daemon-reload does not change them;
+	// a restart of docker.socket does (systemd.socket(5)).
+	listening []string
+	loadState string
+	units     map[string]*unitState
 	// running is the configuration the running dockerd started with
 	// (nil: not running); liveRestore what it serves now (a reload can
 	// change it).
@@ -159,6 +164,7 @@ func (h *Host) Boot() error {
 	if err := h.loadLocked(); err != nil {
 		return err
 	}
+	h.startSocketLocked()
 	u := h.unit(DockerUnit)
 	if u.pid == 0 {
 		u.pid = 100
@@ -226,7 +232,7 @@ func (h *Host) WouldStart() (*Daemon, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.bootLocked()
-	return h.judgeLocked(h.loaded, h.loadedSocket)
+	return h.judgeLocked(h.loaded, h.listening)
 }
 
 // WouldStartAfterReload judges a start after a daemon-reload: every file
@@ -242,7 +248,33 @@ func (h *Host) WouldStartAfterReload() (*Daemon, error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.judgeLocked(svc, sock)
+	listen, err := listenStreams(sock)
+	if err != nil {
+		return nil, err
+	}
+	return h.judgeLocked(svc, listen)
+}
+
+// SocketListening is what docker.socket listens on (ListenStream=
+// values), nil when it does not run.
+func (h *Host) SocketListening() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.bootLocked()
+	return append([]string(nil), h.listening...)
+}
+
+// listenStreams reads a socket unit's ListenStream= values; nil if the
+// unit does not exist.
+func listenStreams(sock *unitFiles) ([]string, error) {
+	if sock == nil || sock.Fragment == "" {
+		return nil, nil
+	}
+	ss, err := sock.parse()
+	if err != nil {
+		return nil, refuse(ReasonUnit, "%v", err)
+	}
+	return ss["Socket.ListenStream"], nil
 }
 
 func (h *Host) unit(name string) *unitState {
@@ -264,9 +296,21 @@ func (h *Host) bootLocked() {
 		h.lastErr = err
 		return
 	}
+	h.startSocketLocked()
 	u := h.unit(DockerUnit)
 	u.pid = 100
 	_ = h.startDockerd(u)
+}
+
+// startSocketLocked (re)binds docker.socket from the unit as loaded.
+func (h *Host) startSocketLocked() {
+	s := h.unit(SocketUnit)
+	listen, err := listenStreams(h.loadedSocket)
+	if err != nil || h.loadedSocket == nil || h.loadedSocket.Fragment == "" {
+		s.active, h.listening = "failed", nil
+		return
+	}
+	s.active, h.listening = "active", listen
 }
 
 func (h *Host) loadLocked() error {
@@ -282,8 +326,9 @@ func (h *Host) loadLocked() error {
 	return nil
 }
 
-// judgeLocked reads the unit's settings and asks the dockerd rules.
-func (h *Host) judgeLocked(svc, sock *unitFiles) (*Daemon, error) {
+// judgeLocked reads the unit's settings and asks the dockerd rules;
+// listening is what docker.socket passes (nil: no socket running).
+func (h *Host) judgeLocked(svc *unitFiles, listening []string) (*Daemon, error) {
 	if svc == nil || svc.Fragment == "" {
 		return nil, refuse(ReasonUnit, "Unit docker.service not found.")
 	}
@@ -291,21 +336,15 @@ func (h *Host) judgeLocked(svc, sock *unitFiles) (*Daemon, error) {
 	if err != nil {
 		return nil, refuse(ReasonUnit, "%v", err)
 	}
-	in := startInput{root: h.Root, exec: s["Service.ExecStart"]}
+	in := startInput{root: h.Root, exec: s["Service.ExecStart"], socket: listening, socketUnit: listening != nil}
 	// systemd.unit(5), Requires=: the required unit must exist, or the
 	// start job fails with a dependency error.
 	for _, r := range s["Unit.Requires"] {
-		if r == SocketUnit && (sock == nil || sock.Fragment == "") {
-			return nil, refuse(ReasonUnit, "Unit docker.socket not found.")
+		for _, name := range strings.Fields(r) {
+			if name == SocketUnit && (h.loadedSocket == nil || h.loadedSocket.Fragment == "") {
+				return nil, refuse(ReasonUnit, "Unit docker.socket not found.")
+			}
 		}
-	}
-	if sock != nil && sock.Fragment != "" {
-		ss, err := sock.parse()
-		if err != nil {
-			return nil, refuse(ReasonUnit, "%v", err)
-		}
-		in.socketUnit = true
-		in.socket = ss["Socket.ListenStream"]
 	}
 	in.env, err = s.environment(h.Root)
 	if err != nil {
@@ -316,7 +355,7 @@ func (h *Host) judgeLocked(svc, sock *unitFiles) (*Daemon, error) {
 
 // startDockerd starts dockerd from the loaded unit, or records why not.
 func (h *Host) startDockerd(u *unitState) error {
-	d, err := h.judgeLocked(h.loaded, h.loadedSocket)
+	d, err := h.judgeLocked(h.loaded, h.listening)
 	if err == nil && h.failRestart != nil {
 		js, _ := os.ReadFile(filepath.Join(h.Root, DaemonJSON))
 		if h.failRestart(string(js)) {
@@ -372,6 +411,26 @@ func (h *Host) Restart(_ context.Context, name string) error {
 	defer h.mu.Unlock()
 	h.bootLocked()
 	u := h.unit(name)
+	if name == SocketUnit {
+		// Restarting docker.socket binds its ListenStream= values as
+		// loaded now, and restarts docker.service, which requires it (a
+		// restart propagates along Requires=, systemd.unit(5)).
+		h.startSocketLocked()
+		if h.listening == nil {
+			return jobFailed(name, refuse(ReasonUnit, "docker.socket cannot listen"))
+		}
+		d := h.unit(DockerUnit)
+		if d.active != "active" {
+			return nil
+		}
+		d.pid++
+		if err := h.startLimitLocked(d); err != nil {
+			d.active, h.running, h.lastErr = "failed", nil, err
+			return nil
+		}
+		_ = h.startDockerd(d)
+		return nil
+	}
 	u.pid++
 	if name != DockerUnit {
 		if h.failRestart != nil {
@@ -424,7 +483,13 @@ func (h *Host) Stop(_ context.Context, name string) error {
 	h.bootLocked()
 	u := h.unit(name)
 	u.active = "inactive"
-	if name == DockerUnit {
+	switch name {
+	case SocketUnit:
+		// docker.service requires the socket: it stops too.
+		h.listening = nil
+		h.unit(DockerUnit).active = "inactive"
+		h.running = nil
+	case DockerUnit:
 		h.running = nil
 	}
 	return nil
@@ -477,19 +542,24 @@ func (h *Host) Unit(_ context.Context, name string) (systemd.UnitInfo, error) {
 	h.bootLocked()
 	u := h.unit(name)
 	info := systemd.UnitInfo{LoadState: "loaded", ActiveState: u.active, SubState: subState(u.active), MainPID: u.pid}
-	if name == DockerUnit {
-		if h.loadState != "" {
-			info.LoadState = h.loadState
-		}
-		if h.loaded != nil {
-			info.FragmentPath = h.loaded.Fragment
-			info.DropInPaths = append([]string(nil), h.loaded.DropIns...)
-			disk, err := findUnit(h.Root, DockerUnit)
-			info.NeedDaemonReload = err != nil || !disk.same(h.loaded)
-		}
+	loaded := map[string]*unitFiles{DockerUnit: h.loaded, SocketUnit: h.loadedSocket}[name]
+	if name == DockerUnit && h.loadState != "" {
+		info.LoadState = h.loadState
 	}
-	if u.active != "active" {
+	if loaded != nil {
+		if loaded.Fragment == "" {
+			info.LoadState = "not-found"
+		}
+		info.FragmentPath = loaded.Fragment
+		info.DropInPaths = append([]string(nil), loaded.DropIns...)
+		disk, err := findUnit(h.Root, name)
+		info.NeedDaemonReload = err != nil || !disk.same(loaded)
+	}
+	if u.active != "active" || name == SocketUnit {
 		info.MainPID = 0
+	}
+	if name == SocketUnit && u.active == "active" {
+		info.SubState = "listening"
 	}
 	return info, nil
 }
