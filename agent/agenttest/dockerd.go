@@ -484,12 +484,18 @@ func (d *Daemon) loadTLS(root string) error {
 	if !d.TLS {
 		return nil
 	}
-	certPEM, err := os.ReadFile(filepath.Join(root, d.Cert))
-	if err != nil || d.Cert == "" {
+	read := func(p string) ([]byte, error) {
+		if p == "" {
+			return nil, errors.New("open : no such file or directory")
+		}
+		return os.ReadFile(filepath.Join(root, p))
+	}
+	certPEM, err := read(d.Cert)
+	if err != nil {
 		return refuse(ReasonTLS, "Could not load X509 key pair (cert: %q, key: %q): %v", d.Cert, d.Key, err)
 	}
-	keyPEM, err := os.ReadFile(filepath.Join(root, d.Key))
-	if err != nil || d.Key == "" {
+	keyPEM, err := read(d.Key)
+	if err != nil {
 		return refuse(ReasonTLS, "Could not load X509 key pair (cert: %q, key: %q): %v", d.Cert, d.Key, err)
 	}
 	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
@@ -498,8 +504,8 @@ func (d *Daemon) loadTLS(root string) error {
 	if !d.TLSVerify {
 		return nil
 	}
-	caPEM, err := os.ReadFile(filepath.Join(root, d.CACert))
-	if err != nil || d.CACert == "" {
+	caPEM, err := read(d.CACert)
+	if err != nil {
 		return refuse(ReasonTLS, "Could not read CA certificate %q: %v", d.CACert, err)
 	}
 	if !x509.NewCertPool().AppendCertsFromPEM(caPEM) {
