@@ -15,7 +15,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/spf13/pflag"
 )
@@ -26,6 +25,18 @@ import (
 // file") and its configuration-loading code describe it; the code is
 // cited by file and function at moby's v20.10.24 tag, and none of it is
 // copied. Where later versions differ, the comment says so.
+//
+// TestDockerdRules' cases were also run against Debian 12's dockerd
+// 20.10.24 binary (in a chroot of the test host's rootfs, in private
+// mount, network and PID namespaces, with a daemon.json and flags per
+// case), and it started or refused as these rules say: the hosts,
+// labels and tlsverify conflicts (-Hvalue, "hosts": null, a flattened
+// object), unknown keys, a value of the wrong type, an array, an empty
+// file, trailing text, a missing --config-file, positional arguments,
+// unknown flags, the same port twice, --tlsverify=false without
+// certificates, "tls" implying verification, no CA read without it, an
+// intermediate before the leaf, fd:// without socket activation, and
+// ":2377" listening on localhost.
 
 // Why a start is refused, for tests that look for one kind.
 const (
@@ -327,25 +338,18 @@ func judge(in startInput) (*Daemon, error) {
 }
 
 // decodeConfig reads daemon.json as daemon/config/config.go,
-// getConflictFreeConfiguration does: white space only is an empty
-// configuration; otherwise it must be a JSON object (decoded into a map
-// first, so an array or invalid JSON is refused), objects other than
-// flatOptions are flattened into their keys, and the whole file is then
-// decoded into the typed configuration. It returns the flattened keys.
+// getConflictFreeConfiguration does in 20.10: one JSON value is decoded
+// from the start of the file into a map (so an empty file is an error,
+// "EOF", an array or invalid JSON is refused, and whatever follows the
+// first value is ignored), objects other than flatOptions are flattened
+// into their keys, and the file is decoded again, the same way, into the
+// typed configuration. It returns the flattened keys. (Version 24 and
+// later trim white space, accept an empty file and a byte order mark, and
+// check that the file is UTF-8.) Checked against Debian 12's dockerd
+// 20.10.24 binary.
 func decodeConfig(data []byte, fc *fileConfig) (map[string]any, error) {
-	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
-	if !utf8.Valid(data) {
-		// Later versions (24+) validate the encoding explicitly; 20.10's
-		// encoding/json would replace the bytes. Refusing is the safe
-		// model for a test.
-		return nil, errors.New("the file is not valid UTF-8")
-	}
-	data = bytes.TrimSpace(data)
-	if len(data) == 0 {
-		return map[string]any{}, nil
-	}
 	var raw map[string]any
-	if err := json.Unmarshal(data, &raw); err != nil {
+	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
 		return nil, err
 	}
 	set := map[string]any{}
@@ -358,7 +362,7 @@ func decodeConfig(data []byte, fc *fileConfig) (map[string]any, error) {
 		}
 		set[k] = v
 	}
-	if err := json.Unmarshal(data, fc); err != nil {
+	if err := json.NewDecoder(bytes.NewReader(data)).Decode(fc); err != nil {
 		return nil, err
 	}
 	return set, nil

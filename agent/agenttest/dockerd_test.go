@@ -107,8 +107,15 @@ func TestDockerdRules(t *testing.T) {
 			setup: func(t *testing.T, h *Host) { WriteFile(t, h.Root, DaemonJSON, `{"a": }`) }},
 		{name: "not an object", reason: ReasonJSON,
 			setup: func(t *testing.T, h *Host) { WriteFile(t, h.Root, DaemonJSON, `["x"]`) }},
-		{name: "white space only is an empty configuration",
+		{name: "white space only", reason: ReasonJSON, want: "EOF",
 			setup: func(t *testing.T, h *Host) { WriteFile(t, h.Root, DaemonJSON, " \n\t\n") }},
+		{name: "what follows the object is ignored", setup: func(t *testing.T, h *Host) {
+			WriteFile(t, h.Root, DaemonJSON, `{"live-restore": true} garbage`)
+		}, check: func(t *testing.T, d *Daemon) {
+			if !d.LiveRestore {
+				t.Error("live-restore not read")
+			}
+		}},
 		{name: "a value of the wrong type", reason: ReasonJSON, want: "cannot unmarshal string",
 			setup: func(t *testing.T, h *Host) { WriteFile(t, h.Root, DaemonJSON, `{"tlsverify": "yes"}`) }},
 		{name: "an unknown key", reason: ReasonUnknown, want: "don't match any configuration option: x-custom",
