@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -20,21 +19,26 @@ import (
 // Result is what a provision did, for people and for configuration
 // management (--json).
 type Result struct {
-	Changed    bool         `json:"changed"`
-	DryRun     bool         `json:"dry_run,omitempty"`
-	Restarted  bool         `json:"restarted"`
-	RolledBack bool         `json:"rolled_back,omitempty"`
-	Mode       Mode         `json:"mode"`
-	Hosts      []string     `json:"hosts"`
-	Serial     string       `json:"serial,omitempty"`
-	NotAfter   time.Time    `json:"not_after,omitzero"`
-	Files      []FileChange `json:"files,omitempty"`
-	Certs      string       `json:"certificates,omitempty"` // install, unchanged
-	Notes      []string     `json:"notes,omitempty"`
-	Warnings   []string     `json:"warnings,omitempty"`
-	Checks     []Check      `json:"checks,omitempty"`
-	ClientOut  string       `json:"client_out,omitempty"`
-	Error      string       `json:"error,omitempty"`
+	Changed    bool     `json:"changed"`
+	DryRun     bool     `json:"dry_run,omitempty"`
+	Restarted  bool     `json:"restarted"`
+	RolledBack bool     `json:"rolled_back,omitempty"`
+	Mode       Mode     `json:"mode"`
+	Hosts      []string `json:"hosts"`
+	// TCPHeldBy is who holds the TCP listeners in daemon-json mode:
+	// docker.socket or dockerd.
+	TCPHeldBy string `json:"tcp_held_by,omitempty"`
+	// SocketRestarted: docker.socket restarts on new listeners too.
+	SocketRestarted bool         `json:"socket_restarted,omitempty"`
+	Serial          string       `json:"serial,omitempty"`
+	NotAfter        time.Time    `json:"not_after,omitzero"`
+	Files           []FileChange `json:"files,omitempty"`
+	Certs           string       `json:"certificates,omitempty"` // install, unchanged
+	Notes           []string     `json:"notes,omitempty"`
+	Warnings        []string     `json:"warnings,omitempty"`
+	Checks          []Check      `json:"checks,omitempty"`
+	ClientOut       string       `json:"client_out,omitempty"`
+	Error           string       `json:"error,omitempty"`
 	// Journal holds dockerd's last journal lines after a failed restart.
 	Journal string `json:"journal,omitempty"`
 }
@@ -110,6 +114,8 @@ func (a *Agent) Provision(ctx context.Context, cfg Config) (*Result, error) {
 
 func (a *Agent) describe(res *Result, plan *Plan) {
 	res.Hosts = plan.Hosts
+	res.TCPHeldBy = plan.heldBy()
+	res.SocketRestarted = plan.socketRestart || plan.socketGoes()
 	res.Files = plan.Files
 	res.Notes = append(res.Notes, plan.Notes...)
 	res.Warnings = append(res.Warnings, plan.Warnings...)
@@ -132,6 +138,9 @@ func (a *Agent) recoverJournal() (bool, error) {
 		return false, err
 	}
 	a.o.Logger.Warn("an earlier apply was interrupted; restoring its backup", "journal", a.journalPath(), "taken", j.Taken)
+	if err := a.releaseBeforeRestore(context.Background(), j, 2*time.Minute); err != nil {
+		return false, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
+	}
 	if err := j.Restore(a.o.Paths); err != nil {
 		return false, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
 	}
@@ -220,7 +229,11 @@ func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) 
 		if err := a.leaveProxy(ctx, cfg, plan); err != nil {
 			return a.rollback(ctx, snap, res, err, false)
 		}
-		if err := a.restart(ctx, cfg, !reloaded); err != nil {
+		restart := a.restart
+		if plan.socketRestart {
+			restart = a.restartSocket
+		}
+		if err := restart(ctx, cfg, !reloaded); err != nil {
 			return a.rollback(ctx, snap, res, err, true)
 		}
 	}
@@ -237,7 +250,7 @@ func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) 
 	if err := os.Remove(a.journalPath()); err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}
-	st := &State{Mode: plan.Mode, Hosts: plan.Hosts, TCPHosts: plan.TCPHosts, Fingerprint: plan.Set.Fingerprint(), Serial: plan.Set.Serial(), NotAfter: plan.Set.Cert.NotAfter,
+	st := &State{Mode: plan.Mode, Hosts: plan.Hosts, TCPHosts: plan.TCPHosts, TCPHeldBy: plan.heldBy(), Fingerprint: plan.Set.Fingerprint(), Serial: plan.Set.Serial(), NotAfter: plan.Set.Cert.NotAfter,
 		LastApply: Apply{Time: now, Result: "ok", Changed: true, Serial: plan.Set.Serial(), Warnings: plan.Warnings}}
 	if err := a.saveState(st); err != nil {
 		return err
@@ -292,11 +305,14 @@ func (a *Agent) write(ctx context.Context, cfg Config, plan *Plan) (reloaded boo
 		}
 	}
 	a.o.Pause("certs-installed")
-	files := append([]FileChange(nil), plan.Files...)
-	if plan.Mode == ModeDaemonJSON {
-		sort.SliceStable(files, func(i, j int) bool { return files[i].Path == DropInPath && files[j].Path != DropInPath })
+	// docker.socket gives up tlsdock's listeners first. Its reload
+	// does not count: the unit files written below still need one.
+	if plan.socketGoes() {
+		if err := a.releaseSocket(ctx, cfg.Timeout); err != nil {
+			return false, err
+		}
 	}
-	for _, f := range files {
+	for _, f := range writeOrder(plan) {
 		if f.Action == "delete" {
 			if err := os.Remove(a.o.Paths.Abs(f.Path)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return reloaded, fmt.Errorf("removing %s: %w", f.Path, err)
@@ -304,13 +320,13 @@ func (a *Agent) write(ctx context.Context, cfg Config, plan *Plan) (reloaded boo
 		} else if err := a.writeFile(f.Path, f.new, f.mode); err != nil {
 			return reloaded, err
 		}
-		if f.Path == DropInPath && plan.Mode == ModeDaemonJSON {
+		if f.Path == DropInPath && plan.Mode == ModeDaemonJSON || f.Path == SocketDropInPath && f.Action != "delete" {
 			reloaded = true
 			rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 			err := a.o.Systemd.DaemonReload(rctx)
 			cancel()
 			if err != nil {
-				return reloaded, fmt.Errorf("loading %s (systemd daemon-reload): %w", DropInPath, err)
+				return reloaded, fmt.Errorf("loading %s (systemd daemon-reload): %w", f.Path, err)
 			}
 		}
 	}
@@ -396,15 +412,20 @@ func (a *Agent) rollback(ctx context.Context, snap *Snapshot, res *Result, cause
 		jctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		res.Journal = a.o.Journal(jctx, systemd.DockerUnit, 20)
 		cancel()
+		noteSocketFailure(res, cause)
 	}
 	failed := func(err error) error {
 		a.recordApply(Apply{Time: a.o.Now(), Result: "failed", Error: cause.Error() + "; rollback: " + err.Error()})
 		return fmt.Errorf("%w (%w: %v; backup kept in %s)", cause, ErrRollbackFailed, err, StateDir+"/journal.json")
 	}
+	socketBack := a.socketRestored(snap)
+	if err := a.releaseBeforeRestore(ctx, snap, 2*time.Minute); err != nil {
+		return failed(err)
+	}
 	if err := snap.Restore(a.o.Paths); err != nil {
 		return failed(err)
 	}
-	if restarted {
+	if restarted || socketBack {
 		// dockerd was restarted on the new files: put it back on the old ones.
 		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -414,7 +435,7 @@ func (a *Agent) rollback(ctx context.Context, snap *Snapshot, res *Result, cause
 		if err := a.o.Systemd.ResetFailed(rctx, systemd.DockerUnit); err != nil {
 			return failed(err)
 		}
-		if err := a.o.Systemd.Restart(rctx, systemd.DockerUnit); err != nil {
+		if err := a.restartAfterRestore(rctx, snap, socketBack); err != nil {
 			return failed(err)
 		}
 		if err := a.o.Docker.Ping(rctx); err != nil {

@@ -153,3 +153,9 @@ func diffTrees(a, b map[string]string) []string {
 	sort.Strings(d)
 	return d
 }
+
+// socketFragment is docker.socket's unit file. A fake host has none
+// (docker.socket is not-found) unless a test writes it.
+const socketFragment = agenttest.SocketFragment
+
+const debianSocket = agenttest.DebianSocket

@@ -78,11 +78,16 @@ type Plan struct {
 	// Warnings are shown on every run, dry or not, and recorded for
 	// `tlsdock status` (allow-source-owner).
 	Warnings []string
+	// socket: who holds the TCP listeners in daemon-json mode (socket.go).
+	socket socketChoice
+	// socketRestart: docker.socket restarts on tlsdock's drop-in;
+	// releaseSocket: it gives up tlsdock's listeners first.
+	socketRestart, releaseSocket bool
 }
 
 // Changed reports whether applying the plan changes anything.
 func (p *Plan) Changed() bool {
-	return p.Install || p.NewCA != nil || len(p.Files) > 0 || p.LiveRestoreFirst
+	return p.Install || p.NewCA != nil || len(p.Files) > 0 || p.LiveRestoreFirst || p.socketRestart || p.releaseSocket
 }
 
 func (p *Plan) note(format string, args ...any) {
@@ -179,6 +184,9 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 		}
 	}
 
+	if err := a.planSocket(sctx, plan, cfg, doc, svc); err != nil {
+		return nil, err
+	}
 	newDoc, cmd, err := a.planDockerd(plan, cfg, doc, svc, st, swarm)
 	if err != nil {
 		return nil, err
@@ -217,10 +225,13 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	} else if dropInExists {
 		plan.addFile(DropInPath, oldDropIn, true, nil, 0, false)
 	}
+	if err := a.planSocketFile(plan); err != nil {
+		return nil, err
+	}
 	if len(plan.Files) > 0 {
 		plan.Notes = append(plan.Notes, plan.changeNotes...)
 	}
-	plan.Restart = plan.Install || len(plan.Files) > 0 || !plan.DockerActive
+	plan.Restart = plan.Install || len(plan.Files) > 0 || !plan.DockerActive || plan.socketRestart || plan.releaseSocket
 	if cfg.Mode == ModeProxy {
 		// A new set never restarts dockerd: only a change of its own
 		// configuration (a TCP listener removed) does.
@@ -375,6 +386,12 @@ func (a *Agent) planDockerd(plan *Plan, cfg Config, doc *daemonjson.Doc, svc *sy
 	var cmd systemd.Command
 	switch cfg.Mode {
 	case ModeDaemonJSON:
+		if plan.socket.Held {
+			if cmd, err = planSocketDockerd(plan, newDoc, svc); err != nil {
+				return nil, nil, err
+			}
+			break
+		}
 		if err := daemonjson.SetTLS(newDoc, daemonjson.TLS{Hosts: plan.Hosts, CACert: caPath, Cert: certPath, Key: keyPath}); err != nil {
 			return nil, nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -600,33 +601,41 @@ func TestNeverPlaintextOrUnverified(t *testing.T) {
 		for jn, js := range jsons {
 			for un, exec := range units {
 				for _, hosts := range hostSets {
-					name := fmt.Sprintf("%s/%s/%s/%d", mode, jn, un, len(hosts))
-					h := newFakeHost(t)
-					if js != "" {
-						writeFile(t, h.root, DaemonJSONPath, js)
-					}
-					if exec != "" {
-						writeFile(t, h.root, systemd.DropInDir+"/override.conf", "[Service]\nExecStart=\nExecStart="+exec+"\n")
-					}
-					before := fullTree(t, h.root)
-					cfg := generateCfg()
-					cfg.Mode, cfg.Hosts = mode, hosts
-					res, err := h.agent(&fakeVerifier{}, noDNS).Provision(context.Background(), cfg)
-					var ie *InputError
-					if errors.As(err, &ie) {
-						refused++
-						t.Logf("%s: refused: %v", name, err)
-						if d := diffTrees(before, fullTree(t, h.root)); len(d) > 0 {
-							t.Errorf("%s: refused (%v) but changed %q", name, err, d)
+					for _, socket := range []bool{false, true} {
+						name := fmt.Sprintf("%s/%s/%s/%d", mode, jn, un, len(hosts))
+						h := newFakeHost(t)
+						if socket {
+							// docker.socket is there: its TCP listeners
+							// count too (checkEffective).
+							name += "/docker.socket"
+							writeFile(t, h.root, socketFragment, debianSocket)
 						}
-						continue
+						if js != "" {
+							writeFile(t, h.root, DaemonJSONPath, js)
+						}
+						if exec != "" {
+							writeFile(t, h.root, systemd.DropInDir+"/override.conf", "[Service]\nExecStart=\nExecStart="+exec+"\n")
+						}
+						before := fullTree(t, h.root)
+						cfg := generateCfg()
+						cfg.Mode, cfg.Hosts = mode, hosts
+						res, err := h.agent(&fakeVerifier{}, noDNS).Provision(context.Background(), cfg)
+						var ie *InputError
+						if errors.As(err, &ie) {
+							refused++
+							t.Logf("%s: refused: %v", name, err)
+							if d := diffTrees(before, fullTree(t, h.root)); len(d) > 0 {
+								t.Errorf("%s: refused (%v) but changed %q", name, err, d)
+							}
+							continue
+						}
+						if err != nil {
+							t.Errorf("%s: %v", name, err)
+							continue
+						}
+						n++
+						checkEffective(t, name, h, res, hosts)
 					}
-					if err != nil {
-						t.Errorf("%s: %v", name, err)
-						continue
-					}
-					n++
-					checkEffective(t, name, h, res, hosts)
 				}
 			}
 		}
@@ -658,6 +667,22 @@ func checkEffective(t *testing.T, name string, h *fakeHost, res *Result, want []
 	}
 	// Every TCP listener, from flags, daemon.json or docker.socket, is
 	// one tlsdock probes, and serves TLS that verifies clients.
+	// dockerd takes every listener of docker.socket with -H fd://, and a
+	// TCP one that dockerd does not take is held by nobody who answers.
+	taken := map[string]bool{}
+	for _, l := range d.TCP() {
+		if l.From == "docker.socket ListenStream=" {
+			taken[l.Addr] = true
+		}
+	}
+	for _, l := range h.SocketListening() {
+		if strings.HasPrefix(l, "/") || strings.HasPrefix(l, "@") {
+			continue
+		}
+		if !taken[l] && !taken[net.JoinHostPort("::", l)] {
+			t.Errorf("%s: docker.socket listens on %s, and dockerd does not take it (no -H fd://)", name, l)
+		}
+	}
 	probed := map[string]bool{}
 	for _, w := range want {
 		addr, err := agenttest.TCPAddr(w)

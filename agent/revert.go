@@ -58,6 +58,9 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 			res.Files = append(res.Files, FileChange{Path: f.Path, Action: action})
 		}
 	}
+	if err := a.releaseBeforeRestore(ctx, orig, cfg.Timeout); err != nil {
+		return res, a.rollback(ctx, snap, res, err, true)
+	}
 	if err := orig.Restore(a.o.Paths); err != nil {
 		return res, a.rollback(ctx, snap, res, err, true)
 	}

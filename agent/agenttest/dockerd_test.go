@@ -2,8 +2,6 @@ package agenttest
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +15,12 @@ const override = "/etc/systemd/system/docker.service.d/override.conf"
 func execStart(t *testing.T, h *Host, cmd string) {
 	t.Helper()
 	WriteFile(t, h.Root, override, "[Service]\nExecStart=\nExecStart="+cmd+"\n")
+}
+
+// withSocket writes Debian's docker.socket.
+func withSocket(t *testing.T, h *Host) {
+	t.Helper()
+	WriteFile(t, h.Root, SocketFragment, DebianSocket)
 }
 
 // installTLS writes a valid set under /etc/docker/ssl.
@@ -227,9 +231,10 @@ func TestDockerdRules(t *testing.T) {
 				WriteFile(t, h.Root, "/etc/systemd/system/docker.socket.d/none.conf", "[Socket]\nListenStream=\n")
 			}},
 		{name: "docker.service requires a missing docker.socket", reason: ReasonUnit, want: "docker.socket not found",
-			setup: func(t *testing.T, h *Host) { removeFile(t, h, SocketFragment) }},
+			setup: func(t *testing.T, h *Host) { h.SetStrictSocket(true) }},
 		{name: "TCP held by docker.socket is served with daemon.json's TLS", setup: func(t *testing.T, h *Host) {
 			installTLS(t, h)
+			withSocket(t, h)
 			WriteFile(t, h.Root, "/etc/systemd/system/docker.socket.d/tcp.conf", "[Socket]\nListenStream=127.0.0.1:2376\n")
 			WriteFile(t, h.Root, DaemonJSON, `{"tlsverify": true, `+tlsJSON+`}`)
 		}, check: func(t *testing.T, d *Daemon) {
@@ -243,6 +248,7 @@ func TestDockerdRules(t *testing.T) {
 		}},
 		{name: "a port held by docker.socket and in hosts", reason: ReasonListener, want: "address already in use",
 			setup: func(t *testing.T, h *Host) {
+				withSocket(t, h)
 				WriteFile(t, h.Root, "/etc/systemd/system/docker.socket.d/tcp.conf", "[Socket]\nListenStream=2376\n")
 				execStart(t, h, "/usr/sbin/dockerd -H fd:// -H tcp://127.0.0.1:2376 --tls=false")
 			}},
@@ -265,13 +271,6 @@ func TestDockerdRules(t *testing.T) {
 				t.Fatalf("err = %v, want a %s refusal containing %q", err, tt.reason, tt.want)
 			}
 		})
-	}
-}
-
-func removeFile(t *testing.T, h *Host, p string) {
-	t.Helper()
-	if err := os.Remove(filepath.Join(h.Root, p)); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -417,6 +416,7 @@ func TestSplitExec(t *testing.T) {
 func TestSocketListeners(t *testing.T) {
 	ctx := context.Background()
 	h := NewHost(t)
+	withSocket(t, h)
 	installTLS(t, h)
 	WriteFile(t, h.Root, DaemonJSON, `{"tlsverify": true, `+tlsJSON+`}`)
 	if err := h.Boot(); err != nil {
