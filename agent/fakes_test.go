@@ -42,10 +42,7 @@ func writeFile(t *testing.T, root, path, body string) {
 // Info is dockerd's GET /info as the agent reads it.
 func (h *fakeHost) Info(ctx context.Context) (DockerInfo, error) {
 	i, err := h.Host.Info(ctx)
-	var out DockerInfo
-	out.ServerVersion, out.LiveRestoreEnabled = i.ServerVersion, i.LiveRestoreEnabled
-	out.Swarm.LocalNodeState = i.Swarm.LocalNodeState
-	return out, err
+	return DockerInfo(i), err
 }
 
 // fakeVerifier checks that the probe expects the installed certificate.

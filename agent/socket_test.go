@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tlsdock/tlsdock/agent/agenttest"
 	"github.com/tlsdock/tlsdock/daemonjson"
 	"github.com/tlsdock/tlsdock/systemd"
 )
@@ -50,8 +51,22 @@ func (s *socketHost) check(at string) {
 		ca, _, _ := d.String("tlscacert")
 		tlsOn = v && ca != ""
 	}
+	// The fake host's dockerd rules: a dockerd that started now, on the
+	// unit systemd has loaded or after a reboot, serves every TCP
+	// listener it has (docker.socket's included) with mutual TLS.
+	var plain []string
+	for _, would := range []func() (*agenttest.Daemon, error){s.WouldStart, s.WouldStartAfterReload} {
+		if d, err := would(); err == nil {
+			for _, l := range d.TCP() {
+				if !l.TLS || !l.VerifyClients {
+					plain = append(plain, at+": dockerd would serve "+l.Addr+" ("+l.From+") without mutual TLS")
+				}
+			}
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.errs = append(s.errs, plain...)
 	if tlsOn {
 		return
 	}

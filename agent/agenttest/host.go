@@ -149,7 +149,8 @@ func (h *Host) SetClock(now func() time.Time) {
 }
 
 // FailRestart makes every Restart fail while fail returns true for
-// daemon.json as it is on disk (nil: restarts follow the rules only).
+// daemon.json as it is on disk (nil: restarts follow the rules only). fail
+// runs with the host locked: it must not call the host.
 func (h *Host) FailRestart(fail func(daemonJSON string) bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -601,7 +602,8 @@ func subState(active string) string {
 	return "dead"
 }
 
-// Info is the part of dockerd's GET /info a test reads.
+// Info is the part of dockerd's GET /info a test reads. It has the shape of
+// agent.DockerInfo, so a test converts it with agent.DockerInfo(i).
 type Info struct {
 	ServerVersion      string
 	LiveRestoreEnabled bool

@@ -49,10 +49,7 @@ type dockerAPI struct{ *agenttest.Host }
 
 func (d dockerAPI) Info(ctx context.Context) (agent.DockerInfo, error) {
 	i, err := d.Host.Info(ctx)
-	var out agent.DockerInfo
-	out.ServerVersion, out.LiveRestoreEnabled = i.ServerVersion, i.LiveRestoreEnabled
-	out.Swarm.LocalNodeState = i.Swarm.LocalNodeState
-	return out, err
+	return agent.DockerInfo(i), err
 }
 
 type okVerifier struct{}
