@@ -17,8 +17,6 @@ import (
 	"github.com/tlsdock/tlsdock/agent/agenttest"
 )
 
-const fragment = agenttest.DockerFragment
-
 // fakeHost is the shared fake host (agenttest.Host) with the agent's own
 // types: dockerd "runs" the configuration that was on disk at its last
 // start or reload, and starts only as dockerd's rules allow.

@@ -619,13 +619,13 @@ func parseHost(h string, useTLS bool) (proto, addr string, err error) {
 		return "unix", rest, nil
 	case "tcp":
 	default:
-		return "", "", fmt.Errorf("Invalid bind address format: %s", h)
+		return "", "", fmt.Errorf("invalid bind address format: %s", h)
 	}
 	if rest == "" {
 		return "tcp", "localhost:2375", nil
 	}
 	if strings.Contains(rest, "://") {
-		return "", "", fmt.Errorf("Invalid proto, expected tcp: %s", h)
+		return "", "", fmt.Errorf("invalid proto, expected tcp: %s", h)
 	}
 	if strings.HasSuffix(rest, "]:") {
 		rest += "2375"
@@ -639,7 +639,7 @@ func parseHost(h string, useTLS bool) (proto, addr string, err error) {
 		host, port, err = net.SplitHostPort(net.JoinHostPort(u.Host, "2375"))
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("Invalid bind address format: %s", h)
+		return "", "", fmt.Errorf("invalid bind address format: %s", h)
 	}
 	if host == "" {
 		host = "localhost"
@@ -649,7 +649,7 @@ func parseHost(h string, useTLS bool) (proto, addr string, err error) {
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 		// net.Listen refuses what ParseTCPAddr lets through.
-		return "", "", fmt.Errorf("Invalid bind address format: %s", h)
+		return "", "", fmt.Errorf("invalid bind address format: %s", h)
 	}
 	return "tcp", net.JoinHostPort(host, port), nil
 }

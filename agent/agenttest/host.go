@@ -611,7 +611,7 @@ type Info struct {
 }
 
 // errNotRunning is what the local API answers while dockerd is down.
-var errNotRunning = errors.New("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?")
+var errNotRunning = errors.New("cannot connect to the Docker daemon at unix:///var/run/docker.sock: is the docker daemon running")
 
 // Info answers GET /info from the running dockerd.
 func (h *Host) Info(context.Context) (Info, error) {

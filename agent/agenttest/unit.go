@@ -275,7 +275,7 @@ func (s settings) environment(root string) (map[string]string, error) {
 	for _, line := range s["Service.Environment"] {
 		words, err := splitExec(line, nil)
 		if err != nil {
-			return nil, fmt.Errorf("Environment=: %w", err)
+			return nil, fmt.Errorf("parsing Environment=: %w", err)
 		}
 		for _, w := range words {
 			if k, v, ok := strings.Cut(w, "="); ok {
