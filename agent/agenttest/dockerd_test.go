@@ -455,4 +455,11 @@ func TestSocketListeners(t *testing.T) {
 	if h.Running() != nil || h.ActiveState() != "inactive" {
 		t.Fatal("docker.service runs without its socket")
 	}
+	// Starting docker.service starts the socket it requires.
+	if err := h.Restart(ctx, DockerUnit); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.SocketListening(); len(got) != 2 || len(h.Running().TCP()) != 1 {
+		t.Fatalf("socket %q, dockerd %+v", got, h.Running())
+	}
 }

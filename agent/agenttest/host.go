@@ -476,10 +476,34 @@ func (h *Host) Restart(_ context.Context, name string) error {
 		h.lastErr = err
 		return jobFailed(name, err)
 	}
+	// Starting docker.service starts docker.socket too when it requires
+	// it (systemd.unit(5), Requires=), binding the socket as loaded.
+	if h.requiresSocketLocked() && h.unit(SocketUnit).active != "active" && h.loadedSocket != nil && h.loadedSocket.Fragment != "" {
+		h.startSocketLocked()
+	}
 	if err := h.startDockerd(u); err != nil {
 		return jobFailed(name, err)
 	}
 	return nil
+}
+
+// requiresSocketLocked reports whether docker.service, as loaded,
+// requires or wants docker.socket.
+func (h *Host) requiresSocketLocked() bool {
+	s, err := h.loaded.parse()
+	if err != nil {
+		return false
+	}
+	for _, key := range []string{"Unit.Requires", "Unit.Wants", "Unit.BindsTo"} {
+		for _, v := range s[key] {
+			for _, name := range strings.Fields(v) {
+				if name == SocketUnit {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // startLimitLocked counts a start of docker.service: systemd refuses a
