@@ -28,7 +28,6 @@ type socketHost struct {
 	holding bool // docker.socket listens on TCP
 	// loaded is the unit files as of the last daemon-reload.
 	loaded string
-	where  string
 	errs   []string
 }
 
