@@ -123,18 +123,20 @@ func TestProvisionGenerateFreshHost(t *testing.T) {
 
 func TestProvisionKeepsUserKeysAndRemovesPlaintext(t *testing.T) {
 	h := newFakeHost(t)
-	writeFile(t, h.root, DaemonJSONPath, `{"log-driver": "journald", "hosts": ["tcp://0.0.0.0:2375"], "x-custom": {"a": [1, 2e3]}, "storage-driver": "overlay2"}`)
+	// "builder" is a key dockerd knows and tlsdock does not; dockerd
+	// ignores the unknown "a" in it, but refuses an unknown top-level key.
+	writeFile(t, h.root, DaemonJSONPath, `{"log-driver": "journald", "hosts": ["tcp://0.0.0.0:2375"], "builder": {"a": [1, 2e3]}, "storage-driver": "overlay2"}`)
 	res := mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
 	doc, err := daemonjson.Parse([]byte(readFile(t, h.root, DaemonJSONPath)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantKeys := []string{"log-driver", "hosts", "x-custom", "storage-driver", "live-restore", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey"}
+	wantKeys := []string{"log-driver", "hosts", "builder", "storage-driver", "live-restore", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey"}
 	if !reflect.DeepEqual(doc.Keys(), wantKeys) {
 		t.Fatalf("keys %q, want %q", doc.Keys(), wantKeys)
 	}
-	if raw, _ := doc.Get("x-custom"); strings.Join(strings.Fields(string(raw)), "") != `{"a":[1,2e3]}` {
-		t.Fatalf("x-custom = %s", raw)
+	if raw, _ := doc.Get("builder"); strings.Join(strings.Fields(string(raw)), "") != `{"a":[1,2e3]}` {
+		t.Fatalf("builder = %s", raw)
 	}
 	hosts, _ := doc.Hosts()
 	if !reflect.DeepEqual(hosts, []string{"fd://", "tcp://0.0.0.0:2376"}) {
@@ -167,7 +169,7 @@ func TestRollbackOnFailedRestart(t *testing.T) {
 	writeFile(t, h.root, DaemonJSONPath, `{"log-driver": "journald"}`)
 	writeFile(t, h.root, SSLDir+"/ca.pem", "old ca from the user\n")
 	// dockerd fails to start once TLS is configured (say, the port is taken).
-	h.failRestart = func(js string) bool { return strings.Contains(js, "tlsverify") }
+	h.FailRestart(func(js string) bool { return strings.Contains(js, "tlsverify") })
 	before := treeHash(t, h.root)
 	res, err := h.agent(&fakeVerifier{}).Provision(context.Background(), generateCfg())
 	if !errors.Is(err, ErrRolledBack) {
@@ -187,12 +189,12 @@ func TestRollbackOnFailedRestart(t *testing.T) {
 	if got := readFile(t, h.root, DaemonJSONPath); got != "{\n  \"log-driver\": \"journald\",\n  \"live-restore\": true\n}\n" {
 		t.Fatalf("daemon.json after rollback = %q", got)
 	}
-	if !h.liveRestore {
+	if !h.LiveRestore() {
 		t.Fatal("dockerd came back without live-restore")
 	}
 	calls := h.Calls()
-	if calls[len(calls)-1] != "restart docker.service" || h.active != "active" {
-		t.Fatalf("docker not restarted on the old configuration: %q, %s", calls, h.active)
+	if calls[len(calls)-1] != "restart docker.service" || h.ActiveState() != "active" {
+		t.Fatalf("docker not restarted on the old configuration: %q, %s", calls, h.ActiveState())
 	}
 	st, _ := h.agent(nil).Status(context.Background())
 	if st.LastApply.Result != "rolled-back" || !strings.Contains(st.LastApply.Error, "restarting docker") {
@@ -423,7 +425,7 @@ func TestInterruptedApplyConverges(t *testing.T) {
 
 func TestSwarmSkipsLiveRestore(t *testing.T) {
 	h := newFakeHost(t)
-	h.swarm = true
+	h.SetSwarm(true)
 	res := mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
 	if strings.Contains(readFile(t, h.root, DaemonJSONPath), "live-restore") {
 		t.Fatal("live-restore set in swarm mode")

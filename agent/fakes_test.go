@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -15,154 +14,33 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsdock/tlsdock/daemonjson"
-	"github.com/tlsdock/tlsdock/systemd"
+	"github.com/tlsdock/tlsdock/agent/agenttest"
 )
 
-const fragment = "/lib/systemd/system/docker.service"
-
-const debianUnit = `[Unit]
-Description=Docker Application Container Engine
-Requires=docker.socket
-
-[Service]
-Type=notify
-EnvironmentFile=-/etc/default/docker
-ExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock $DOCKER_OPTS
-ExecReload=/bin/kill -s HUP $MAINPID
-TimeoutStartSec=0
-Restart=on-failure
-StartLimitBurst=3
-StartLimitInterval=60s
-`
-
-// fakeHost is a fake systemd and dockerd over a root in a temp dir. dockerd
-// "runs" the configuration that was on disk at its last start or reload.
+// fakeHost is the shared fake host (agenttest.Host) with the agent's own
+// types: dockerd "runs" the configuration that was on disk at its last
+// start or reload, and starts only as dockerd's rules allow.
 type fakeHost struct {
+	*agenttest.Host
 	t    *testing.T
 	root string
-
-	mu          sync.Mutex
-	calls       []string
-	active      string
-	pid         uint32
-	liveRestore bool
-	swarm       bool
-	// failRestart makes a restart fail while it returns true for the
-	// current daemon.json.
-	failRestart func(daemonJSON string) bool
 }
 
 func newFakeHost(t *testing.T) *fakeHost {
 	t.Helper()
-	root := t.TempDir()
-	writeFile(t, root, fragment, debianUnit)
-	// What every Debian host has.
-	for _, d := range []string{"/etc/systemd/system", "/var/lib", "/run"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return &fakeHost{t: t, root: root, active: "active", pid: 100}
+	h := agenttest.NewHost(t)
+	return &fakeHost{Host: h, t: t, root: h.Root}
 }
 
 func writeFile(t *testing.T, root, path, body string) {
 	t.Helper()
-	full := filepath.Join(root, path)
-	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(full, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	agenttest.WriteFile(t, root, path, body)
 }
 
-func (h *fakeHost) record(s string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.calls = append(h.calls, s)
-}
-
-func (h *fakeHost) Calls() []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]string(nil), h.calls...)
-}
-
-func (h *fakeHost) DaemonReload(context.Context) error { h.record("daemon-reload"); return nil }
-func (h *fakeHost) ResetFailed(_ context.Context, u string) error {
-	h.record("reset-failed " + u)
-	return nil
-}
-
-func (h *fakeHost) readDaemonJSON() (string, bool) {
-	data, err := os.ReadFile(filepath.Join(h.root, DaemonJSONPath))
-	if err != nil {
-		return "", false
-	}
-	d, err := daemonjson.Parse(data)
-	if err != nil {
-		return string(data), false
-	}
-	lr, _, _ := d.Bool("live-restore")
-	return string(data), lr
-}
-
-func (h *fakeHost) Restart(_ context.Context, u string) error {
-	h.record("restart " + u)
-	js, lr := h.readDaemonJSON()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.pid++
-	if h.failRestart != nil && h.failRestart(js) {
-		h.active = "failed"
-		return errors.New("job result \"failed\"")
-	}
-	h.active, h.liveRestore = "active", lr
-	return nil
-}
-
-func (h *fakeHost) Reload(_ context.Context, u string) error {
-	h.record("reload " + u)
-	_, lr := h.readDaemonJSON()
-	h.mu.Lock()
-	h.liveRestore = lr
-	h.mu.Unlock()
-	return nil
-}
-
-func (h *fakeHost) Unit(_ context.Context, u string) (systemd.UnitInfo, error) {
-	if u == systemd.SocketUnit {
-		return fakeSocketUnit(h.root), nil
-	}
-	var dropIns []string
-	entries, _ := os.ReadDir(filepath.Join(h.root, systemd.DropInDir))
-	for _, e := range entries {
-		dropIns = append(dropIns, systemd.DropInDir+"/"+e.Name())
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return systemd.UnitInfo{LoadState: "loaded", ActiveState: h.active, SubState: "running", MainPID: h.pid, FragmentPath: fragment, DropInPaths: dropIns}, nil
-}
-
-func (h *fakeHost) Info(context.Context) (DockerInfo, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var i DockerInfo
-	i.LiveRestoreEnabled = h.liveRestore
-	if h.swarm {
-		i.Swarm.LocalNodeState = "active"
-	}
-	return i, nil
-}
-
-func (h *fakeHost) Ping(context.Context) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.active != "active" {
-		return errors.New("docker is " + h.active)
-	}
-	return nil
+// Info is dockerd's GET /info as the agent reads it.
+func (h *fakeHost) Info(ctx context.Context) (DockerInfo, error) {
+	i, err := h.Host.Info(ctx)
+	return DockerInfo(i), err
 }
 
 // fakeVerifier checks that the probe expects the installed certificate.
@@ -273,31 +151,6 @@ func diffTrees(a, b map[string]string) []string {
 
 // socketFragment is docker.socket's unit file. A fake host has none
 // (docker.socket is not-found) unless a test writes it.
-const socketFragment = "/lib/systemd/system/docker.socket"
+const socketFragment = agenttest.SocketFragment
 
-const debianSocket = `[Unit]
-Description=Docker Socket for the API
-
-[Socket]
-ListenStream=/run/docker.sock
-SocketMode=0660
-SocketUser=root
-SocketGroup=docker
-
-[Install]
-WantedBy=sockets.target
-`
-
-// fakeSocketUnit is docker.socket as systemd would report it under root,
-// with the drop-ins on disk loaded.
-func fakeSocketUnit(root string) systemd.UnitInfo {
-	if _, err := os.Stat(filepath.Join(root, socketFragment)); err != nil {
-		return systemd.UnitInfo{LoadState: "not-found", ActiveState: "inactive"}
-	}
-	var dropIns []string
-	entries, _ := os.ReadDir(filepath.Join(root, systemd.SocketDropInDir))
-	for _, e := range entries {
-		dropIns = append(dropIns, systemd.SocketDropInDir+"/"+e.Name())
-	}
-	return systemd.UnitInfo{LoadState: "loaded", ActiveState: "active", SubState: "listening", FragmentPath: socketFragment, DropInPaths: dropIns}
-}
+const debianSocket = agenttest.DebianSocket

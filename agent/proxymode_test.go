@@ -21,12 +21,6 @@ import (
 	"github.com/tlsdock/tlsdock/proxy"
 )
 
-// Stop makes the fake systemd a unitStopper.
-func (h *fakeHost) Stop(_ context.Context, u string) error {
-	h.record("stop " + u)
-	return nil
-}
-
 const testExe = "/usr/local/bin/tlsdock"
 
 func proxyCfg() Config {
@@ -117,7 +111,9 @@ func TestProxyAfterDaemonJSONModeRemovesTheTCPListener(t *testing.T) {
 
 func TestProxyRemovesUnitTCPFlags(t *testing.T) {
 	h := newFakeHost(t)
-	writeFile(t, h.root, "/etc/systemd/system/docker.service.d/override.conf", "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// -H tcp://0.0.0.0:2375 --tlsverify=false\n")
+	// --tls=false: a plaintext listener dockerd starts with (with
+	// --tlsverify=false it would turn TLS on and want a certificate).
+	writeFile(t, h.root, "/etc/systemd/system/docker.service.d/override.conf", "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// -H tcp://0.0.0.0:2375 --tls=false\n")
 	res := mustProvision(t, h.agent(&fakeVerifier{}, withExe), proxyCfg())
 	if !res.Restarted {
 		t.Fatal("dockerd not restarted though its plaintext listener was removed")
@@ -208,10 +204,10 @@ func TestFailedRevertStartsTheProxyAgain(t *testing.T) {
 	before := treeHash(t, h.root)
 	// dockerd does not come back on the original files the first time.
 	fails := 1
-	h.failRestart = func(string) bool {
+	h.FailRestart(func(string) bool {
 		fails--
 		return fails >= 0
-	}
+	})
 	n := len(h.Calls())
 	_, err := h.agent(nil).Revert(context.Background(), Defaults())
 	if !errors.Is(err, ErrRolledBack) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsdock/tlsdock/agent/agenttest"
 	"github.com/tlsdock/tlsdock/certstore"
-	"github.com/tlsdock/tlsdock/daemonjson"
 	"github.com/tlsdock/tlsdock/systemd"
 )
 
@@ -225,27 +226,21 @@ func TestRollbackSkipsUnchangedFiles(t *testing.T) {
 	}
 }
 
-// TestCrashAtWrittenKeepsDockerStartable: at every point of the write, the
-// unit systemd has loaded and daemon.json never both set hosts (dockerd
-// refuses that), in either mode.
+// TestCrashAtWrittenKeepsDockerStartable: at every point of the write,
+// dockerd would start from the unit systemd has loaded and the files on
+// disk (in particular, they never both set hosts, which dockerd refuses),
+// in either mode. The fake host's dockerd rules judge, not tlsdock's
+// checker.
 func TestCrashAtWrittenKeepsDockerStartable(t *testing.T) {
 	for _, mode := range []Mode{ModeDaemonJSON, ModeDropIn} {
 		t.Run(string(mode), func(t *testing.T) {
 			h := newFakeHost(t)
-			// loaded is the unit as systemd last loaded it.
-			loaded := snapshotUnit(t, h)
 			check := func(when string) {
-				doc, _, err := daemonjson.Load(filepath.Join(h.root, DaemonJSONPath))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if c := daemonjson.Conflicts(doc, loaded.ExecStart.Args()); len(c) > 0 {
-					t.Errorf("%s: `systemctl restart docker` would fail: daemon.json and the loaded ExecStart both set %q", when, c)
+				if _, err := h.WouldStart(); err != nil {
+					t.Errorf("%s: `systemctl restart docker` would fail: %v", when, err)
 				}
 			}
-			sd := &reloadTracker{fakeHost: h, onReload: func() { loaded = snapshotUnit(t, h) }}
 			a := h.agent(&fakeVerifier{}, noDNS, func(o *Options) {
-				o.Systemd = sd
 				o.Pause = func(step string) { check("at " + step) }
 			})
 			cfg := generateCfg()
@@ -262,26 +257,6 @@ func TestCrashAtWrittenKeepsDockerStartable(t *testing.T) {
 			check("after switching mode")
 		})
 	}
-}
-
-type reloadTracker struct {
-	*fakeHost
-	onReload func()
-}
-
-func (r *reloadTracker) DaemonReload(ctx context.Context) error {
-	r.onReload()
-	return r.fakeHost.DaemonReload(ctx)
-}
-
-func snapshotUnit(t *testing.T, h *fakeHost) *systemd.Service {
-	t.Helper()
-	info, _ := h.Unit(context.Background(), systemd.DockerUnit)
-	svc, err := systemd.ReadService(h.root, info.FragmentPath, info.DropInPaths)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return svc
 }
 
 // keyBearing reports whether a file holds private key material: a PEM
@@ -671,98 +646,63 @@ func TestNeverPlaintextOrUnverified(t *testing.T) {
 	}
 }
 
-// checkEffective reads back what dockerd would run with: the effective
-// ExecStart of the unit files and daemon.json.
+// checkEffective asks the fake host's dockerd rules (written from
+// dockerd's documented behaviour, independently of tlsdock's checker)
+// what dockerd would run with: the unit as systemd loaded it and
+// daemon.json.
 func checkEffective(t *testing.T, name string, h *fakeHost, res *Result, want []string) {
 	t.Helper()
-	info, _ := h.Unit(context.Background(), systemd.DockerUnit)
-	svc, err := systemd.ReadService(h.root, info.FragmentPath, info.DropInPaths)
+	d, err := h.WouldStart()
 	if err != nil {
-		t.Errorf("%s: reading the unit: %v", name, err)
+		t.Errorf("%s: dockerd would refuse to start: %v", name, err)
 		return
 	}
-	doc, _, err := daemonjson.Load(filepath.Join(h.root, DaemonJSONPath))
-	if err != nil {
-		t.Errorf("%s: reading daemon.json: %v", name, err)
-		return
+	if !d.TLSVerify {
+		t.Errorf("%s: tls %v, tlsverify %v: dockerd would not verify client certificates", name, d.TLS, d.TLSVerify)
 	}
-	args := svc.ExecStart.Args()
-	if c := daemonjson.Conflicts(doc, args); len(c) > 0 {
-		t.Errorf("%s: dockerd would refuse to start: %q both as flag and in daemon.json", name, c)
-	}
-	// Settings as dockerd reads them: the flag if given (the last one
-	// wins), else daemon.json.
-	flagVal := func(flag string) (string, bool) {
-		v, ok := "", false
-		for i := 0; i < len(args); i++ {
-			switch {
-			case args[i] == flag && (flag == "--tlsverify" || flag == "--tls"):
-				v, ok = "true", true
-			case args[i] == flag && i+1 < len(args):
-				v, ok = args[i+1], true
-				i++
-			case strings.HasPrefix(args[i], flag+"="):
-				v, ok = strings.TrimPrefix(args[i], flag+"="), true
-			}
-		}
-		return v, ok
-	}
-	setting := func(key string) string {
-		if v, ok := flagVal("--" + key); ok {
-			return v
-		}
-		raw, ok := doc.Get(key)
-		if !ok {
-			return ""
-		}
-		return strings.Trim(string(raw), `"`)
-	}
-	if v := setting("tlsverify"); v != "true" {
-		t.Errorf("%s: tlsverify = %q: dockerd would not verify client certificates", name, v)
-	}
-	for key, path := range map[string]string{"tlscacert": "ca.pem", "tlscert": "server-cert.pem", "tlskey": "server-key.pem"} {
-		if v := setting(key); v != SSLDir+"/"+path {
-			t.Errorf("%s: %s = %q, want tlsdock's %s", name, key, v, SSLDir+"/"+path)
+	for got, path := range map[string]string{d.CACert: "ca.pem", d.Cert: "server-cert.pem", d.Key: "server-key.pem"} {
+		if got != SSLDir+"/"+path {
+			t.Errorf("%s: %q in force, want tlsdock's %s", name, got, SSLDir+"/"+path)
 		}
 	}
-	// Every TCP listener, from flags and daemon.json, is one tlsdock
-	// probes: dockerd applies its TLS settings to every TCP listener.
-	_, hosts, _ := svc.ExecStart.WithoutFlags(false)
-	docHosts, err := doc.Hosts()
-	if err != nil {
-		t.Errorf("%s: %v", name, err)
-	}
-	hosts = append(hosts, docHosts...)
+	// Every TCP listener, from flags, daemon.json or docker.socket, is
+	// one tlsdock probes, and serves TLS that verifies clients.
 	// dockerd takes every listener of docker.socket with -H fd://, and a
 	// TCP one that dockerd does not take is held by nobody who answers.
-	if sock := fakeSocketUnit(h.root); sock.LoadState == "loaded" {
-		s, err := systemd.ReadSocket(h.root, sock.FragmentPath, sock.DropInPaths)
-		if err != nil {
-			t.Errorf("%s: reading docker.socket: %v", name, err)
-			return
+	taken := map[string]bool{}
+	for _, l := range d.TCP() {
+		if l.From == "docker.socket ListenStream=" {
+			taken[l.Addr] = true
 		}
-		for _, l := range s.ListenStream {
-			if strings.HasPrefix(l, "/") {
-				continue
-			}
-			if !contains(hosts, "fd://") {
-				t.Errorf("%s: docker.socket listens on %s, and dockerd does not take it (no -H fd://)", name, l)
-			}
-			hosts = append(hosts, "tcp://"+l)
+	}
+	for _, l := range h.SocketListening() {
+		if strings.HasPrefix(l, "/") || strings.HasPrefix(l, "@") {
+			continue
+		}
+		if !taken[l] && !taken[net.JoinHostPort("::", l)] {
+			t.Errorf("%s: docker.socket listens on %s, and dockerd does not take it (no -H fd://)", name, l)
 		}
 	}
 	probed := map[string]bool{}
 	for _, w := range want {
-		probed[normaliseTCP(w)] = true
-	}
-	for _, h := range daemonjson.InsecureTCPHosts(hosts, false) {
-		if !probed[normaliseTCP(h)] {
-			t.Errorf("%s: dockerd listens on %s, which tlsdock does not probe", name, h)
+		addr, err := agenttest.TCPAddr(w)
+		if err != nil || addr == "" {
+			t.Errorf("%s: want host %q: %v", name, w, err)
 		}
-		delete(probed, normaliseTCP(h))
+		probed[addr] = true
+	}
+	for _, l := range d.TCP() {
+		addr, _ := agenttest.TCPAddr("tcp://" + l.Addr)
+		if !l.TLS || !l.VerifyClients {
+			t.Errorf("%s: dockerd listens on %s (%s) with tls %v, verify %v", name, l.Addr, l.From, l.TLS, l.VerifyClients)
+		}
+		if !probed[addr] {
+			t.Errorf("%s: dockerd listens on %s (%s), which tlsdock does not probe", name, l.Addr, l.From)
+		}
+		delete(probed, addr)
 	}
 	for h := range probed {
-		t.Errorf("%s: %s is not configured (hosts %q)", name, h, hosts)
+		t.Errorf("%s: %s is not configured (hosts %q from %s)", name, h, d.Hosts, d.HostsFrom)
 	}
 	if strings.Join(res.Hosts, " ") == "" {
 		t.Errorf("%s: result has no hosts", name)

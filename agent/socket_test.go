@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tlsdock/tlsdock/agent/agenttest"
 	"github.com/tlsdock/tlsdock/daemonjson"
 	"github.com/tlsdock/tlsdock/systemd"
 )
@@ -49,8 +50,22 @@ func (s *socketHost) check(at string) {
 		ca, _, _ := d.String("tlscacert")
 		tlsOn = v && ca != ""
 	}
+	// The fake host's dockerd rules: a dockerd that started now, on the
+	// unit systemd has loaded or after a reboot, serves every TCP
+	// listener it has (docker.socket's included) with mutual TLS.
+	var plain []string
+	for _, would := range []func() (*agenttest.Daemon, error){s.WouldStart, s.WouldStartAfterReload} {
+		if d, err := would(); err == nil {
+			for _, l := range d.TCP() {
+				if !l.TLS || !l.VerifyClients {
+					plain = append(plain, at+": dockerd would serve "+l.Addr+" ("+l.From+") without mutual TLS")
+				}
+			}
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.errs = append(s.errs, plain...)
 	if tlsOn {
 		return
 	}
@@ -93,7 +108,7 @@ func (s *socketHost) Restart(ctx context.Context, u string) error {
 		s.mu.Lock()
 		s.holding = s.exists(SocketDropInPath)
 		s.mu.Unlock()
-		s.record("restart " + u)
+		err = s.fakeHost.Restart(ctx, u)
 	} else {
 		err = s.fakeHost.Restart(ctx, u)
 	}
@@ -299,6 +314,10 @@ func TestSocketMigratesFromHostsInDaemonJSON(t *testing.T) {
 	if err := os.Rename(masked+".away", masked); err != nil {
 		t.Fatal(err)
 	}
+	// As installing the package does: systemd loads the unit.
+	if err := h.fakeHost.DaemonReload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	res := mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
 	if res.TCPHeldBy != HeldBySocket || h.exists(DropInPath) || !h.exists(SocketDropInPath) {
 		t.Fatalf("held by %q; ExecStart drop-in %v; socket drop-in %v", res.TCPHeldBy, h.exists(DropInPath), h.exists(SocketDropInPath))
@@ -360,7 +379,7 @@ func TestSocketRevertRestores(t *testing.T) {
 // dockerd is back on its previous configuration.
 func TestSocketRollbackOnFailedRestart(t *testing.T) {
 	h := newSocketHost(t)
-	h.failRestart = func(js string) bool { return strings.Contains(js, "tlsverify") }
+	h.FailRestart(func(js string) bool { return strings.Contains(js, "tlsverify") })
 	_, err := h.agent(&fakeVerifier{}).Provision(context.Background(), generateCfg())
 	if !errors.Is(err, ErrRolledBack) {
 		t.Fatalf("err = %v, want ErrRolledBack", err)
@@ -439,6 +458,10 @@ func TestSocketGoneAfterProvision(t *testing.T) {
 	h := newSocketHost(t)
 	mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
 	if err := os.Remove(filepath.Join(h.root, socketFragment)); err != nil {
+		t.Fatal(err)
+	}
+	// As removing the package does: systemd forgets the unit.
+	if err := h.fakeHost.DaemonReload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	before := len(h.Calls())

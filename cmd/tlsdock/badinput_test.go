@@ -23,12 +23,12 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tlsdock/tlsdock/agent"
+	"github.com/tlsdock/tlsdock/agent/agenttest"
 	"github.com/tlsdock/tlsdock/daemonjson"
 	"github.com/tlsdock/tlsdock/systemd"
 )
@@ -40,108 +40,17 @@ import (
 // The cases that need the real systemd run in test/e2e
 // (TestBadInputRealHost).
 
-const debianFragment = "/lib/systemd/system/docker.service"
+const debianFragment = agenttest.DockerFragment
 
-const debianUnit = `[Unit]
-Description=Docker Application Container Engine
-Requires=docker.socket
+const debianUnit = agenttest.DebianUnit
 
-[Service]
-Type=notify
-EnvironmentFile=-/etc/default/docker
-ExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock $DOCKER_OPTS
-ExecReload=/bin/kill -s HUP $MAINPID
-TimeoutStartSec=0
-Restart=on-failure
-StartLimitBurst=3
-StartLimitInterval=60s
-`
+// dockerAPI is the fake host's dockerd local API with the agent's types.
+type dockerAPI struct{ *agenttest.Host }
 
-// fakeSystemd is systemd and dockerd of a host under root: the unit comes
-// from root's files, a restart gives dockerd a new main PID.
-type fakeSystemd struct {
-	root string
-
-	mu          sync.Mutex
-	calls       []string
-	pid         uint32
-	loadState   string
-	liveRestore bool
-	// failRestart, when set, decides whether a restart fails.
-	failRestart func() bool
+func (d dockerAPI) Info(ctx context.Context) (agent.DockerInfo, error) {
+	i, err := d.Host.Info(ctx)
+	return agent.DockerInfo(i), err
 }
-
-func (f *fakeSystemd) record(s string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, s)
-}
-
-func (f *fakeSystemd) Calls() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.calls...)
-}
-
-func (f *fakeSystemd) DaemonReload(context.Context) error { f.record("daemon-reload"); return nil }
-func (f *fakeSystemd) ResetFailed(_ context.Context, u string) error {
-	f.record("reset-failed " + u)
-	return nil
-}
-
-func (f *fakeSystemd) Restart(_ context.Context, u string) error {
-	f.record("restart " + u)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.pid++
-	if f.failRestart != nil && f.failRestart() {
-		return errors.New(`job result "failed"`)
-	}
-	return nil
-}
-
-func (f *fakeSystemd) Reload(_ context.Context, u string) error {
-	f.record("reload " + u)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.liveRestore = true
-	return nil
-}
-
-func (f *fakeSystemd) Unit(_ context.Context, u string) (systemd.UnitInfo, error) {
-	if u == systemd.SocketUnit {
-		// This fake host has no docker.socket: daemon-json mode puts
-		// its listeners in daemon.json.
-		return systemd.UnitInfo{LoadState: "not-found", ActiveState: "inactive"}, nil
-	}
-	var dropIns []string
-	entries, _ := os.ReadDir(filepath.Join(f.root, systemd.DropInDir))
-	for _, e := range entries {
-		dropIns = append(dropIns, systemd.DropInDir+"/"+e.Name())
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ls := f.loadState
-	if ls == "" {
-		ls = "loaded"
-	}
-	return systemd.UnitInfo{LoadState: ls, ActiveState: "active", SubState: "running", MainPID: f.pid,
-		FragmentPath: debianFragment, DropInPaths: dropIns}, nil
-}
-
-func (f *fakeSystemd) MainPID() uint32 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.pid
-}
-
-func (f *fakeSystemd) Info(context.Context) (agent.DockerInfo, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return agent.DockerInfo{LiveRestoreEnabled: f.liveRestore}, nil
-}
-
-func (f *fakeSystemd) Ping(context.Context) error { return nil }
 
 type okVerifier struct{}
 
@@ -149,24 +58,19 @@ func (okVerifier) Verify(_ context.Context, p agent.Probe) ([]agent.Check, error
 	return []agent.Check{{Endpoint: p.Addr, Name: "fake probe", OK: true}}, nil
 }
 
-// fakeHostCLI is a Debian host with docker.io under a temporary root.
+// fakeHostCLI is a Debian host with docker.io under a temporary root:
+// the shared fake host (agenttest), systemd and dockerd included.
 type fakeHostCLI struct {
 	t    *testing.T
 	root string
-	sd   *fakeSystemd
+	sd   *agenttest.Host
 }
 
 func newFakeHostCLI(t *testing.T) *fakeHostCLI {
 	t.Helper()
-	root := t.TempDir()
-	putFile(t, filepath.Join(root, debianFragment), debianUnit)
-	putFile(t, filepath.Join(root, "/etc/docker/key.json"), `{"kid":"x"}`)
-	for _, d := range []string{"/etc/systemd/system", "/var/lib", "/run"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return &fakeHostCLI{t: t, root: root, sd: &fakeSystemd{root: root, pid: 4242}}
+	sd := agenttest.NewHost(t)
+	putFile(t, filepath.Join(sd.Root, "/etc/docker/key.json"), `{"kid":"x"}`)
+	return &fakeHostCLI{t: t, root: sd.Root, sd: sd}
 }
 
 // run runs the CLI in-process on the fake host.
@@ -180,7 +84,7 @@ func (h *fakeHostCLI) run(args ...string) (code int, stdout, stderr string) {
 		Stdout: &out, Stderr: &errb, Root: h.root,
 		Connect: func(context.Context) (agent.Systemd, func(), error) { return h.sd, func() {}, nil },
 		Agent: func(o *agent.Options) {
-			o.Docker = h.sd
+			o.Docker = dockerAPI{h.sd}
 			o.Verifier = okVerifier{}
 			// No hostname: the agent would look it up in DNS.
 			o.Hostname = func() (string, error) { return "", errors.New("no hostname in tests") }
@@ -711,7 +615,7 @@ func badInputCases() []badInputCase {
 		{
 			name: "systemd refuses the unit (bad-setting)", field: "docker.service", hint: "systemctl status docker.service",
 			setup: func(t *testing.T, h *fakeHostCLI) []string {
-				h.sd.loadState = "bad-setting"
+				h.sd.SetLoadState("bad-setting")
 				return []string{"provision", "--generate"}
 			},
 		},
@@ -818,16 +722,21 @@ func TestUnusualInputSucceeds(t *testing.T) {
 		}
 		return d
 	}
-	t.Run("chain in the wrong order", func(t *testing.T) {
-		// Intermediate first, leaf second: certstore finds the leaf by its
-		// key and keeps the file exactly as given.
-		h := newFakeHostCLI(t)
+	wrongOrder := func(t *testing.T) (certSet, issued) {
+		t.Helper()
 		root := mkCert(t, caTmpl("Root"), ecP256(t), nil, nil)
 		inter := mkCert(t, caTmpl("Intermediate"), ecP256(t), &root, nil)
 		k := ecP256(t)
 		leaf := mkCert(t, serverTmpl(), k, &inter, nil)
-		s := certSet{ca: root.pem, cert: append(append([]byte{}, inter.pem...), leaf.pem...), key: keyPEM(t, k)}
-		code, stdout, stderr := h.run("provision", "--certs", s.dir(t))
+		return certSet{ca: root.pem, cert: append(append([]byte{}, inter.pem...), leaf.pem...), key: keyPEM(t, k)}, leaf
+	}
+	t.Run("chain in the wrong order", func(t *testing.T) {
+		// Intermediate first, leaf second: certstore finds the leaf by its
+		// key and keeps the file exactly as given. The proxy serves the
+		// leaf first; dockerd would not (see the next case).
+		h := newFakeHostCLI(t)
+		s, leaf := wrongOrder(t)
+		code, stdout, stderr := h.run("provision", "--mode", "proxy", "--host", "tcp://127.0.0.1:2376", "--certs", s.dir(t))
 		if code != 0 {
 			t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 		}
@@ -837,6 +746,31 @@ func TestUnusualInputSucceeds(t *testing.T) {
 		got, err := os.ReadFile(filepath.Join(h.root, agent.SSLDir, "server-cert.pem"))
 		if err != nil || !bytes.Equal(got, s.cert) {
 			t.Errorf("installed server-cert.pem differs from the given file (%v)", err)
+		}
+	})
+	t.Run("chain in the wrong order, dockerd's own TLS", func(t *testing.T) {
+		// dockerd loads the pair with Go's tls.LoadX509KeyPair, which
+		// takes the first certificate as the leaf and refuses a key that
+		// does not match it. Whatever tlsdock does with such a file, it
+		// must not leave docker down or the host changed.
+		h := newFakeHostCLI(t)
+		s, _ := wrongOrder(t)
+		before := hashTree(t, h.root)
+		code, stdout, stderr := h.run("provision", "--certs", s.dir(t))
+		t.Logf("exit %d\n%s\n%s", code, stdout, stderr)
+		if h.sd.ActiveState() != "active" {
+			t.Fatalf("docker is %s after the run (%v)", h.sd.ActiveState(), h.sd.LastStartError())
+		}
+		switch code {
+		case ExitOK, ExitRolledBack:
+			// A rollback keeps live-restore on; TestFailureExitCodes
+			// checks the rest of it.
+		case ExitBadInput:
+			if d := treeDiff(before, hashTree(t, h.root)); len(d) > 0 {
+				t.Errorf("refused but changed files:\n%s", strings.Join(d, "\n"))
+			}
+		default:
+			t.Fatalf("exit %d", code)
 		}
 	})
 	t.Run("a source the allowed account owns is installed, with a warning everywhere", func(t *testing.T) {
@@ -915,14 +849,17 @@ func TestUnusualInputSucceeds(t *testing.T) {
 func TestFailureExitCodes(t *testing.T) {
 	h := newFakeHostCLI(t)
 	putFile(t, filepath.Join(h.root, agent.DaemonJSONPath), "{\"live-restore\": true}\n")
-	h.sd.liveRestore = true
+	// dockerd runs with that file.
+	if err := h.sd.Boot(); err != nil {
+		t.Fatal(err)
+	}
 	before := hashTree(t, h.root)
 	tlsOn := func() bool {
 		b, _ := os.ReadFile(filepath.Join(h.root, agent.DaemonJSONPath))
 		return bytes.Contains(b, []byte("tlsverify"))
 	}
 
-	h.sd.failRestart = tlsOn
+	h.sd.FailRestart(func(string) bool { return tlsOn() })
 	code, stdout, stderr := h.run("provision", "--generate")
 	if code != ExitRolledBack || !strings.Contains(stdout, "Rolled back: docker is active on its previous configuration.") {
 		t.Fatalf("exit %d, want %d\n%s\n%s", code, ExitRolledBack, stdout, stderr)
@@ -938,7 +875,7 @@ func TestFailureExitCodes(t *testing.T) {
 		t.Errorf("rollback left changes:\n%s", strings.Join(d, "\n"))
 	}
 
-	h.sd.failRestart = func() bool { return true }
+	h.sd.FailRestart(func(string) bool { return true })
 	code, stdout, stderr = h.run("provision", "--generate")
 	if code != ExitRollbackFailed || !strings.Contains(stderr, "backup kept in /var/lib/tlsdock/journal.json") {
 		t.Fatalf("exit %d, want %d\n%s\n%s", code, ExitRollbackFailed, stdout, stderr)
@@ -947,7 +884,7 @@ func TestFailureExitCodes(t *testing.T) {
 		t.Fatalf("journal not kept after a failed rollback: %v", err)
 	}
 
-	h.sd.failRestart = nil
+	h.sd.FailRestart(nil)
 	code, stdout, stderr = h.run("provision", "--generate", "--json")
 	var res struct {
 		Changed bool     `json:"changed"`
