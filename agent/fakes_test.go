@@ -95,6 +95,11 @@ func (h *fakeHost) ResetFailed(_ context.Context, u string) error {
 	return nil
 }
 
+func (h *fakeHost) Stop(_ context.Context, u string) error {
+	h.record("stop " + u)
+	return nil
+}
+
 func (h *fakeHost) readDaemonJSON() (string, bool) {
 	data, err := os.ReadFile(filepath.Join(h.root, DaemonJSONPath))
 	if err != nil {

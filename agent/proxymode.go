@@ -189,7 +189,7 @@ func (a *Agent) planProxyDockerd(plan *Plan, cfg Config, newDoc *daemonjson.Doc,
 // the TCP listeners back). Inside the proxy daemon nothing is planned: it
 // serves already.
 func (a *Agent) planProxyUnit(plan *Plan, cfg Config) error {
-	if a.o.ProxyReload != nil {
+	if a.o.Proxy != nil {
 		return nil
 	}
 	oldUnit, unitErr := os.ReadFile(a.o.Paths.Abs(ProxyUnitPath))
@@ -316,11 +316,6 @@ func RenderProxyDropIn(exe string, cfg Config) []byte {
 	return append([]byte("# Written by `tlsdock provision --mode proxy`: tlsdock.service serves the proxy. `tlsdock revert` removes it; edits are overwritten.\n"), body...)
 }
 
-// unitStopper is the D-Bus call that stops a unit; *systemd.Manager has it.
-type unitStopper interface {
-	Stop(ctx context.Context, unit string) error
-}
-
 // serveProxy is proxy mode's step in place of the docker restart: dockerd
 // restarts only if its configuration changed; then the proxy serves the
 // set, hot-swapped inside the daemon, or tlsdock.service (re)started with
@@ -332,8 +327,8 @@ func (a *Agent) serveProxy(ctx context.Context, cfg Config, plan *Plan, reload b
 		}
 		reload = false
 	}
-	if a.o.ProxyReload != nil {
-		if err := a.o.ProxyReload(plan.Set); err != nil {
+	if a.o.Proxy != nil {
+		if err := a.o.Proxy.Reload(plan.Set); err != nil {
 			return fmt.Errorf("serving serial %s in the proxy: %w", plan.Set.Serial(), err)
 		}
 		return nil
@@ -358,7 +353,7 @@ func (a *Agent) serveProxy(ctx context.Context, cfg Config, plan *Plan, reload b
 // starts again on its restored files, if it had any. Inside the daemon the
 // restored set is swapped back into the proxy.
 func (a *Agent) rollbackProxy(ctx context.Context, snap *Snapshot, res *Result, cause error, restarted bool) error {
-	if a.o.ProxyReload == nil {
+	if a.o.Proxy == nil {
 		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if err := a.stopProxyUnit(rctx, Config{Timeout: 2 * time.Minute}); err != nil {
@@ -372,12 +367,12 @@ func (a *Agent) rollbackProxy(ctx context.Context, snap *Snapshot, res *Result, 
 	failed := func(rerr error) error {
 		return fmt.Errorf("%w (%w: the files are restored, but the proxy does not serve them: %v)", cause, ErrRollbackFailed, rerr)
 	}
-	if a.o.ProxyReload != nil {
+	if a.o.Proxy != nil {
 		set, lerr := certstore.Store{Dir: a.o.Paths.SSL()}.Load()
 		if lerr != nil || set == nil {
 			return err // nothing was installed before: the proxy keeps what it had
 		}
-		if rerr := a.o.ProxyReload(set); rerr != nil {
+		if rerr := a.o.Proxy.Reload(set); rerr != nil {
 			return failed(rerr)
 		}
 		return err
@@ -407,13 +402,9 @@ func (a *Agent) leaveProxy(ctx context.Context, cfg Config, plan *Plan) error {
 
 // stopProxyUnit stops tlsdock.service and waits for it to be gone.
 func (a *Agent) stopProxyUnit(ctx context.Context, cfg Config) error {
-	st, ok := a.o.Systemd.(unitStopper)
-	if !ok {
-		return fmt.Errorf("cannot stop %s: this systemd connection has no Stop", ProxyUnit)
-	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	if err := st.Stop(ctx, ProxyUnit); err != nil {
+	if err := a.o.Systemd.Stop(ctx, ProxyUnit); err != nil {
 		return fmt.Errorf("stopping %s: %w", ProxyUnit, err)
 	}
 	return nil

@@ -21,11 +21,10 @@ import (
 	"github.com/tlsdock/tlsdock/proxy"
 )
 
-// Stop makes the fake systemd a unitStopper.
-func (h *fakeHost) Stop(_ context.Context, u string) error {
-	h.record("stop " + u)
-	return nil
-}
+// proxyFunc is an in-process proxy that calls a function.
+type proxyFunc func(*certstore.Set) error
+
+func (f proxyFunc) Reload(s *certstore.Set) error { return f(s) }
 
 const testExe = "/usr/local/bin/tlsdock"
 
@@ -139,7 +138,7 @@ func TestProxyDaemonSwapsWithoutRestarts(t *testing.T) {
 	var served []*certstore.Set
 	inDaemon := func(o *Options) {
 		withExe(o)
-		o.ProxyReload = func(s *certstore.Set) error { served = append(served, s); return nil }
+		o.Proxy = proxyFunc(func(s *certstore.Set) error { served = append(served, s); return nil })
 	}
 	cfg := proxyCfg()
 	cfg.Generate, cfg.Certs = false, writeSet(t, h.root, "127.0.0.1")

@@ -100,6 +100,11 @@ func (f *fakeSystemd) Restart(_ context.Context, u string) error {
 	return nil
 }
 
+func (f *fakeSystemd) Stop(_ context.Context, u string) error {
+	f.record("stop " + u)
+	return nil
+}
+
 func (f *fakeSystemd) Reload(_ context.Context, u string) error {
 	f.record("reload " + u)
 	f.mu.Lock()
