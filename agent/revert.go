@@ -19,7 +19,7 @@ var ErrNotProvisioned = errors.New("tlsdock has not provisioned this host: nothi
 // and checks that the unix socket answers. It is the sequence with the
 // original snapshot as its target: the same backup, write, serve, verify
 // and rollback as a provision. dockerd restarts only when its own files
-// change (or, outside proxy mode, the certificates it serves); leaving
+// change (or the certificates they name); leaving
 // proxy mode stops tlsdock.service first. On failure it goes back to the
 // provisioned state.
 //
@@ -75,7 +75,7 @@ type originalServer struct {
 // plan makes the original snapshot the target (p.restore), keeping
 // live-restore on when dockerd restarts with cfg.LiveRestore, and lists the
 // files that change. dockerd restarts when one of its own files changes,
-// or when the certificates change and dockerd (not the proxy) served them.
+// or when the certificates change and its files name them.
 func (s originalServer) plan(p *Plan, h *hostConfig) error {
 	cfg := h.cfg
 	cur, err := TakeSnapshot(s.a.o.Paths, s.a.o.Now())
@@ -94,12 +94,14 @@ func (s originalServer) plan(p *Plan, h *hostConfig) error {
 			p.Files = append(p.Files, FileChange{Path: f.Path, Action: action})
 		}
 	}
-	st, err := s.a.loadState()
-	if err != nil {
-		return err
+	// dockerd serves the installed certificates when its files name them
+	// (not in proxy mode, where the proxy does).
+	servesCerts := false
+	for _, hp := range dockerdPaths {
+		servesCerts = servesCerts || bytes.Contains(cur.File(hp).Content, []byte(SSLDir+"/"))
 	}
 	certs := p.changes(SSLDir+"/"+certstore.CAFile, SSLDir+"/"+certstore.CertFile, SSLDir+"/"+certstore.KeyFile)
-	p.Restart = p.Restart || p.changes(dockerdPaths...) || certs && (st == nil || st.Mode != ModeProxy)
+	p.Restart = p.Restart || p.changes(dockerdPaths...) || certs && servesCerts
 	target := *s.orig
 	target.Files = append([]FileState(nil), s.orig.Files...)
 	if p.Restart && cfg.LiveRestore {
