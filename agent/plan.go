@@ -130,6 +130,9 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 		return nil, err
 	}
 	plan := &Plan{Mode: cfg.Mode, Listeners: ls}
+	if plan.srv, err = a.server(cfg.Mode); err != nil {
+		return nil, err
+	}
 	for _, l := range ls {
 		plan.TCPHosts = append(plan.TCPHosts, l.URL)
 	}
@@ -199,7 +202,6 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 			return nil, fmt.Errorf("reading %s: %w", DaemonJSONPath, err)
 		}
 	}
-	plan.srv = a.server(cfg.Mode)
 	if err := plan.srv.plan(plan, h); err != nil {
 		return nil, err
 	}

@@ -167,6 +167,23 @@ func TestProxyDaemonSwapsWithoutRestarts(t *testing.T) {
 	}
 }
 
+func TestProxyDaemonRefusesANativeMode(t *testing.T) {
+	h := newFakeHost(t)
+	inDaemon := func(o *Options) { o.Proxy = proxyFunc(func(*certstore.Set) error { return nil }) }
+	before := treeHash(t, h.root)
+	_, err := h.agent(&fakeVerifier{}, inDaemon).Provision(context.Background(), generateCfg())
+	var ie *InputError
+	if !errors.As(err, &ie) || ie.Field != "--mode" {
+		t.Fatalf("err = %v, want an input error about --mode", err)
+	}
+	if got := h.Calls(); len(got) != 0 {
+		t.Fatalf("calls %q", got)
+	}
+	if d := diffTrees(before, treeHash(t, h.root)); len(d) > 0 {
+		t.Fatalf("changed %q", d)
+	}
+}
+
 func TestProxyRollbackFromCLIStopsTheProxy(t *testing.T) {
 	h := newFakeHost(t)
 	_, err := h.agent(&fakeVerifier{fail: errors.New("probe failed")}, withExe).Provision(context.Background(), proxyCfg())

@@ -40,18 +40,23 @@ type server interface {
 	undo(ctx context.Context, snap *Snapshot, done *served, res *Result) error
 }
 
-// server returns the server of mode m.
-func (a *Agent) server(m Mode) server {
+// server returns the server of mode m. Inside the proxy daemon only proxy
+// mode can be served: a native mode would have dockerd take the listeners
+// this process holds, and stopping tlsdock.service would stop the daemon
+// itself.
+func (a *Agent) server(m Mode) (server, error) {
 	d := dockerdServer{a: a}
 	switch {
-	case m == ModeDropIn:
-		return dropInServer{d}
 	case m == ModeProxy && a.o.Proxy != nil:
-		return inProcessServer{a: a, proxy: a.o.Proxy}
+		return inProcessServer{a: a, proxy: a.o.Proxy}, nil
 	case m == ModeProxy:
-		return proxyUnitServer{a: a}
+		return proxyUnitServer{a: a}, nil
+	case a.o.Proxy != nil:
+		return nil, inputErr("--mode", "the proxy daemon (tlsdock run --mode proxy) serves only proxy mode, not %s: switch modes with `tlsdock provision --mode %s`", m, m)
+	case m == ModeDropIn:
+		return dropInServer{d}, nil
 	default:
-		return daemonJSONServer{d}
+		return daemonJSONServer{d}, nil
 	}
 }
 
