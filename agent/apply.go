@@ -393,6 +393,11 @@ func (a *Agent) verify(ctx context.Context, plan *Plan) ([]Check, error) {
 	return all, errors.Join(errs...)
 }
 
+// rollbackTimeout bounds a rollback: the command's --timeout, as for each
+// step it undoes. A unit that takes longer to start back than --timeout
+// makes the rollback fail (the journal is kept for the next run).
+func rollbackTimeout(cfg Config) time.Duration { return cfg.Timeout }
+
 // rollback restores the snapshot and has the plan's server put back into
 // service what its serve step changed (done): only a unit that was
 // restarted or stopped is restarted. It is bounded by cfg.Timeout, and runs
@@ -411,7 +416,7 @@ func (a *Agent) rollback(ctx context.Context, cfg Config, plan *Plan, snap *Snap
 	if err := snap.Restore(a.o.Paths); err != nil {
 		return failed(err)
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Timeout)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout(cfg))
 	defer cancel()
 	var notServed notServedError
 	uerr := plan.srv.undo(rctx, snap, done, res)
