@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -20,21 +19,26 @@ import (
 // Result is what a provision did, for people and for configuration
 // management (--json).
 type Result struct {
-	Changed    bool         `json:"changed"`
-	DryRun     bool         `json:"dry_run,omitempty"`
-	Restarted  bool         `json:"restarted"`
-	RolledBack bool         `json:"rolled_back,omitempty"`
-	Mode       Mode         `json:"mode"`
-	Hosts      []string     `json:"hosts"`
-	Serial     string       `json:"serial,omitempty"`
-	NotAfter   time.Time    `json:"not_after,omitzero"`
-	Files      []FileChange `json:"files,omitempty"`
-	Certs      string       `json:"certificates,omitempty"` // install, unchanged
-	Notes      []string     `json:"notes,omitempty"`
-	Warnings   []string     `json:"warnings,omitempty"`
-	Checks     []Check      `json:"checks,omitempty"`
-	ClientOut  string       `json:"client_out,omitempty"`
-	Error      string       `json:"error,omitempty"`
+	Changed    bool     `json:"changed"`
+	DryRun     bool     `json:"dry_run,omitempty"`
+	Restarted  bool     `json:"restarted"`
+	RolledBack bool     `json:"rolled_back,omitempty"`
+	Mode       Mode     `json:"mode"`
+	Hosts      []string `json:"hosts"`
+	// TCPHeldBy is who holds the TCP listeners in daemon-json mode:
+	// docker.socket or dockerd.
+	TCPHeldBy string `json:"tcp_held_by,omitempty"`
+	// SocketRestarted: docker.socket restarts on new listeners too.
+	SocketRestarted bool         `json:"socket_restarted,omitempty"`
+	Serial          string       `json:"serial,omitempty"`
+	NotAfter        time.Time    `json:"not_after,omitzero"`
+	Files           []FileChange `json:"files,omitempty"`
+	Certs           string       `json:"certificates,omitempty"` // install, unchanged
+	Notes           []string     `json:"notes,omitempty"`
+	Warnings        []string     `json:"warnings,omitempty"`
+	Checks          []Check      `json:"checks,omitempty"`
+	ClientOut       string       `json:"client_out,omitempty"`
+	Error           string       `json:"error,omitempty"`
 	// Journal holds dockerd's last journal lines after a failed restart.
 	Journal string `json:"journal,omitempty"`
 }
@@ -110,6 +114,8 @@ func (a *Agent) Provision(ctx context.Context, cfg Config) (*Result, error) {
 
 func (a *Agent) describe(res *Result, plan *Plan) {
 	res.Hosts = plan.Hosts
+	res.TCPHeldBy = plan.heldBy()
+	res.SocketRestarted = plan.socketRestart || plan.socketGoes()
 	res.Files = plan.Files
 	res.Notes = append(res.Notes, plan.Notes...)
 	res.Warnings = append(res.Warnings, plan.Warnings...)
@@ -132,6 +138,9 @@ func (a *Agent) recoverJournal() (bool, error) {
 		return false, err
 	}
 	a.o.Logger.Warn("an earlier apply was interrupted; restoring its backup", "journal", a.journalPath(), "taken", j.Taken)
+	if err := a.releaseBeforeRestore(context.Background(), j, 2*time.Minute); err != nil {
+		return false, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
+	}
 	if err := j.Restore(a.o.Paths); err != nil {
 		return false, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
 	}
@@ -235,7 +244,7 @@ func (a *Agent) commit(cfg Config, plan *Plan, res *Result, now time.Time) error
 	if err := os.Remove(a.journalPath()); err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}
-	st := &State{Mode: plan.Mode, Hosts: plan.Hosts, TCPHosts: plan.TCPHosts, Fingerprint: plan.Set.Fingerprint(), Serial: plan.Set.Serial(), NotAfter: plan.Set.Cert.NotAfter,
+	st := &State{Mode: plan.Mode, Hosts: plan.Hosts, TCPHosts: plan.TCPHosts, TCPHeldBy: plan.heldBy(), Fingerprint: plan.Set.Fingerprint(), Serial: plan.Set.Serial(), NotAfter: plan.Set.Cert.NotAfter,
 		LastApply: Apply{Time: now, Result: "ok", Changed: true, Serial: plan.Set.Serial(), Warnings: plan.Warnings}}
 	if err := a.saveState(st); err != nil {
 		return err
@@ -272,8 +281,8 @@ func (a *Agent) enableLiveRestore(ctx context.Context, plan *Plan) error {
 }
 
 // write puts the target in place: the certificate set, then the planned
-// files in order, those marked load first, each loaded (daemon-reload) as
-// soon as it is written; or, for revert, the original snapshot as a whole.
+// files in writeOrder, those marked load loaded (daemon-reload) as soon as
+// they are written; or, for revert, the original snapshot as a whole.
 //
 // The order keeps docker startable if tlsdock is killed at any point:
 // dockerd refuses "hosts" in daemon.json while the loaded unit passes -H.
@@ -284,6 +293,9 @@ func (a *Agent) enableLiveRestore(ctx context.Context, plan *Plan) error {
 // asked to load) a new file.
 func (a *Agent) write(ctx context.Context, cfg Config, plan *Plan, done *served) error {
 	if plan.restore != nil {
+		if err := a.releaseBeforeRestore(ctx, plan.restore, cfg.Timeout); err != nil {
+			return err
+		}
 		return plan.restore.Restore(a.o.Paths)
 	}
 	if plan.Install {
@@ -295,9 +307,14 @@ func (a *Agent) write(ctx context.Context, cfg Config, plan *Plan, done *served)
 		}
 	}
 	a.o.Pause("certs-installed")
-	files := append([]FileChange(nil), plan.Files...)
-	sort.SliceStable(files, func(i, j int) bool { return files[i].load && !files[j].load })
-	for _, f := range files {
+	// docker.socket gives up tlsdock's listeners first. Its reload
+	// does not count: the unit files written below still need one.
+	if plan.socketGoes() {
+		if err := a.releaseSocket(ctx, cfg.Timeout); err != nil {
+			return err
+		}
+	}
+	for _, f := range writeOrder(plan) {
 		if f.Action == "delete" {
 			if err := os.Remove(a.o.Paths.Abs(f.Path)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("removing %s: %w", f.Path, err)
@@ -408,16 +425,25 @@ func (a *Agent) rollback(ctx context.Context, cfg Config, plan *Plan, snap *Snap
 		jctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		res.Journal = a.o.Journal(jctx, systemd.DockerUnit, 20)
 		cancel()
+		noteSocketFailure(res, cause)
 	}
 	failed := func(err error) error {
 		a.recordApply(Apply{Time: a.o.Now(), Result: "failed", Error: cause.Error() + "; rollback: " + err.Error()})
 		return fmt.Errorf("%w (%w: %v; backup kept in %s)", cause, ErrRollbackFailed, err, StateDir+"/journal.json")
 	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout(cfg))
+	defer cancel()
+	// Restoring docker.socket's drop-in restarts docker through
+	// docker.socket; removing it releases the listeners first.
+	if done.socketBack = a.socketRestored(snap); done.socketBack && !done.touched(systemd.DockerUnit) {
+		done.touch(systemd.DockerUnit)
+	}
+	if err := a.releaseBeforeRestore(rctx, snap, rollbackTimeout(cfg)); err != nil {
+		return failed(err)
+	}
 	if err := snap.Restore(a.o.Paths); err != nil {
 		return failed(err)
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout(cfg))
-	defer cancel()
 	var notServed notServedError
 	uerr := plan.srv.undo(rctx, snap, done, res)
 	if uerr != nil && !errors.As(uerr, &notServed) {

@@ -83,7 +83,7 @@ func (a *Agent) issueClient(ca *certstore.CA, name string, groups []string, dir 
 	b := &ClientBundle{Dir: dir, Name: name}
 	if !force {
 		if c := loadClientCert(dir); c != nil && c.CheckSignatureFrom(ca.Cert) == nil && now.Before(RenewAt(c)) && c.Subject.CommonName == name {
-			b.Serial, b.NotAfter = fmt.Sprintf("%x", c.SerialNumber), c.NotAfter
+			b.Serial, b.NotAfter = certstore.FormatSerial(c.SerialNumber), c.NotAfter
 			return b, nil
 		}
 	}
@@ -97,7 +97,7 @@ func (a *Agent) issueClient(ca *certstore.CA, name string, groups []string, dir 
 	if c == nil {
 		return nil, fmt.Errorf("issuing client certificate %q: the issued certificate does not parse", name)
 	}
-	b.Serial, b.NotAfter = fmt.Sprintf("%x", c.SerialNumber), c.NotAfter
+	b.Serial, b.NotAfter = certstore.FormatSerial(c.SerialNumber), c.NotAfter
 	if err := a.recordIssued(name, b.Serial, groups, c.NotAfter, now); err != nil {
 		return nil, fmt.Errorf("recording client certificate %q (serial %s) in %s: %w: no client bundle was written, because `tlsdock certs revoke %s` could not find it; fix %s and issue again", name, b.Serial, IssuedPath, err, name, IssuedPath)
 	}

@@ -1,13 +1,9 @@
 package agent
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -96,10 +92,18 @@ func Defaults() Config {
 // host was changed when one is returned.
 type InputError struct {
 	Field string // flag, config key or file
-	Err   error
+	// At, when the value came from the config file, is where it was set
+	// (FILE:LINE); the message then names the key as the file spells it.
+	At  string
+	Err error
 }
 
-func (e *InputError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *InputError) Error() string {
+	if e.At != "" {
+		return e.At + ": " + strings.TrimPrefix(e.Field, "--") + ": " + e.Err.Error()
+	}
+	return e.Field + ": " + e.Err.Error()
+}
 func (e *InputError) Unwrap() error { return e.Err }
 
 func inputErr(field, format string, args ...any) error {
@@ -256,113 +260,6 @@ func checkSAN(s string) error {
 		}
 	}
 	return nil
-}
-
-// FileSettings is what the config file set: key → values in file order.
-type FileSettings map[string][]string
-
-// configKeys lists every key the config file accepts, with whether it may
-// repeat. Each is also a flag of the same name.
-var configKeys = map[string]bool{
-	"mode": false, "certs": false, "generate": false, "client-out": false,
-	"host": true, "san": true, "key-type": false, "live-restore": false,
-	"probe-client": false, "timeout": false,
-	// tlsdock run
-	"debounce": false, "max-wait": false, "min-restart-interval": false,
-	"renew-before": false, "metrics-listen": false,
-	// proxy mode
-	"policy": false, "crl": true, "audit-log": false, "audit-log-max-size": false,
-	// the source's trust
-	"allow-source-owner": false,
-}
-
-// ParseConfigFile reads the config file format: one "key = value" per line,
-// '#' starts a comment, keys are the long flag names, and a repeatable key
-// ("host", "san") may appear on several lines.
-func ParseConfigFile(name string, data []byte) (FileSettings, error) {
-	fs := FileSettings{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		key, val, ok := strings.Cut(line, "=")
-		key, val = strings.TrimSpace(key), strings.TrimSpace(val)
-		if !ok || key == "" {
-			return nil, inputErr(fmt.Sprintf("%s:%d", name, n), "%q is not \"key = value\"", line)
-		}
-		repeat, known := configKeys[key]
-		if !known {
-			return nil, inputErr(fmt.Sprintf("%s:%d", name, n), "unknown key %q: the keys are the long flag names of `tlsdock provision` and `tlsdock run`", key)
-		}
-		if !repeat && len(fs[key]) > 0 {
-			return nil, inputErr(fmt.Sprintf("%s:%d", name, n), "%q is set twice: keep one line", key)
-		}
-		fs[key] = append(fs[key], unquote(val))
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", name, err)
-	}
-	return fs, nil
-}
-
-func unquote(v string) string {
-	if len(v) >= 2 && (v[0] == '"' && v[len(v)-1] == '"' || v[0] == '\'' && v[len(v)-1] == '\'') {
-		return v[1 : len(v)-1]
-	}
-	return v
-}
-
-// LoadConfigFile reads the config file; a missing file is no settings.
-func LoadConfigFile(path string) (FileSettings, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return FileSettings{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	return ParseConfigFile(path, data)
-}
-
-// Bool reads a boolean setting.
-func (fs FileSettings) Bool(key string) (v, ok bool, err error) {
-	s, ok := fs.last(key)
-	if !ok {
-		return false, false, nil
-	}
-	b, err := strconv.ParseBool(s)
-	if err != nil {
-		return false, true, inputErr(key, "%q is not true or false", s)
-	}
-	return b, true, nil
-}
-
-// Duration reads a duration setting such as "90s".
-func (fs FileSettings) Duration(key string) (time.Duration, bool, error) {
-	s, ok := fs.last(key)
-	if !ok {
-		return 0, false, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, true, inputErr(key, "%q is not a duration such as 90s or 5m", s)
-	}
-	return d, true, nil
-}
-
-// String reads a single-valued setting.
-func (fs FileSettings) String(key string) (string, bool) { return fs.last(key) }
-
-func (fs FileSettings) last(key string) (string, bool) {
-	v := fs[key]
-	if len(v) == 0 {
-		return "", false
-	}
-	return v[len(v)-1], true
 }
 
 // SourceTrust is who may control the --certs source: root, and the

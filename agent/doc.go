@@ -15,6 +15,11 @@
 // and undoes that; the sequence never asks which one it holds. What to
 // restart or stop is derived from the files the plan changes.
 //
+// In daemon-json mode docker.socket holds the TCP listeners where it can
+// (socket.go): daemon.json's TLS settings are written before the socket
+// listens, and the socket gives its listeners up before anything takes
+// those settings away, so no kill leaves a plain TCP listener.
+//
 // The agent reaches systemd, dockerd's local API and the clock only through
 // small interfaces declared here, so the sequence is unit-tested with fakes
 // against a root under t.TempDir(); real systemd is exercised in test/e2e.

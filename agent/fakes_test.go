@@ -137,6 +137,9 @@ func (h *fakeHost) Reload(_ context.Context, u string) error {
 }
 
 func (h *fakeHost) Unit(_ context.Context, u string) (systemd.UnitInfo, error) {
+	if u == systemd.SocketUnit {
+		return fakeSocketUnit(h.root), nil
+	}
 	var dropIns []string
 	entries, _ := os.ReadDir(filepath.Join(h.root, systemd.DropInDir))
 	for _, e := range entries {
@@ -271,4 +274,35 @@ func diffTrees(a, b map[string]string) []string {
 	}
 	sort.Strings(d)
 	return d
+}
+
+// socketFragment is docker.socket's unit file. A fake host has none
+// (docker.socket is not-found) unless a test writes it.
+const socketFragment = "/lib/systemd/system/docker.socket"
+
+const debianSocket = `[Unit]
+Description=Docker Socket for the API
+
+[Socket]
+ListenStream=/run/docker.sock
+SocketMode=0660
+SocketUser=root
+SocketGroup=docker
+
+[Install]
+WantedBy=sockets.target
+`
+
+// fakeSocketUnit is docker.socket as systemd would report it under root,
+// with the drop-ins on disk loaded.
+func fakeSocketUnit(root string) systemd.UnitInfo {
+	if _, err := os.Stat(filepath.Join(root, socketFragment)); err != nil {
+		return systemd.UnitInfo{LoadState: "not-found", ActiveState: "inactive"}
+	}
+	var dropIns []string
+	entries, _ := os.ReadDir(filepath.Join(root, systemd.SocketDropInDir))
+	for _, e := range entries {
+		dropIns = append(dropIns, systemd.SocketDropInDir+"/"+e.Name())
+	}
+	return systemd.UnitInfo{LoadState: "loaded", ActiveState: "active", SubState: "listening", FragmentPath: socketFragment, DropInPaths: dropIns}
 }

@@ -77,11 +77,16 @@ type Plan struct {
 	// Warnings are shown on every run, dry or not, and recorded for
 	// `tlsdock status` (allow-source-owner).
 	Warnings []string
+	// socket: who holds the TCP listeners in daemon-json mode (socket.go).
+	socket socketChoice
+	// socketRestart: docker.socket restarts on tlsdock's drop-in;
+	// releaseSocket: it gives up tlsdock's listeners first.
+	socketRestart, releaseSocket bool
 }
 
 // Changed reports whether applying the plan changes anything.
 func (p *Plan) Changed() bool {
-	return p.Install || p.NewCA != nil || len(p.Files) > 0 || p.LiveRestoreFirst
+	return p.Install || p.NewCA != nil || len(p.Files) > 0 || p.LiveRestoreFirst || p.socketRestart || p.releaseSocket
 }
 
 // changes reports whether the plan writes or removes one of paths.
@@ -196,6 +201,9 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 		}
 	}
 
+	if err := a.planSocket(sctx, plan, cfg, doc, svc); err != nil {
+		return nil, err
+	}
 	h := &hostConfig{cfg: cfg, doc: doc, exists: exists, svc: svc, st: st, swarm: swarm, liveRestoreOn: liveRestoreOn}
 	if exists {
 		if h.json, err = os.ReadFile(a.o.Paths.DaemonJSON()); err != nil {
@@ -238,7 +246,7 @@ func (a *Agent) planNative(plan *Plan, h *hostConfig, loadDropIn bool, settings 
 	if err := a.planDockerdFiles(plan, h, newDoc, cmd, loadDropIn); err != nil {
 		return err
 	}
-	plan.Restart = plan.Install || len(plan.Files) > 0 || !plan.DockerActive
+	plan.Restart = plan.Install || len(plan.Files) > 0 || !plan.DockerActive || plan.socketRestart || plan.releaseSocket
 	return a.planLeaveProxy(plan)
 }
 
@@ -282,6 +290,9 @@ func (a *Agent) planDockerdFiles(plan *Plan, h *hostConfig, newDoc *daemonjson.D
 		for i := range plan.Files {
 			plan.Files[i].load = plan.Files[i].Path == DropInPath
 		}
+	}
+	if err := a.planSocketFile(plan); err != nil {
+		return err
 	}
 	if len(plan.Files) > 0 {
 		plan.Notes = append(plan.Notes, plan.changeNotes...)

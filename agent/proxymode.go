@@ -150,7 +150,7 @@ func (a *Agent) planProxy(plan *Plan, h *hostConfig) error {
 	}
 	// A new set never restarts dockerd: only a change of its own files
 	// (a TCP listener removed) does.
-	plan.Restart = plan.changes(dockerdPaths...) || !plan.DockerActive
+	plan.Restart = plan.changes(dockerdPaths...) || plan.releaseSocket || !plan.DockerActive
 	return nil
 }
 

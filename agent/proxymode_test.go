@@ -452,7 +452,7 @@ func TestRevokeByNameAndSerial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Revoked) != 2 || res.Revoked[0].Serial != alice1.Serial || res.Revoked[1].Serial != alice2.Serial || res.Mode != ModeProxy || res.CRLNumber != 1 {
+	if len(res.Revoked) != 2 || certstore.FormatSerial(res.Revoked[0].Serial) != alice1.Serial || certstore.FormatSerial(res.Revoked[1].Serial) != alice2.Serial || res.Mode != ModeProxy || res.CRLNumber != 1 {
 		t.Fatalf("revoke alice = %+v", res)
 	}
 	res, err = a.Revoke("0x" + strings.ToUpper(bob.Serial))

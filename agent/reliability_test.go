@@ -626,33 +626,41 @@ func TestNeverPlaintextOrUnverified(t *testing.T) {
 		for jn, js := range jsons {
 			for un, exec := range units {
 				for _, hosts := range hostSets {
-					name := fmt.Sprintf("%s/%s/%s/%d", mode, jn, un, len(hosts))
-					h := newFakeHost(t)
-					if js != "" {
-						writeFile(t, h.root, DaemonJSONPath, js)
-					}
-					if exec != "" {
-						writeFile(t, h.root, systemd.DropInDir+"/override.conf", "[Service]\nExecStart=\nExecStart="+exec+"\n")
-					}
-					before := fullTree(t, h.root)
-					cfg := generateCfg()
-					cfg.Mode, cfg.Hosts = mode, hosts
-					res, err := h.agent(&fakeVerifier{}, noDNS).Provision(context.Background(), cfg)
-					var ie *InputError
-					if errors.As(err, &ie) {
-						refused++
-						t.Logf("%s: refused: %v", name, err)
-						if d := diffTrees(before, fullTree(t, h.root)); len(d) > 0 {
-							t.Errorf("%s: refused (%v) but changed %q", name, err, d)
+					for _, socket := range []bool{false, true} {
+						name := fmt.Sprintf("%s/%s/%s/%d", mode, jn, un, len(hosts))
+						h := newFakeHost(t)
+						if socket {
+							// docker.socket is there: its TCP listeners
+							// count too (checkEffective).
+							name += "/docker.socket"
+							writeFile(t, h.root, socketFragment, debianSocket)
 						}
-						continue
+						if js != "" {
+							writeFile(t, h.root, DaemonJSONPath, js)
+						}
+						if exec != "" {
+							writeFile(t, h.root, systemd.DropInDir+"/override.conf", "[Service]\nExecStart=\nExecStart="+exec+"\n")
+						}
+						before := fullTree(t, h.root)
+						cfg := generateCfg()
+						cfg.Mode, cfg.Hosts = mode, hosts
+						res, err := h.agent(&fakeVerifier{}, noDNS).Provision(context.Background(), cfg)
+						var ie *InputError
+						if errors.As(err, &ie) {
+							refused++
+							t.Logf("%s: refused: %v", name, err)
+							if d := diffTrees(before, fullTree(t, h.root)); len(d) > 0 {
+								t.Errorf("%s: refused (%v) but changed %q", name, err, d)
+							}
+							continue
+						}
+						if err != nil {
+							t.Errorf("%s: %v", name, err)
+							continue
+						}
+						n++
+						checkEffective(t, name, h, res, hosts)
 					}
-					if err != nil {
-						t.Errorf("%s: %v", name, err)
-						continue
-					}
-					n++
-					checkEffective(t, name, h, res, hosts)
 				}
 			}
 		}
@@ -725,6 +733,24 @@ func checkEffective(t *testing.T, name string, h *fakeHost, res *Result, want []
 		t.Errorf("%s: %v", name, err)
 	}
 	hosts = append(hosts, docHosts...)
+	// dockerd takes every listener of docker.socket with -H fd://, and a
+	// TCP one that dockerd does not take is held by nobody who answers.
+	if sock := fakeSocketUnit(h.root); sock.LoadState == "loaded" {
+		s, err := systemd.ReadSocket(h.root, sock.FragmentPath, sock.DropInPaths)
+		if err != nil {
+			t.Errorf("%s: reading docker.socket: %v", name, err)
+			return
+		}
+		for _, l := range s.ListenStream {
+			if strings.HasPrefix(l, "/") {
+				continue
+			}
+			if !contains(hosts, "fd://") {
+				t.Errorf("%s: docker.socket listens on %s, and dockerd does not take it (no -H fd://)", name, l)
+			}
+			hosts = append(hosts, "tcp://"+l)
+		}
+	}
 	probed := map[string]bool{}
 	for _, w := range want {
 		probed[normaliseTCP(w)] = true

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/tlsdock/tlsdock/certstore"
-	"github.com/tlsdock/tlsdock/proxy"
 )
 
 // Records of the local CA, next to it in /etc/tlsdock/ca.
@@ -39,27 +38,20 @@ type Issued struct {
 	Clients map[string][]IssuedCert `json:"clients"`
 }
 
-// RevokedCert is one revoked serial in RevokedPath.
-type RevokedCert struct {
-	Serial    string    `json:"serial"`
-	Name      string    `json:"name,omitempty"`
-	RevokedAt time.Time `json:"revoked_at"`
-}
-
 // Revoked is RevokedPath.
 type Revoked struct {
 	// CRLNumber is the number of the last CRL published; the next is one
 	// more.
-	CRLNumber int64         `json:"crl_number"`
-	Serials   []RevokedCert `json:"serials"`
+	CRLNumber int64                   `json:"crl_number"`
+	Serials   []certstore.RevokedCert `json:"serials"`
 }
 
 // RevokeResult is what `tlsdock certs revoke` did.
 type RevokeResult struct {
-	Revoked   []RevokedCert `json:"revoked"`
-	Already   []string      `json:"already_revoked,omitempty"`
-	CRL       string        `json:"crl"`
-	CRLNumber int64         `json:"crl_number"`
+	Revoked   []certstore.RevokedCert `json:"revoked"`
+	Already   []string                `json:"already_revoked,omitempty"`
+	CRL       string                  `json:"crl"`
+	CRLNumber int64                   `json:"crl_number"`
 	// Mode is the installed mode; only proxy mode enforces the CRL.
 	Mode Mode `json:"mode,omitempty"`
 }
@@ -136,14 +128,14 @@ func (a *Agent) Revoke(nameOrSerial string) (*RevokeResult, error) {
 	var targets []target
 	if certs, ok := is.Clients[nameOrSerial]; ok {
 		for _, c := range certs {
-			n, err := proxy.ParseSerial(c.Serial)
+			n, err := certstore.ParseSerial(c.Serial)
 			if err != nil {
 				return nil, fmt.Errorf("%s: client %q: %w", IssuedPath, nameOrSerial, err)
 			}
 			targets = append(targets, target{n, nameOrSerial})
 		}
 	} else {
-		n, err := proxy.ParseSerial(nameOrSerial)
+		n, err := certstore.ParseSerial(nameOrSerial)
 		if err != nil {
 			var names []string
 			for k := range is.Clients {
@@ -155,7 +147,7 @@ func (a *Agent) Revoke(nameOrSerial string) (*RevokeResult, error) {
 		name := ""
 		for k, certs := range is.Clients {
 			for _, c := range certs {
-				if m, err := proxy.ParseSerial(c.Serial); err == nil && m.Cmp(n) == 0 {
+				if m, err := certstore.ParseSerial(c.Serial); err == nil && m.Cmp(n) == 0 {
 					name = k
 				}
 			}
@@ -166,31 +158,21 @@ func (a *Agent) Revoke(nameOrSerial string) (*RevokeResult, error) {
 	now := a.o.Now()
 	have := map[string]bool{}
 	for _, r := range rv.Serials {
-		if n, err := proxy.ParseSerial(r.Serial); err == nil {
-			have[n.Text(16)] = true
-		}
+		have[certstore.FormatSerial(r.Serial)] = true
 	}
 	for _, t := range targets {
-		key := t.serial.Text(16)
+		key := certstore.FormatSerial(t.serial)
 		if have[key] {
 			res.Already = append(res.Already, key)
 			continue
 		}
 		have[key] = true
-		r := RevokedCert{Serial: key, Name: t.name, RevokedAt: now.UTC()}
+		r := certstore.RevokedCert{Serial: t.serial, Name: t.name, RevokedAt: now.UTC()}
 		rv.Serials = append(rv.Serials, r)
 		res.Revoked = append(res.Revoked, r)
 	}
-	var entries []proxy.RevokedCert
-	for _, r := range rv.Serials {
-		n, err := proxy.ParseSerial(r.Serial)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", RevokedPath, err)
-		}
-		entries = append(entries, proxy.RevokedCert{Serial: n, RevokedAt: r.RevokedAt})
-	}
 	rv.CRLNumber++
-	crl, err := proxy.IssueCRL(ca, entries, now, now.Add(CRLValidity), big.NewInt(rv.CRLNumber))
+	crl, err := ca.IssueCRL(certstore.CRLRequest{Revoked: rv.Serials, Number: big.NewInt(rv.CRLNumber), Now: now, NextUpdate: now.Add(CRLValidity)}, a.o.Rand)
 	if err != nil {
 		return nil, err
 	}

@@ -82,18 +82,21 @@ type served struct {
 	units []string
 	// swapped: a set was handed to the in-process proxy.
 	swapped bool
+	// socketBack (rollback): the restore changes docker.socket's drop-in,
+	// so docker restarts back through docker.socket.
+	socketBack bool
 }
 
 func (d *served) touch(unit string)        { d.units = append(d.units, unit) }
 func (d *served) touched(unit string) bool { return slices.Contains(d.units, unit) }
 
 // dockerdPaths are dockerd's own files: a change to one restarts
-// docker.service.
-var dockerdPaths = []string{DaemonJSONPath, DropInPath}
+// docker.service (and docker.socket, for its drop-in).
+var dockerdPaths = []string{DaemonJSONPath, DropInPath, SocketDropInPath}
 
 // unitPaths are the unit files tlsdock writes: a change to one needs a
 // daemon-reload.
-var unitPaths = append([]string{DropInPath}, proxyUnitPaths...)
+var unitPaths = append([]string{DropInPath, SocketDropInPath}, proxyUnitPaths...)
 
 // dockerdServer serves the API from dockerd itself. Its serve step stops
 // tlsdock.service first when the plan removes the proxy's files (leaving
@@ -112,6 +115,11 @@ func (s dockerdServer) serve(ctx context.Context, cfg Config, p *Plan, done *ser
 		done.touch(systemd.DockerUnit)
 		reload := !done.loaded
 		done.loaded = true
+		if p.socketRestart {
+			// docker.socket's drop-in changed: it restarts on its new
+			// listeners, then docker.service.
+			return s.a.restartSocket(ctx, cfg, reload)
+		}
 		return s.a.restart(ctx, cfg, reload)
 	}
 	if !done.loaded && p.changes(unitPaths...) {
@@ -130,7 +138,7 @@ func (dockerdServer) again(p *Plan) string {
 
 func (s dockerdServer) undo(ctx context.Context, snap *Snapshot, done *served, _ *Result) error {
 	if done.touched(systemd.DockerUnit) {
-		if err := s.a.dockerBack(ctx); err != nil {
+		if err := s.a.dockerBack(ctx, snap, done); err != nil {
 			return err
 		}
 	}
@@ -148,6 +156,10 @@ func (s daemonJSONServer) plan(p *Plan, h *hostConfig) error {
 	// The drop-in (ExecStart without -H) is loaded before daemon.json gets
 	// "hosts": dockerd refuses hosts both as a flag and in the file.
 	return s.a.planNative(p, h, true, func(newDoc *daemonjson.Doc, rest systemd.Command, unitHosts, unitTLS []string) (systemd.Command, error) {
+		if p.socket.Held {
+			// docker.socket holds the TCP listeners (socket.go).
+			return planSocketDockerd(p, newDoc, h.svc)
+		}
 		return s.a.daemonJSONSettings(p, h, newDoc, rest, unitHosts, unitTLS)
 	})
 }
@@ -213,7 +225,7 @@ func (s proxyUnitServer) undo(ctx context.Context, snap *Snapshot, done *served,
 		}
 	}
 	if done.touched(systemd.DockerUnit) {
-		if err := s.a.dockerBack(ctx); err != nil {
+		if err := s.a.dockerBack(ctx, snap, done); err != nil {
 			return err
 		}
 	}
@@ -255,9 +267,9 @@ func (inProcessServer) again(*Plan) string {
 
 // undo puts dockerd back if it was restarted and swaps the restored set
 // back into the proxy.
-func (s inProcessServer) undo(ctx context.Context, _ *Snapshot, done *served, _ *Result) error {
+func (s inProcessServer) undo(ctx context.Context, snap *Snapshot, done *served, _ *Result) error {
 	if done.touched(systemd.DockerUnit) {
-		if err := s.a.dockerBack(ctx); err != nil {
+		if err := s.a.dockerBack(ctx, snap, done); err != nil {
 			return err
 		}
 	}
@@ -293,16 +305,16 @@ func (a *Agent) stopUnit(ctx context.Context, cfg Config, unit string) error {
 	return nil
 }
 
-// dockerBack restarts docker.service on the restored files and checks that
-// it answers.
-func (a *Agent) dockerBack(ctx context.Context) error {
+// dockerBack restarts docker.service on the restored files (through
+// docker.socket when its drop-in comes back) and checks that it answers.
+func (a *Agent) dockerBack(ctx context.Context, snap *Snapshot, done *served) error {
 	if err := a.o.Systemd.DaemonReload(ctx); err != nil {
 		return err
 	}
 	if err := a.o.Systemd.ResetFailed(ctx, systemd.DockerUnit); err != nil {
 		return err
 	}
-	if err := a.o.Systemd.Restart(ctx, systemd.DockerUnit); err != nil {
+	if err := a.restartAfterRestore(ctx, snap, done.socketBack); err != nil {
 		return err
 	}
 	return a.o.Docker.Ping(ctx)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tlsdock/tlsdock/certstore"
+	"github.com/tlsdock/tlsdock/systemd"
 )
 
 // FileState is one file as it was: absent, or a regular file with its
@@ -41,12 +42,13 @@ type Snapshot struct {
 
 // createdDirs are directories a provision may create; revert removes them
 // again when they did not exist before and are empty.
-var createdDirs = []string{SSLDir, "/etc/systemd/system/docker.service.d", "/etc/docker", ProxyDropInDir}
+var createdDirs = []string{SSLDir, "/etc/systemd/system/docker.service.d", "/etc/docker", ProxyDropInDir, systemd.SocketDropInDir}
 
 // snapshotPaths are the host paths a provision may change.
 var snapshotPaths = []string{
 	DaemonJSONPath,
 	DropInPath,
+	SocketDropInPath,
 	SSLDir + "/" + certstore.CAFile,
 	SSLDir + "/" + certstore.CertFile,
 	SSLDir + "/" + certstore.KeyFile,
@@ -140,6 +142,11 @@ func LoadSnapshot(path string) (*Snapshot, error) {
 		return nil, fmt.Errorf("backup %s is damaged: %w", path, err)
 	}
 	for _, hp := range snapshotPaths {
+		if hp == SocketDropInPath {
+			// Snapshots of an older tlsdock have no record of it: it
+			// did not write it, so it did not exist then.
+			continue
+		}
 		found := false
 		for _, f := range s.Files {
 			found = found || f.Path == hp
@@ -174,10 +181,16 @@ func readPrivate(path string) ([]byte, error) {
 // restored as one unit.
 func (s *Snapshot) Restore(p Paths) error {
 	var errs []error
+	if err := s.restoreSocketFile(p, true); err != nil {
+		errs = append(errs, err)
+	}
 	for _, hp := range []string{DaemonJSONPath, DropInPath} {
 		if err := restoreFile(p, s.File(hp)); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := s.restoreSocketFile(p, false); err != nil {
+		errs = append(errs, err)
 	}
 	// tlsdock.service's files (proxy mode), when the snapshot recorded
 	// them: one taken by an older tlsdock did not.

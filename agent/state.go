@@ -13,9 +13,12 @@ import (
 
 // State is what tlsdock remembers between runs, in /var/lib/tlsdock/state.json.
 type State struct {
-	Mode        Mode      `json:"mode,omitempty"`
-	Hosts       []string  `json:"hosts,omitempty"`
-	TCPHosts    []string  `json:"tcp_hosts,omitempty"`
+	Mode     Mode     `json:"mode,omitempty"`
+	Hosts    []string `json:"hosts,omitempty"`
+	TCPHosts []string `json:"tcp_hosts,omitempty"`
+	// TCPHeldBy is who holds the TCP listeners in daemon-json mode
+	// (HeldBySocket or HeldByDockerd).
+	TCPHeldBy   string    `json:"tcp_held_by,omitempty"`
 	Fingerprint string    `json:"fingerprint,omitempty"`
 	Serial      string    `json:"serial,omitempty"`
 	NotAfter    time.Time `json:"not_after,omitzero"`

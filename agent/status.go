@@ -17,6 +17,7 @@ import (
 type Status struct {
 	Mode        Mode       `json:"mode,omitempty"`
 	Hosts       []string   `json:"hosts,omitempty"`
+	TCPHeldBy   string     `json:"tcp_held_by,omitempty"`
 	Certificate *CertInfo  `json:"certificate,omitempty"`
 	Files       []FileInfo `json:"files"`
 	Docker      DockerUnit `json:"docker"`
@@ -65,6 +66,7 @@ func (a *Agent) Status(ctx context.Context) (*Status, error) {
 	if st != nil {
 		s.Provisioned = st.Fingerprint != ""
 		s.Mode, s.Hosts, s.LastApply, s.LastError = st.Mode, st.Hosts, st.LastApply, st.LastError
+		s.TCPHeldBy = st.TCPHeldBy
 	}
 	store := certstore.Store{Dir: a.o.Paths.SSL()}
 	set, err := store.Load()

@@ -2,8 +2,9 @@
 //
 // It parses and validates a certificate set (CA bundle, server certificate
 // with optional intermediates, server key), runs the built-in CA that issues
-// server and client certificates, and installs a set into dockerd's TLS
-// directory (by default /etc/docker/ssl) as one unit.
+// server and client certificates and the CRL of what it revoked
+// (CA.IssueCRL, RevokedCert, ParseSerial and FormatSerial), and installs a
+// set into dockerd's TLS directory (by default /etc/docker/ssl) as one unit.
 //
 // Installation uses the Kubernetes atomic-writer layout: every set is written
 // into a fresh hidden generation directory (..tlsdock-<random>), a ..data

@@ -318,9 +318,4 @@ func (s *Set) Serial() string {
 	return serialHex(s.Cert)
 }
 
-func serialHex(c *x509.Certificate) string {
-	if c.SerialNumber == nil {
-		return ""
-	}
-	return c.SerialNumber.Text(16)
-}
+func serialHex(c *x509.Certificate) string { return FormatSerial(c.SerialNumber) }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
@@ -21,65 +20,8 @@ import (
 	"github.com/tlsdock/tlsdock/certstore"
 )
 
-// RevokedCert is one entry of a CRL.
-type RevokedCert struct {
-	Serial    *big.Int
-	RevokedAt time.Time // zero: the CRL's this-update time
-	// Reason is an RFC 5280 reason code; 0 is unspecified.
-	Reason int
-}
-
 // MaxCRLSize bounds a CRL file.
 const MaxCRLSize = 16 << 20
-
-// IssueCRL issues a CRL from the local CA listing revoked, valid from now
-// until next, with CRL number number (which must grow with every CRL the CA
-// issues). It returns the CRL as PEM ("X509 CRL").
-func IssueCRL(ca *certstore.CA, revoked []RevokedCert, now, next time.Time, number *big.Int) ([]byte, error) {
-	switch {
-	case ca == nil || ca.Cert == nil || ca.Key == nil:
-		return nil, errors.New("issuing a CRL: no CA loaded")
-	case now.IsZero() || !next.After(now):
-		return nil, fmt.Errorf("issuing a CRL: next update %v must be after this update %v", next, now)
-	case number == nil || number.Sign() < 0:
-		return nil, errors.New("issuing a CRL: the CRL number must be a non-negative integer")
-	}
-	tmpl := &x509.RevocationList{
-		Number:     number,
-		ThisUpdate: now,
-		NextUpdate: next,
-	}
-	for _, r := range revoked {
-		if r.Serial == nil || r.Serial.Sign() <= 0 {
-			return nil, fmt.Errorf("issuing a CRL: revoked serial %v is not a positive integer", r.Serial)
-		}
-		at := r.RevokedAt
-		if at.IsZero() {
-			at = now
-		}
-		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
-			SerialNumber: r.Serial, RevocationTime: at.UTC(), ReasonCode: r.Reason,
-		})
-	}
-	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.Cert, ca.Key)
-	if err != nil {
-		return nil, fmt.Errorf("issuing a CRL: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), nil
-}
-
-// ParseSerial parses a certificate serial number as printed by tlsdock and
-// openssl: hex, optionally with a 0x prefix or colons.
-func ParseSerial(s string) (*big.Int, error) {
-	h := strings.ToLower(strings.TrimSpace(s))
-	h = strings.TrimPrefix(h, "0x")
-	h = strings.ReplaceAll(h, ":", "")
-	n, ok := new(big.Int).SetString(h, 16)
-	if !ok || h == "" || n.Sign() <= 0 {
-		return nil, fmt.Errorf("serial %q: expected a positive hexadecimal number such as 3f2a9c", s)
-	}
-	return n, nil
-}
 
 // ErrUnknownIssuer is a CRL issued by a CA that is none of the CRL issuers
 // (CRLIssuers): it does not apply to this server's clients.
@@ -95,7 +37,7 @@ type CRL struct {
 	Number     *big.Int
 	ThisUpdate time.Time
 	NextUpdate time.Time // zero when the CRL has none
-	Revoked    []RevokedCert
+	Revoked    []certstore.RevokedCert
 	// Raw is the CRL's DER, as signed.
 	Raw []byte
 
@@ -163,10 +105,10 @@ func checkComplete(rl *x509.RevocationList) (caOnly bool, err error) {
 		for _, e := range r.Extensions {
 			switch {
 			case e.Id.Equal(oidCertificateIssuer):
-				return false, fmt.Errorf("lists serial %s for another issuer (an indirect CRL): configure the CRL that the CA issuing the clients signs", r.SerialNumber.Text(16))
+				return false, fmt.Errorf("lists serial %s for another issuer (an indirect CRL): configure the CRL that the CA issuing the clients signs", certstore.FormatSerial(r.SerialNumber))
 			case e.Id.Equal(oidReasonCode), e.Id.Equal(oidInvalidityDate), e.Id.Equal(oidHoldInstruction):
 			case e.Critical:
-				return false, fmt.Errorf("has a critical extension %v on serial %s that tlsdock does not understand", e.Id, r.SerialNumber.Text(16))
+				return false, fmt.Errorf("has a critical extension %v on serial %s that tlsdock does not understand", e.Id, certstore.FormatSerial(r.SerialNumber))
 			}
 		}
 	}
@@ -283,7 +225,7 @@ func ParseCRL(data []byte, source string, issuers []*x509.Certificate) (*CRL, er
 		if e.SerialNumber == nil {
 			continue
 		}
-		c.Revoked = append(c.Revoked, RevokedCert{Serial: e.SerialNumber, RevokedAt: e.RevocationTime, Reason: e.ReasonCode})
+		c.Revoked = append(c.Revoked, certstore.RevokedCert{Serial: e.SerialNumber, RevokedAt: e.RevocationTime, Reason: e.ReasonCode})
 	}
 	return c, nil
 }
@@ -449,7 +391,7 @@ func (r *revocation) check(leaf *x509.Certificate, chains [][]*x509.Certificate)
 		for i := 1; i < len(ch); i++ {
 			if r.revoked(certRevKey(ch[i])) {
 				return &errRevoked{
-					msg:  fmt.Sprintf("is refused: its issuing CA %q (serial %s) is revoked", ch[i].Subject, ch[i].SerialNumber.Text(16)),
+					msg:  fmt.Sprintf("is refused: its issuing CA %q (serial %s) is revoked", ch[i].Subject, certstore.FormatSerial(ch[i].SerialNumber)),
 					logs: []any{"revoked_ca", ch[i].Subject.String()},
 				}
 			}

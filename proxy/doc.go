@@ -155,8 +155,10 @@
 //
 // # Revocation
 //
-// IssueCRL issues a CRL from the local CA. LoadCRLFiles (or ParseCRL and
-// SetCRLs or SetRevocation) installs CRLs, PEM or DER, local or external.
+// The local CA's CRL is issued by package certstore (CA.IssueCRL), which
+// also owns the revoked-certificate type (certstore.RevokedCert) and the
+// serial format. LoadCRLFiles (or ParseCRL and SetCRLs or SetRevocation)
+// installs CRLs, PEM or DER, local or external.
 // Each must be signed by one of CRLIssuers: a certificate of the CA bundle
 // (ca.pem, intermediates included) or an intermediate of the server's own
 // chain that verifies to one as a CA, since real PKIs (step-ca) sign the

@@ -3,6 +3,8 @@ package proxy
 import (
 	"sort"
 	"time"
+
+	"github.com/tlsdock/tlsdock/certstore"
 )
 
 // Status is a snapshot of the proxy for `tlsdock status`.
@@ -110,7 +112,7 @@ func (s *Server) Status() Status {
 		}
 		st.CRLs = append(st.CRLs, cst)
 		for _, r := range c.Revoked {
-			st.Revoked = append(st.Revoked, RevokedStatus{Serial: r.Serial.Text(16), Issuer: c.Issuer, RevokedAt: r.RevokedAt, Reason: r.Reason})
+			st.Revoked = append(st.Revoked, RevokedStatus{Serial: certstore.FormatSerial(r.Serial), Issuer: c.Issuer, RevokedAt: r.RevokedAt, Reason: r.Reason})
 		}
 	}
 	return st

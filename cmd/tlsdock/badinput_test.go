@@ -114,6 +114,11 @@ func (f *fakeSystemd) Reload(_ context.Context, u string) error {
 }
 
 func (f *fakeSystemd) Unit(_ context.Context, u string) (systemd.UnitInfo, error) {
+	if u == systemd.SocketUnit {
+		// This fake host has no docker.socket: daemon-json mode puts
+		// its listeners in daemon.json.
+		return systemd.UnitInfo{LoadState: "not-found", ActiveState: "inactive"}, nil
+	}
 	var dropIns []string
 	entries, _ := os.ReadDir(filepath.Join(f.root, systemd.DropInDir))
 	for _, e := range entries {

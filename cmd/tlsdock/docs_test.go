@@ -20,6 +20,7 @@ func TestGenDocs(t *testing.T) {
 		"completions/tlsdock.fish": "complete -c tlsdock",
 		"man/tlsdock.1":            `.TH "TLSDOCK" "1" "Nov 2023"`,
 		"man/tlsdock-provision.1":  "--generate",
+		"man/tlsdock-config.1":     "not configured",
 	}
 	for name, s := range want {
 		b, err := os.ReadFile(filepath.Join(dir, name))

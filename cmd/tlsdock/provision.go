@@ -113,11 +113,17 @@ func printResult(w io.Writer, res *agent.Result, err error) {
 		}
 	}
 	fmt.Fprintf(w, "  listeners: %s\n", strings.Join(res.Hosts, " "))
+	if res.TCPHeldBy != "" {
+		fmt.Fprintf(w, "  tcp held by: %s\n", res.TCPHeldBy)
+	}
 	for _, n := range res.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
 	for _, n := range res.Warnings {
 		fmt.Fprintf(w, "  WARNING: %s\n", strings.TrimPrefix(n, "warning: "))
+	}
+	if res.SocketRestarted {
+		fmt.Fprintln(w, "  docker.socket: restart (its TCP listeners change)")
 	}
 	if res.Restarted {
 		fmt.Fprintln(w, "  docker.service: restart")

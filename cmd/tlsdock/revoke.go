@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tlsdock/tlsdock/agent"
+	"github.com/tlsdock/tlsdock/certstore"
 )
 
 func newRevokeCmd(env *Env) *cobra.Command {
@@ -43,7 +44,7 @@ revocation at all: use proxy mode, or replace the CA.`,
 				return enc.Encode(res)
 			}
 			for _, r := range res.Revoked {
-				fmt.Fprintf(env.Stdout, "Revoked serial %s%s\n", r.Serial, named(r.Name))
+				fmt.Fprintf(env.Stdout, "Revoked serial %s%s\n", certstore.FormatSerial(r.Serial), named(r.Name))
 			}
 			for _, s := range res.Already {
 				fmt.Fprintf(env.Stdout, "Serial %s was already revoked\n", s)

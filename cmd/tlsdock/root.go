@@ -28,9 +28,12 @@ const (
 // ExitCode maps an error from a command to the documented exit status.
 func ExitCode(err error) int {
 	var ie *agent.InputError
+	var es exitStatus
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, &es):
+		return int(es)
 	case errors.Is(err, agent.ErrRollbackFailed):
 		return ExitRollbackFailed
 	case errors.Is(err, agent.ErrRolledBack):
@@ -140,6 +143,7 @@ Start with:  tlsdock provision --generate --client-out ./docker-client`,
 	_ = root.PersistentFlags().MarkHidden("root")
 	root.AddCommand(newProvisionCmd(&env), newStatusCmd(&env), newRevertCmd(&env), newCertsCmd(&env))
 	root.AddCommand(newRunCmd(&env), newTunnelCmd(&env))
+	root.AddCommand(newConfigCmd(&env))
 	root.AddCommand(newGenDocsCmd(&env))
 	root.SetVersionTemplate("tlsdock {{.Version}}\n")
 	return root
@@ -151,7 +155,8 @@ func Run(env Env, args []string) int {
 	root := NewRootCmd(env)
 	root.SetArgs(args)
 	err := root.Execute()
-	if err != nil {
+	var es exitStatus
+	if err != nil && !errors.As(err, &es) {
 		fmt.Fprintf(env.Stderr, "tlsdock: %v\n", err)
 	}
 	return ExitCode(err)

@@ -23,105 +23,36 @@ import (
 )
 
 // runFlags are the flags only `tlsdock run` has; the config file can set
-// them too.
-type runFlags struct {
-	debounce      time.Duration
-	maxWait       time.Duration
-	minRestart    time.Duration
-	renewBefore   time.Duration
-	metricsListen string
-}
+// them too. Like settingsFlags, their values are read back from the flag
+// set and merged by the agent.
+type runFlags struct{}
 
 func (rf *runFlags) register(fs *pflag.FlagSet) {
 	d := agent.RunDefaults()
-	fs.DurationVar(&rf.debounce, "debounce", d.Debounce, "act once the source has not changed for this long")
-	fs.DurationVar(&rf.maxWait, "max-wait", d.MaxWait, "act at the latest this long after a burst of changes began")
-	fs.DurationVar(&rf.minRestart, "min-restart-interval", d.MinRestartInterval, "least time between two rotations (docker.service allows 3 starts in 60s)")
-	fs.DurationVar(&rf.renewBefore, "renew-before", 0, "with --generate: renew the server certificate this long before it expires (0: at two thirds of its lifetime)")
-	fs.StringVar(&rf.metricsListen, "metrics-listen", "", "serve Prometheus metrics on HOST:PORT at /metrics (off by default)")
+	fs.Duration("debounce", d.Debounce, "act once the source has not changed for this long")
+	fs.Duration("max-wait", d.MaxWait, "act at the latest this long after a burst of changes began")
+	fs.Duration("min-restart-interval", d.MinRestartInterval, "least time between two rotations (docker.service allows 3 starts in 60s)")
+	fs.Duration("renew-before", 0, "with --generate: renew the server certificate this long before it expires (0: at two thirds of its lifetime)")
+	fs.String("metrics-listen", "", "serve Prometheus metrics on HOST:PORT at /metrics (off by default)")
 }
 
-// runConfig merges the config file under the flags, like provision, with
-// the watched source defaulting to /etc/tlsdock/certs unless the local CA
-// is used.
+// config merges the settings of the daemon (agent.MergeRun): the config
+// file under the flags given on the command line.
 func (rf *runFlags) config(cmd *cobra.Command, f *settingsFlags, root string) (agent.RunConfig, error) {
-	fileSettings, err := agent.LoadConfigFile(f.configPath)
+	s, err := f.settings(cmd, root)
 	if err != nil {
 		return agent.RunConfig{}, err
 	}
-	changed := cmd.Flags().Changed
-	generate := f.generate
-	if v, ok, err := fileSettings.Bool("generate"); err == nil && ok && !changed("generate") {
-		generate = v
-	}
-	if _, inFile := fileSettings.String("certs"); !generate && !changed("certs") && !inFile {
-		f.certs = agent.Paths{Root: root}.Abs(agent.DefaultSource)
-	}
-	cfg, err := f.config(cmd)
-	if err != nil {
-		return agent.RunConfig{}, err
-	}
-	// client-out is for `tlsdock provision`: the daemon never writes client
-	// bundles (they often live in a home directory, which the unit hides).
-	cfg.ClientOut = ""
-	rc := agent.RunConfig{
-		Config: cfg, Debounce: rf.debounce, MaxWait: rf.maxWait, MinRestartInterval: rf.minRestart,
-		MetricsListen: rf.metricsListen,
-	}
-	rc.RenewBefore = rf.renewBefore
-	for _, d := range []struct {
-		name string
-		dst  *time.Duration
-	}{{"debounce", &rc.Debounce}, {"max-wait", &rc.MaxWait}, {"min-restart-interval", &rc.MinRestartInterval}, {"renew-before", &rc.RenewBefore}} {
-		v, ok, err := fileSettings.Duration(d.name)
-		if err != nil {
-			return agent.RunConfig{}, &agent.InputError{Field: f.configPath, Err: err}
-		}
-		if ok && !changed(d.name) {
-			*d.dst = v
-		}
-	}
-	if v, ok := fileSettings.String("metrics-listen"); ok && !changed("metrics-listen") {
-		rc.MetricsListen = v
-	}
-	if _, inFile := fileSettings.String("min-restart-interval"); rc.Mode == agent.ModeProxy && !inFile && !changed("min-restart-interval") {
-		// Proxy mode swaps a set in without restarting dockerd: there is
-		// no start limit to respect.
-		rc.MinRestartInterval = 0
-	}
-	if rc.RenewBefore != 0 && !rc.Generate {
-		return agent.RunConfig{}, &agent.InputError{Field: "--renew-before", Err: fmt.Errorf("applies only with --generate (the local CA): certificates in %s are renewed by their issuer, and tlsdock warns 30, 7 and 1 days before they expire; remove renew-before", rc.Certs)}
-	}
-	return rc, rc.Validate()
+	rc, _, err := agent.MergeRun(s)
+	return rc, err
 }
 
 // reloadRunConfig reads the settings again for SIGHUP: the config file as
 // it is now, under the flags given on the command line.
 func reloadRunConfig(cmd *cobra.Command, root string) (agent.RunConfig, error) {
-	fresh := &cobra.Command{Use: cmd.Use}
-	var f settingsFlags
+	f := settingsFlags{configPath: cmd.Flags().Lookup("config").Value.String()}
 	var rf runFlags
-	f.register(fresh.Flags())
-	rf.register(fresh.Flags())
-	var err error
-	cmd.Flags().Visit(func(fl *pflag.Flag) {
-		nf := fresh.Flags().Lookup(fl.Name)
-		if err != nil || nf == nil {
-			return
-		}
-		if sv, ok := fl.Value.(pflag.SliceValue); ok {
-			if dst, ok := nf.Value.(pflag.SliceValue); ok {
-				err = dst.Replace(sv.GetSlice())
-				nf.Changed = true
-				return
-			}
-		}
-		err = fresh.Flags().Set(fl.Name, fl.Value.String())
-	})
-	if err != nil {
-		return agent.RunConfig{}, err
-	}
-	return rf.config(fresh, &f, root)
+	return rf.config(cmd, &f, root)
 }
 
 func newRunCmd(env *Env) *cobra.Command {

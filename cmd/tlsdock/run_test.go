@@ -127,7 +127,7 @@ func TestRunBadInput(t *testing.T) {
 		{"renew-before without generate", []string{"--renew-before", "720h"}, "--renew-before: applies only with --generate"},
 		{"renew-before too long", []string{"--generate", "--renew-before", "2000h"}, "must be between 0 and 1080h0m0s"},
 		{"metrics address", []string{"--metrics-listen", "nowhere"}, `"nowhere" is not HOST:PORT`},
-		{"config value", []string{"--config", badConf}, badConf + `: debounce: "soon" is not a duration`},
+		{"config value", []string{"--config", badConf}, badConf + `:1: debounce: "soon" is not a duration`},
 		{"generate and certs", []string{"--generate", "--certs", "/srv/certs"}, "exclude each other"},
 	}
 	for _, tt := range tests {
@@ -190,5 +190,30 @@ func TestServeMetrics(t *testing.T) {
 	}
 	if _, _, err := serveMetrics(addr, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil || !strings.Contains(err.Error(), "--metrics-listen") {
 		t.Fatalf("a busy address: %v", err)
+	}
+}
+
+func TestRunReloadBadFileNamesTheLine(t *testing.T) {
+	conf := writeConf(t, "certs = /srv/certs\n")
+	cmd, f, rf := runCmd(t, "--config", conf, "--debounce", "3s")
+	if _, err := rf.config(cmd, f, "/"); err != nil {
+		t.Fatal(err)
+	}
+	// On SIGHUP the file is read again under the same flags: a value that
+	// is wrong with them names its line.
+	if err := os.WriteFile(conf, []byte("certs = /srv/certs\n\nmax-wait = 1s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := reloadRunConfig(cmd, "/")
+	if want := conf + `:3: max-wait: --max-wait 1s must be at least --debounce 3s`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("reload: %v, want %q", err, want)
+	}
+	// A bad value is refused even where a flag overrides it.
+	if err := os.WriteFile(conf, []byte("certs = /srv/certs\ndebounce = soon\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = reloadRunConfig(cmd, "/")
+	if want := conf + `:2: debounce: "soon" is not a duration`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("reload: %v, want %q", err, want)
 	}
 }

@@ -58,6 +58,9 @@ result of the last provision or rotation. It changes nothing.`,
 			}
 			fmt.Fprintf(w, "mode:        %s\n", orDash(string(s.Mode)))
 			fmt.Fprintf(w, "listeners:   %s\n", orDash(strings.Join(s.Hosts, " ")))
+			if s.TCPHeldBy != "" {
+				fmt.Fprintf(w, "  tcp held by: %s\n", s.TCPHeldBy)
+			}
 			if c := s.Certificate; c != nil {
 				fmt.Fprintf(w, "certificate: %s\n", c.Subject)
 				fmt.Fprintf(w, "  issuer:    %s\n", c.Issuer)

@@ -9,9 +9,15 @@
 # What it does, when systemd runs:
 #   1. daemon-reload and enable tlsdock.service (a masked unit is left alone).
 #   2. On an upgrade, stop the daemon (it must not rotate while we provision).
-#   3. When the host is configured (generate or certs in tlsdock.conf, or a
-#      complete set in /etc/tlsdock/certs), run `tlsdock provision`. It is
-#      idempotent: when nothing changed it restarts nothing, docker included.
+#   3. Ask `tlsdock config` whether the host is configured: exit 0 when
+#      tlsdock.conf sets generate or certs, 5 when it does not but
+#      /etc/tlsdock/certs holds a complete set, 6 when neither, 2 when
+#      tlsdock.conf has a bad setting (its message names the file and line).
+#      When configured, run `tlsdock provision` (with --certs
+#      /etc/tlsdock/certs on 5). It is idempotent: when nothing changed it
+#      restarts nothing, docker included. A bad tlsdock.conf is reported
+#      and not provisioned, like provision's exit 2 (nothing on the host
+#      changed).
 #   4. Start tlsdock.service when provision succeeded, or when the daemon ran
 #      before the upgrade.
 # Without systemd (a chroot, an image build, a container, dpkg --root) it
@@ -22,8 +28,9 @@
 # that apt and configuration management report the failure; after fixing the
 # host, `dpkg --configure -a` runs this again. Provision exit codes 1, 2
 # (bad input, nothing changed) and 3 (failed and rolled back: docker runs its
-# previous configuration) leave the package installed with a message that
-# says what to do, because the host is as it was before.
+# previous configuration), and a bad tlsdock.conf, leave the package
+# installed with a message that says what to do, because the host is as it
+# was before.
 set -eu
 
 UNIT=tlsdock.service
@@ -85,26 +92,33 @@ if [ "$action" = upgrade ] && systemctl is-active --quiet "$UNIT"; then
 	systemctl stop "$UNIT" || true
 fi
 
-conf_generate() {
-	[ -r "$CONF" ] && grep -Eq "^[[:space:]]*generate[[:space:]]*=[[:space:]]*[\"']?(1|t|T|true|TRUE|True)[\"']?[[:space:]]*$" "$CONF"
-}
-conf_certs() {
-	[ -r "$CONF" ] && grep -Eq '^[[:space:]]*certs[[:space:]]*=' "$CONF"
-}
-certs_dir_complete() {
-	[ -f "$CERTS/ca.pem" ] && [ -f "$CERTS/server-cert.pem" ] && [ -f "$CERTS/server-key.pem" ]
-}
+# tlsdock reads tlsdock.conf with the same merge as provision and run; its
+# table of settings is not needed here, its errors are.
+configured=0
+tlsdock config >/dev/null || configured=$?
 
 rc=none
-if conf_generate || conf_certs; then
+case "$configured" in
+0)
 	say "provisioning with the settings in $CONF"
 	rc=0
 	tlsdock provision || rc=$?
-elif certs_dir_complete; then
+	;;
+5)
 	say "provisioning with the certificate set in $CERTS"
 	rc=0
 	tlsdock provision --certs "$CERTS" || rc=$?
-fi
+	;;
+6) ;;
+2)
+	say "$CONF has a bad setting (see the message above): not provisioning"
+	rc=badconf
+	;;
+*)
+	say "'tlsdock config' exited $configured (see the message above): not provisioning"
+	rc=badconf
+	;;
+esac
 
 start=no
 case "$rc" in
@@ -117,6 +131,9 @@ none)
 	;;
 0)
 	start=yes
+	;;
+badconf)
+	say "nothing on the host changed. Fix $CONF as the message above says, then run 'tlsdock provision' and 'systemctl start $UNIT'"
 	;;
 2)
 	say "provision exited 2: bad input, nothing on the host changed. Fix $CONF or $CERTS as the message above says, then run 'tlsdock provision' and 'systemctl start $UNIT'"

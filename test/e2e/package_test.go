@@ -875,6 +875,55 @@ func TestPackageBadSet(t *testing.T) {
 	}
 }
 
+// TestPackageBadConfig: the postinstall asks `tlsdock config`, on the
+// installed host, whether the host is configured. Unconfigured it exits 6;
+// a bad value in tlsdock.conf exits 2 naming the file and line, and
+// dpkg-reconfigure then provisions nothing, says so and still succeeds.
+func TestPackageBadConfig(t *testing.T) {
+	testhost.SkipUnlessEnabled(t)
+	b := pkgPackages(t, "")
+	h := testhost.Start(t)
+	ctx := ctxFor(t, 5*time.Minute)
+	if err := h.CopyIn(b.Deb, "/root/tlsdock.deb", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := pkgMustExec(t, ctx, h, "dpkg", "-i", "/root/tlsdock.deb")
+	t.Logf("dpkg -i:\n%s", out)
+	if out, code := pkgExec(ctx, h, "tlsdock", "config"); code != 6 || !strings.Contains(out, "Not configured") {
+		t.Errorf("tlsdock config on an unconfigured host: exit %d, want 6\n%s", code, out)
+	}
+	dockerPID := pkgShow(t, ctx, h, "docker.service", "MainPID")
+	conf, err := h.ReadFile("/etc/tlsdock/tlsdock.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	badLine := bytes.Count(conf, []byte("\n")) + 2
+	conf = append(conf, "generate = true\ntimeout = 5x\n"...)
+	if err := h.WriteFile("/etc/tlsdock/tlsdock.conf", conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantErr := fmt.Sprintf(`/etc/tlsdock/tlsdock.conf:%d: timeout: "5x" is not a duration`, badLine)
+	if out, code := pkgExec(ctx, h, "tlsdock", "config"); code != 2 || !strings.Contains(out, wantErr) {
+		t.Errorf("tlsdock config with a bad value: exit %d, want 2 and %q\n%s", code, wantErr, out)
+	}
+	out = pkgMustExec(t, ctx, h, "dpkg-reconfigure", "-fnoninteractive", "tlsdock")
+	t.Logf("dpkg-reconfigure:\n%s", out)
+	for _, want := range []string{wantErr, "has a bad setting (see the message above): not provisioning", "nothing on the host changed. Fix /etc/tlsdock/tlsdock.conf"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dpkg-reconfigure does not say %q", want)
+		}
+	}
+	if active, enabled := pkgUnitState(ctx, h, "tlsdock.service"); active == "active" || enabled != "enabled" {
+		t.Errorf("tlsdock.service is %s and %s, want inactive and enabled", active, enabled)
+	}
+	if got := pkgShow(t, ctx, h, "docker.service", "MainPID"); got != dockerPID {
+		t.Errorf("docker.service was restarted (MainPID %s -> %s)", dockerPID, got)
+	}
+	if pkgExists(h, "/etc/docker/ssl") || pkgExists(h, "/var/lib/tlsdock/state.json") {
+		t.Error("a bad tlsdock.conf provisioned the host")
+	}
+}
+
 // pkgRPMFile is one file of an rpm's payload.
 type pkgRPMFile struct {
 	path string

@@ -23,8 +23,14 @@ fi
 echo "setup-host: building the test-host rootfs in $ROOTFS (about a minute)"
 rm -rf "$ROOTFS.tmp"
 mkdir -p "$(dirname "$ROOTFS")"
+INCLUDE=systemd,systemd-sysv,dbus,docker.io,iproute2,ca-certificates,curl,openssl,procps
+# From Debian 13 (trixie) on, the docker CLI is a package of its own.
+case "$SUITE" in
+bullseye | bookworm) ;;
+*) INCLUDE="$INCLUDE,docker-cli" ;;
+esac
 debootstrap --variant=minbase \
-	--include=systemd,systemd-sysv,dbus,docker.io,iproute2,ca-certificates,curl,openssl,procps \
+	--include="$INCLUDE" \
 	"$SUITE" "$ROOTFS.tmp" >"$ROOTFS.log" 2>&1 || {
 	tail -20 "$ROOTFS.log" >&2
 	echo "setup-host: debootstrap failed; the full log is $ROOTFS.log" >&2

@@ -194,6 +194,11 @@ func (h *Host) boot(ctx context.Context, opt Options) error {
 		"NSPAWN=exec " + shellJoin(nspawn),
 		"CONSOLE_LOG=" + h.ConsoleLog,
 	}
+	// Debian sid's systemd boots on this machine's cgroup v1 only with
+	// the unified hierarchy (DESIGN.md); pass the switch through.
+	if v := os.Getenv("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"); v != "" {
+		cmd.Env = append(cmd.Env, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY="+v)
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	// Its own session: a ^C for the test binary does not kill the host
 	// half-way; Close or CleanupStale does.
