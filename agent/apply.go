@@ -138,7 +138,7 @@ func (a *Agent) recoverJournal() (bool, error) {
 		return false, err
 	}
 	a.o.Logger.Warn("an earlier apply was interrupted; restoring its backup", "journal", a.journalPath(), "taken", j.Taken)
-	if err := a.releaseBeforeRestore(context.Background(), j, 2*time.Minute); err != nil {
+	if err := a.releaseBeforeRestore(context.Background(), j, a.o.RollbackWait); err != nil {
 		return false, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
 	}
 	if err := j.Restore(a.o.Paths); err != nil {
@@ -411,9 +411,14 @@ func (a *Agent) verify(ctx context.Context, plan *Plan) ([]Check, error) {
 }
 
 // rollbackTimeout bounds a rollback: the command's --timeout, as for each
-// step it undoes. A unit that takes longer to start back than --timeout
-// makes the rollback fail (the journal is kept for the next run).
-func rollbackTimeout(cfg Config) time.Duration { return cfg.Timeout }
+// step it undoes, but never less than Options.RollbackWait. A rollback
+// restarts the same units as the step that failed, often for the same
+// reason (a docker.service slower to start than --timeout, a containerd
+// that comes back late: dockerd 20.10 waits 60 s for it), and giving up
+// there leaves docker down.
+func (a *Agent) rollbackTimeout(cfg Config) time.Duration {
+	return max(cfg.Timeout, a.o.RollbackWait)
+}
 
 // rollback restores the snapshot and has the plan's server put back into
 // service what its serve step changed (done): only a unit that was
@@ -431,14 +436,14 @@ func (a *Agent) rollback(ctx context.Context, cfg Config, plan *Plan, snap *Snap
 		a.recordApply(Apply{Time: a.o.Now(), Result: "failed", Error: cause.Error() + "; rollback: " + err.Error()})
 		return fmt.Errorf("%w (%w: %v; backup kept in %s)", cause, ErrRollbackFailed, err, StateDir+"/journal.json")
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout(cfg))
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.rollbackTimeout(cfg))
 	defer cancel()
 	// Restoring docker.socket's drop-in restarts docker through
 	// docker.socket; removing it releases the listeners first.
 	if done.socketBack = a.socketRestored(snap); done.socketBack && !done.touched(systemd.DockerUnit) {
 		done.touch(systemd.DockerUnit)
 	}
-	if err := a.releaseBeforeRestore(rctx, snap, rollbackTimeout(cfg)); err != nil {
+	if err := a.releaseBeforeRestore(rctx, snap, a.rollbackTimeout(cfg)); err != nil {
 		return failed(err)
 	}
 	if err := snap.Restore(a.o.Paths); err != nil {
