@@ -8,6 +8,20 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 .PHONY: all build test unit e2e e2e-setup lint demo clean package package-check
 
+# Build tools live in their own modules under packaging/tools, out of the
+# product's go.mod: nfpm (packaging/tools) and golangci-lint
+# (packaging/tools/lint). Each is built into TOOLS_BIN and rebuilt only when
+# its module's go.mod or go.sum changes.
+TOOLS_BIN ?= bin/tools
+NFPM := $(TOOLS_BIN)/nfpm
+GOLANGCI_LINT := $(TOOLS_BIN)/golangci-lint
+
+$(NFPM): packaging/tools/go.mod packaging/tools/go.sum
+	$(GO) -C packaging/tools build -o $(abspath $@) github.com/goreleaser/nfpm/v2/cmd/nfpm
+
+$(GOLANGCI_LINT): packaging/tools/lint/go.mod packaging/tools/lint/go.sum
+	$(GO) -C packaging/tools/lint build -o $(abspath $@) github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
 # Packages (see packaging/): the version for deb and rpm is VERSION sanitised
 # by packaging/version.sh (0.0.0~gitN.HASH while there are no tags).
 DIST ?= dist
@@ -23,12 +37,13 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tlsdock ./cmd/tlsdock
 
-lint:
+lint: $(GOLANGCI_LINT)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GOLANGCI_LINT) run ./...
 
 unit:
-	$(GO) test -count=1 ./...
+	$(GO) test -race -count=1 ./...
 
 e2e-setup:
 	bash test/e2e/setup-host.sh
@@ -38,7 +53,8 @@ e2e-setup:
 e2e: e2e-setup
 	TLSDOCK_E2E=1 $(GO) test -count=1 -p 1 -timeout 60m ./test/e2e/...
 
-test: lint unit fuzz e2e
+# e2e-setup first: it also installs the C toolchain that -race in unit needs.
+test: e2e-setup lint unit fuzz e2e
 
 # Go fuzz targets, each for FUZZTIME. A crasher is written to the package's
 # testdata/fuzz/<target>/ and stays there as a regression seed that every
@@ -60,8 +76,8 @@ fuzz:
 	done
 
 # dist/tlsdock_VERSION_amd64.deb and dist/tlsdock-VERSION-1.x86_64.rpm, with
-# nfpm pinned in go.mod (go tool nfpm).
-package:
+# nfpm pinned in packaging/tools/go.mod.
+package: $(NFPM)
 	rm -rf $(PKG_STAGE) && mkdir -p $(PKG_STAGE)
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '-s -w -X main.Version=$(PKG_VERSION)' -o $(PKG_STAGE)/tlsdock ./cmd/tlsdock
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(PKG_STAGE)/tlsdock gen-docs --dir $(PKG_STAGE) >/dev/null
@@ -69,8 +85,8 @@ package:
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) MAINTAINER='$(MAINTAINER)' packaging/changelog.sh '$(PKG_VERSION)' | gzip -9n >$(PKG_STAGE)/changelog.gz
 	rm -f $(DEB) $(RPM)
 	export PKG_VERSION='$(PKG_VERSION)' PKG_STAGE='$(PKG_STAGE)' MAINTAINER='$(MAINTAINER)' SOURCE_DATE_EPOCH='$(SOURCE_DATE_EPOCH)'; \
-	$(GO) tool nfpm package --config packaging/nfpm.yaml --packager deb --target '$(DEB)' && \
-	$(GO) tool nfpm package --config packaging/nfpm.yaml --packager rpm --target '$(RPM)'
+	$(NFPM) package --config packaging/nfpm.yaml --packager deb --target '$(DEB)' && \
+	$(NFPM) package --config packaging/nfpm.yaml --packager rpm --target '$(RPM)'
 
 # lintian on the .deb, rpm queries on the .rpm, shellcheck on the scripts.
 package-check: package

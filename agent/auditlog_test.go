@@ -80,7 +80,9 @@ func TestProxyDaemonAuditLog(t *testing.T) {
 	}
 
 	os.Remove(path)
-	os.Symlink(filepath.Join(root, "elsewhere"), path)
+	if err := os.Symlink(filepath.Join(root, "elsewhere"), path); err != nil {
+		t.Fatal(err)
+	}
 	_, err = NewProxyDaemon(opts)
 	var ie *InputError
 	if !errors.As(err, &ie) || ie.Field != "--audit-log" || !strings.Contains(err.Error(), "symlink") {

@@ -27,7 +27,6 @@ type socketHost struct {
 	holding bool // docker.socket listens on TCP
 	// loaded is the unit files as of the last daemon-reload.
 	loaded string
-	where  string
 	errs   []string
 }
 

@@ -416,7 +416,7 @@ func (st Store) removeOld(current string) {
 			}
 		}
 	}
-	syncDir(st.Dir)
+	_ = syncDir(st.Dir) // best effort, as the removals above
 	afterStep("cleanup")
 }
 

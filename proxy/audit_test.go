@@ -136,7 +136,9 @@ func TestAuditLogMode(t *testing.T) {
 func TestAuditLogRefusesSymlinks(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(dir, "shadow")
-	os.WriteFile(target, []byte("untouched"), 0o644)
+	if err := os.WriteFile(target, []byte("untouched"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	link := filepath.Join(dir, "audit.jsonl")
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
@@ -148,8 +150,12 @@ func TestAuditLogRefusesSymlinks(t *testing.T) {
 	// refuses it too, and the record is not written through it.
 	path := filepath.Join(dir, "real.jsonl")
 	a := openTestAudit(t, path, AuditLogOptions{})
-	os.Rename(path, path+".1")
-	os.Symlink(target, path)
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
 	if err := a.Reopen(); err == nil || !strings.Contains(err.Error(), "symlink") {
 		t.Fatalf("Reopen onto a symlink: %v", err)
 	}
@@ -198,7 +204,9 @@ func TestAuditLogReopenAfterRename(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	a := openTestAudit(t, path, AuditLogOptions{})
 	a.Write(rec("/before"))
-	os.Rename(path, path+".rotated") // logrotate
+	if err := os.Rename(path, path+".rotated"); err != nil { // logrotate
+		t.Fatal(err)
+	}
 	a.Write(rec("/between"))
 	if err := a.Reopen(); err != nil {
 		t.Fatal(err)

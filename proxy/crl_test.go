@@ -153,7 +153,9 @@ func TestRevocation(t *testing.T) {
 	other := newPKI(t)
 	foreign, _ := issueCRL(other.ca, nil, time.Now(), time.Now().Add(time.Hour), big.NewInt(1))
 	bad := filepath.Join(dir, "foreign.pem")
-	os.WriteFile(bad, foreign, 0o644)
+	if err := os.WriteFile(bad, foreign, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.srv.LoadCRLFiles(crlPath, bad); err == nil || !strings.Contains(err.Error(), bad) {
 		t.Fatalf("foreign CRL: %v", err)
 	}

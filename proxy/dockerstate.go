@@ -146,7 +146,7 @@ func (s *socketState) get(ctx context.Context, p string, v any) error {
 	}
 	if resp.StatusCode != http.StatusOK {
 		var m struct{ Message string }
-		json.Unmarshal(b, &m)
+		_ = json.Unmarshal(b, &m) // a body that is not Docker's error JSON leaves Message empty
 		return fmt.Errorf("GET %s: %s %s", p, resp.Status, m.Message)
 	}
 	if err := json.Unmarshal(b, v); err != nil {

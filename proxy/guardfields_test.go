@@ -324,7 +324,7 @@ func TestBodyModelAllowsZeroBodies(t *testing.T) {
 	g := &Guard{name: "strict"}
 	for _, root := range apiRoots() {
 		t.Run(root.name, func(t *testing.T) {
-			var obj any = reflect.New(root.typ).Interface()
+			obj := reflect.New(root.typ).Interface()
 			for i := len(root.prefix) - 1; i >= 0; i-- {
 				obj = map[string]any{root.prefix[i]: obj}
 			}

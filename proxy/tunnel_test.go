@@ -158,7 +158,9 @@ func TestTunnelListenAddresses(t *testing.T) {
 	})
 	t.Run("regular file", func(t *testing.T) {
 		f := filepath.Join(t.TempDir(), "f")
-		os.WriteFile(f, nil, 0o600)
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := NewTunnel(TunnelConfig{Listen: "unix://" + f, To: "tcp://h:1", TLS: cfg}); err == nil || !strings.Contains(err.Error(), "not a socket") {
 			t.Fatalf("error %v", err)
 		}

@@ -5,7 +5,8 @@ set -euo pipefail
 
 ROOTFS=${TLSDOCK_E2E_ROOTFS:-/var/cache/tlsdock-e2e/rootfs}
 SUITE=${TLSDOCK_E2E_SUITE:-bookworm}
-PKGS=(debootstrap systemd-container iproute2 util-linux openssl curl lintian rpm shellcheck socat nginx-light)
+# gcc and libc6-dev: make unit runs go test -race, which needs cgo.
+PKGS=(debootstrap systemd-container iproute2 util-linux openssl curl lintian rpm shellcheck socat nginx-light gcc libc6-dev)
 
 need=()
 for p in "${PKGS[@]}"; do

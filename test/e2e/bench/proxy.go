@@ -108,7 +108,7 @@ func (p *bgProc) stop() {
 		}
 	}
 	select {
-	case <-p.done:
+	case <-p.done: //nolint:errcheck // the exit status of the proxy killed above does not matter
 	case <-time.After(5 * time.Second):
 	}
 	p.cancel()
