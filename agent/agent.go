@@ -22,7 +22,14 @@ type Systemd interface {
 	ResetFailed(ctx context.Context, unit string) error
 	Restart(ctx context.Context, unit string) error
 	Reload(ctx context.Context, unit string) error
+	Stop(ctx context.Context, unit string) error
 	Unit(ctx context.Context, unit string) (systemd.UnitInfo, error)
+}
+
+// InProcessProxy is the proxy of the process the agent runs in.
+type InProcessProxy interface {
+	// Reload serves set from now on, without dropping a connection.
+	Reload(set *certstore.Set) error
 }
 
 // Docker is dockerd's local API over its unix socket. *SocketClient
@@ -60,15 +67,18 @@ type Options struct {
 	// LiveRestoreWait bounds how long to wait for dockerd to report
 	// live-restore after SIGHUP.
 	LiveRestoreWait time.Duration
+	// RollbackWait is the least time a rollback waits for the units it
+	// puts back (it waits --timeout when that is longer); default 2m.
+	RollbackWait time.Duration
 	// Pause, when set, is called at each named step of the sequence. The
 	// crash tests use it to stop tlsdock at a chosen point.
 	Pause func(step string)
 
-	// ProxyReload, in proxy mode, is the serve step when the sequence runs
-	// inside `tlsdock run --mode proxy`: it swaps the installed set into the
-	// running proxy. Unset (the CLI), the serve step makes tlsdock.service
-	// serve the proxy and restarts it.
-	ProxyReload func(*certstore.Set) error
+	// Proxy is the running proxy when the agent runs inside `tlsdock run
+	// --mode proxy`: proxy mode's serve step then swaps the set into it.
+	// Without it (the CLI), proxy mode is served by tlsdock.service, which
+	// the serve step (re)starts. *ProxyDaemon satisfies it.
+	Proxy InProcessProxy
 	// LockWait is how long the sequence waits for the lock of another
 	// tlsdock; 0 fails at once (the CLI). The proxy daemon waits, because
 	// the CLI holds the lock while it restarts tlsdock.service.
@@ -121,6 +131,9 @@ func New(o Options) *Agent {
 	}
 	if o.LiveRestoreWait == 0 {
 		o.LiveRestoreWait = 10 * time.Second
+	}
+	if o.RollbackWait == 0 {
+		o.RollbackWait = 2 * time.Minute
 	}
 	if o.Pause == nil {
 		o.Pause = func(string) {}

@@ -142,7 +142,7 @@ func (a *Agent) recoverJournal() (bool, error) {
 		return false, err
 	}
 	a.o.Logger.Warn("an earlier apply was interrupted; restoring its backup", "journal", a.journalPath(), "taken", j.Taken)
-	if err := a.releaseBeforeRestore(context.Background(), j, 2*time.Minute); err != nil {
+	if err := a.releaseBeforeRestore(context.Background(), j, a.o.RollbackWait); err != nil {
 		return false, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
 	}
 	if err := j.Restore(a.o.Paths); err != nil {
@@ -151,6 +151,8 @@ func (a *Agent) recoverJournal() (bool, error) {
 	return true, os.Remove(a.journalPath())
 }
 
+// apply runs the plan: it is a no-op when nothing changed and the endpoint
+// passes verification; otherwise it changes the host and commits.
 func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) error {
 	now := a.o.Now()
 	if !plan.Changed() && !plan.Restart {
@@ -165,39 +167,33 @@ func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) 
 			a.o.Logger.Info("no changes", "serial", res.Serial)
 			return nil
 		}
-		if plan.Mode == ModeProxy {
-			res.Notes = append(res.Notes, "the endpoint did not pass verification, so the proxy serves the set again: "+err.Error())
-		} else {
-			res.Notes = append(res.Notes, "the endpoint did not pass verification, so docker is restarted: "+err.Error())
-			plan.Restart = true
-		}
+		res.Notes = append(res.Notes, plan.srv.again(plan)+err.Error())
 	}
 	res.Changed, res.Restarted = true, plan.Restart
+	if err := a.change(ctx, cfg, plan, res, now); err != nil {
+		return err
+	}
+	return a.commit(cfg, plan, res, now)
+}
 
-	// Back up everything that will be touched.
-	snap, err := TakeSnapshot(a.o.Paths, now)
+// change is the sequence between the plan and the commit, one step after
+// the other: back up → save a new local CA → turn live-restore on first →
+// write → serve → verify. A failure after the backup rolls back.
+func (a *Agent) change(ctx context.Context, cfg Config, plan *Plan, res *Result, now time.Time) error {
+	snap, err := a.backUp(now)
 	if err != nil {
 		return err
 	}
-	if orig, err := LoadSnapshot(a.originalPath()); err != nil {
-		return err
-	} else if orig == nil {
-		if err := snap.Save(a.originalPath()); err != nil {
-			return err
-		}
-	}
-	if err := snap.Save(a.journalPath()); err != nil {
-		return err
-	}
-	a.o.Pause("backed-up")
+	var done served
+	fail := func(err error) error { return a.rollback(ctx, cfg, plan, snap, res, err, &done) }
 	if plan.NewCA != nil {
 		if err := plan.NewCA.Save(a.o.Paths.CA()); err != nil {
-			return a.rollback(ctx, snap, res, fmt.Errorf("saving the local CA: %w", err), false)
+			return fail(fmt.Errorf("saving the local CA: %w", err))
 		}
 	}
 	if plan.LiveRestoreFirst {
 		if err := a.enableLiveRestore(ctx, plan); err != nil {
-			return a.rollback(ctx, snap, res, err, false)
+			return fail(err)
 		}
 		// live-restore is a step of its own: a rollback of the TLS change
 		// keeps it, or the restart back would stop every container.
@@ -209,48 +205,46 @@ func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) 
 		}
 		a.o.Pause("live-restore")
 	}
-	reloaded, err := a.write(ctx, cfg, plan)
-	if err != nil {
-		err = a.rollback(ctx, snap, res, err, false)
-		if reloaded {
-			// systemd loaded the new drop-in: load the restored one.
-			rctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
-			if rerr := a.o.Systemd.DaemonReload(rctx); rerr != nil {
-				res.Notes = append(res.Notes, "run `systemctl daemon-reload`: systemd still has tlsdock's drop-in loaded ("+rerr.Error()+")")
-			}
-			cancel()
-		}
-		return err
+	if err := a.write(ctx, cfg, plan, &done); err != nil {
+		return fail(err)
 	}
 	a.o.Pause("written")
-	if plan.Mode == ModeProxy {
-		// The serve step: dockerd restarts only when its configuration
-		// changed; the proxy takes the set.
-		if err := a.serveProxy(ctx, cfg, plan, !reloaded); err != nil {
-			return a.rollbackProxy(ctx, snap, res, err, plan.Restart)
-		}
-	} else {
-		if err := a.leaveProxy(ctx, cfg, plan); err != nil {
-			return a.rollback(ctx, snap, res, err, false)
-		}
-		restart := a.restart
-		if plan.socketRestart {
-			restart = a.restartSocket
-		}
-		if err := restart(ctx, cfg, !reloaded); err != nil {
-			return a.rollback(ctx, snap, res, err, true)
-		}
+	if err := plan.srv.serve(ctx, cfg, plan, &done); err != nil {
+		return fail(err)
 	}
 	a.o.Pause("restarted")
 	checks, err := a.verify(ctx, plan)
 	res.Checks = checks
 	if err != nil {
-		if plan.Mode == ModeProxy {
-			return a.rollbackProxy(ctx, snap, res, err, plan.Restart)
-		}
-		return a.rollback(ctx, snap, res, err, true)
+		return fail(err)
 	}
-	// Commit.
+	return nil
+}
+
+// backUp saves the rollback journal, and the original snapshot (what revert
+// restores) before the first change.
+func (a *Agent) backUp(now time.Time) (*Snapshot, error) {
+	snap, err := TakeSnapshot(a.o.Paths, now)
+	if err != nil {
+		return nil, err
+	}
+	if orig, err := LoadSnapshot(a.originalPath()); err != nil {
+		return nil, err
+	} else if orig == nil {
+		if err := snap.Save(a.originalPath()); err != nil {
+			return nil, err
+		}
+	}
+	if err := snap.Save(a.journalPath()); err != nil {
+		return nil, err
+	}
+	a.o.Pause("backed-up")
+	return snap, nil
+}
+
+// commit ends a provision: the journal goes, the state records what is
+// served, and the client bundle is written.
+func (a *Agent) commit(cfg Config, plan *Plan, res *Result, now time.Time) error {
 	if err := os.Remove(a.journalPath()); err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}
@@ -290,22 +284,30 @@ func (a *Agent) enableLiveRestore(ctx context.Context, plan *Plan) error {
 	}
 }
 
-// write installs the certificate set and writes the configuration files.
+// write puts the target in place: the certificate set, then the planned
+// files in writeOrder, those marked load loaded (daemon-reload) as soon as
+// they are written; or, for revert, the original snapshot as a whole.
 //
 // The order keeps docker startable if tlsdock is killed at any point:
 // dockerd refuses "hosts" in daemon.json while the loaded unit passes -H.
 // In daemon-json mode the drop-in (ExecStart without -H) is written and
-// loaded with a daemon-reload before daemon.json gets "hosts"; in dropin
-// mode daemon.json (losing "hosts") is written before the drop-in (adding
-// -H), which is loaded at the restart. It reports whether it reloaded
-// systemd (or tried to).
-func (a *Agent) write(ctx context.Context, cfg Config, plan *Plan) (reloaded bool, err error) {
+// loaded before daemon.json gets "hosts"; in dropin mode daemon.json
+// (losing "hosts") is written before the drop-in (adding -H), which is
+// loaded at the restart. done.loaded records that systemd loaded (or was
+// asked to load) a new file.
+func (a *Agent) write(ctx context.Context, cfg Config, plan *Plan, done *served) error {
+	if plan.restore != nil {
+		if err := a.releaseBeforeRestore(ctx, plan.restore, cfg.Timeout); err != nil {
+			return err
+		}
+		return plan.restore.Restore(a.o.Paths)
+	}
 	if plan.Install {
 		if err := os.MkdirAll(filepath.Dir(a.o.Paths.SSL()), 0o755); err != nil {
-			return false, err
+			return err
 		}
 		if _, err := (certstore.Store{Dir: a.o.Paths.SSL()}).Install(plan.Set); err != nil {
-			return false, fmt.Errorf("installing certificates in %s: %w", SSLDir, err)
+			return fmt.Errorf("installing certificates in %s: %w", SSLDir, err)
 		}
 	}
 	a.o.Pause("certs-installed")
@@ -313,28 +315,28 @@ func (a *Agent) write(ctx context.Context, cfg Config, plan *Plan) (reloaded boo
 	// does not count: the unit files written below still need one.
 	if plan.socketGoes() {
 		if err := a.releaseSocket(ctx, cfg.Timeout); err != nil {
-			return false, err
+			return err
 		}
 	}
 	for _, f := range writeOrder(plan) {
 		if f.Action == "delete" {
 			if err := os.Remove(a.o.Paths.Abs(f.Path)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return reloaded, fmt.Errorf("removing %s: %w", f.Path, err)
+				return fmt.Errorf("removing %s: %w", f.Path, err)
 			}
 		} else if err := a.writeFile(f.Path, f.new, f.mode); err != nil {
-			return reloaded, err
+			return err
 		}
-		if f.Path == DropInPath && plan.Mode == ModeDaemonJSON || f.Path == SocketDropInPath && f.Action != "delete" {
-			reloaded = true
+		if f.load {
+			done.loaded = true
 			rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 			err := a.o.Systemd.DaemonReload(rctx)
 			cancel()
 			if err != nil {
-				return reloaded, fmt.Errorf("loading %s (systemd daemon-reload): %w", f.Path, err)
+				return fmt.Errorf("loading %s (systemd daemon-reload): %w", f.Path, err)
 			}
 		}
 	}
-	return reloaded, nil
+	return nil
 }
 
 func (a *Agent) writeFile(hostPath string, data []byte, mode os.FileMode) error {
@@ -371,8 +373,12 @@ func (a *Agent) restart(ctx context.Context, cfg Config, reload bool) error {
 // verify probes every TLS listener of the plan.
 func (a *Agent) verify(ctx context.Context, plan *Plan) ([]Check, error) {
 	roots := x509.NewCertPool()
-	for _, c := range plan.Set.CAs {
-		roots.AddCert(c)
+	var expect *x509.Certificate
+	if plan.Set != nil { // revert serves no TLS listener of tlsdock's
+		for _, c := range plan.Set.CAs {
+			roots.AddCert(c)
+		}
+		expect = plan.Set.Cert
 	}
 	var client *tls.Certificate
 	if plan.CA != nil {
@@ -393,7 +399,7 @@ func (a *Agent) verify(ctx context.Context, plan *Plan) ([]Check, error) {
 	var all []Check
 	var errs []error
 	for _, l := range plan.Listeners {
-		checks, err := a.o.Verifier.Verify(ctx, Probe{Addr: l.ProbeAddr(), Roots: roots, Expect: plan.Set.Cert, Client: client, Wait: a.o.ProbeWait})
+		checks, err := a.o.Verifier.Verify(ctx, Probe{Addr: l.ProbeAddr(), Roots: roots, Expect: expect, Client: client, Wait: a.o.ProbeWait})
 		all = append(all, checks...)
 		if err != nil {
 			errs = append(errs, err)
@@ -408,11 +414,23 @@ func (a *Agent) verify(ctx context.Context, plan *Plan) ([]Check, error) {
 	return all, errors.Join(errs...)
 }
 
-// rollback restores the snapshot and, if docker was restarted, restarts it
-// on the old configuration and checks it answers.
-func (a *Agent) rollback(ctx context.Context, snap *Snapshot, res *Result, cause error, restarted bool) error {
+// rollbackTimeout bounds a rollback: the command's --timeout, as for each
+// step it undoes, but never less than Options.RollbackWait. A rollback
+// restarts the same units as the step that failed, often for the same
+// reason (a docker.service slower to start than --timeout, a containerd
+// that comes back late: dockerd 20.10 waits 60 s for it), and giving up
+// there leaves docker down.
+func (a *Agent) rollbackTimeout(cfg Config) time.Duration {
+	return max(cfg.Timeout, a.o.RollbackWait)
+}
+
+// rollback restores the snapshot and has the plan's server put back into
+// service what its serve step changed (done): only a unit that was
+// restarted or stopped is restarted. It is bounded by cfg.Timeout, and runs
+// even when ctx is cancelled.
+func (a *Agent) rollback(ctx context.Context, cfg Config, plan *Plan, snap *Snapshot, res *Result, cause error, done *served) error {
 	a.o.Logger.Error("apply failed; rolling back", "err", cause)
-	if restarted {
+	if done.touched(systemd.DockerUnit) {
 		jctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		res.Journal = a.o.Journal(jctx, systemd.DockerUnit, 20)
 		cancel()
@@ -422,32 +440,36 @@ func (a *Agent) rollback(ctx context.Context, snap *Snapshot, res *Result, cause
 		a.recordApply(Apply{Time: a.o.Now(), Result: "failed", Error: cause.Error() + "; rollback: " + err.Error()})
 		return fmt.Errorf("%w (%w: %v; backup kept in %s)", cause, ErrRollbackFailed, err, StateDir+"/journal.json")
 	}
-	socketBack := a.socketRestored(snap)
-	if err := a.releaseBeforeRestore(ctx, snap, 2*time.Minute); err != nil {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.rollbackTimeout(cfg))
+	defer cancel()
+	// Restoring docker.socket's drop-in restarts docker through
+	// docker.socket; removing it releases the listeners first.
+	if done.socketBack = a.socketRestored(snap); done.socketBack && !done.touched(systemd.DockerUnit) {
+		done.touch(systemd.DockerUnit)
+	}
+	if err := a.releaseBeforeRestore(rctx, snap, a.rollbackTimeout(cfg)); err != nil {
 		return failed(err)
 	}
 	if err := snap.Restore(a.o.Paths); err != nil {
 		return failed(err)
 	}
-	if restarted || socketBack {
-		// dockerd was restarted on the new files: put it back on the old ones.
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
+	var notServed notServedError
+	uerr := plan.srv.undo(rctx, snap, done, res)
+	if uerr != nil && !errors.As(uerr, &notServed) {
+		return failed(uerr)
+	}
+	if uerr == nil && done.loaded && len(done.units) == 0 {
+		// systemd loaded the new files, and nothing restarted: load the
+		// restored ones.
 		if err := a.o.Systemd.DaemonReload(rctx); err != nil {
-			return failed(err)
-		}
-		if err := a.o.Systemd.ResetFailed(rctx, systemd.DockerUnit); err != nil {
-			return failed(err)
-		}
-		if err := a.restartAfterRestore(rctx, snap, socketBack); err != nil {
-			return failed(err)
-		}
-		if err := a.o.Docker.Ping(rctx); err != nil {
-			return failed(err)
+			res.Notes = append(res.Notes, "run `systemctl daemon-reload`: systemd still has tlsdock's drop-in loaded ("+err.Error()+")")
 		}
 	}
 	if err := os.Remove(a.journalPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return failed(err)
+	}
+	if uerr != nil {
+		return fmt.Errorf("%w (%w: %v)", cause, ErrRollbackFailed, uerr)
 	}
 	res.RolledBack = true
 	a.recordApply(Apply{Time: a.o.Now(), Result: "rolled-back", Changed: false, Error: cause.Error()})

@@ -36,6 +36,9 @@ type FileChange struct {
 	old    []byte
 	new    []byte
 	mode   os.FileMode
+	// load: systemd loads the file (daemon-reload) as soon as it is
+	// written, before the files without it are written.
+	load bool
 }
 
 // Plan is what a provision would do. Computing it changes nothing.
@@ -66,15 +69,11 @@ type Plan struct {
 	// ProbeClient is the client certificate verification uses with
 	// --certs (the local CA mints its own).
 	ProbeClient *tls.Certificate
-	// dockerdChanges (proxy mode): dockerd's configuration loses a TCP
-	// listener or TLS settings, so dockerd restarts.
-	dockerdChanges bool
-	// proxyUnit (proxy mode, from the CLI): tlsdock.service's files were
-	// planned, and the serve step restarts it.
-	proxyUnit bool
-	// leaveProxy (native modes): the proxy's drop-in goes, so
-	// tlsdock.service stops before dockerd takes the TCP listener.
-	leaveProxy bool
+	// srv is how the API is served; its serve step follows the write.
+	srv server
+	// restore, for revert, is the target written instead of Set and Files:
+	// the original snapshot (Files then only describe the changes).
+	restore *Snapshot
 	// Warnings are shown on every run, dry or not, and recorded for
 	// `tlsdock status` (allow-source-owner).
 	Warnings []string
@@ -88,6 +87,26 @@ type Plan struct {
 // Changed reports whether applying the plan changes anything.
 func (p *Plan) Changed() bool {
 	return p.Install || p.NewCA != nil || len(p.Files) > 0 || p.LiveRestoreFirst || p.socketRestart || p.releaseSocket
+}
+
+// changes reports whether the plan writes or removes one of paths.
+func (p *Plan) changes(paths ...string) bool {
+	for _, f := range p.Files {
+		if contains(paths, f.Path) {
+			return true
+		}
+	}
+	return false
+}
+
+// removes reports whether the plan removes one of paths.
+func (p *Plan) removes(paths ...string) bool {
+	for _, f := range p.Files {
+		if f.Action == "delete" && contains(paths, f.Path) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Plan) note(format string, args ...any) {
@@ -116,16 +135,14 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 		return nil, err
 	}
 	plan := &Plan{Mode: cfg.Mode, Listeners: ls}
+	if plan.srv, err = a.server(cfg.Mode); err != nil {
+		return nil, err
+	}
 	for _, l := range ls {
 		plan.TCPHosts = append(plan.TCPHosts, l.URL)
 	}
 	if err := a.planCerts(ctx, plan, cfg, now); err != nil {
 		return nil, err
-	}
-	if cfg.Mode == ModeProxy {
-		if err := checkCRLs(a.o.Paths, cfg.CRLs, plan.Set, now); err != nil {
-			return nil, err
-		}
 	}
 	if cfg.ProbeClient != "" {
 		c, err := tls.LoadX509KeyPair(filepath.Join(cfg.ProbeClient, "cert.pem"), filepath.Join(cfg.ProbeClient, "key.pem"))
@@ -187,35 +204,79 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	if err := a.planSocket(sctx, plan, cfg, doc, svc); err != nil {
 		return nil, err
 	}
-	newDoc, cmd, err := a.planDockerd(plan, cfg, doc, svc, st, swarm)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.LiveRestore && !swarm && plan.DockerActive && !liveRestoreOn && !hasFlag(svc.ExecStart, "--live-restore") && (cfg.Mode != ModeProxy || plan.dockerdChanges) {
-		plan.LiveRestoreFirst = true
-		lr := doc.Clone()
-		if err := daemonjson.SetLiveRestore(lr, true); err != nil {
-			return nil, err
-		}
-		plan.liveRestoreDoc = lr.Render()
-		plan.note("live-restore: turning it on and reloading dockerd first, so running containers survive the restart")
-	}
-
-	// daemon.json
-	var oldJSON []byte
+	h := &hostConfig{cfg: cfg, doc: doc, exists: exists, svc: svc, st: st, swarm: swarm, liveRestoreOn: liveRestoreOn}
 	if exists {
-		if oldJSON, err = os.ReadFile(a.o.Paths.DaemonJSON()); err != nil {
+		if h.json, err = os.ReadFile(a.o.Paths.DaemonJSON()); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", DaemonJSONPath, err)
 		}
 	}
-	if !newDoc.Equal(doc) {
-		plan.addFile(DaemonJSONPath, oldJSON, exists, newDoc.Render(), 0o644, true)
+	if err := plan.srv.plan(plan, h); err != nil {
+		return nil, err
 	}
-	// drop-in
+	return plan, nil
+}
+
+// planNative is the plan of dockerd serving TLS itself: settings computes
+// daemon.json and the drop-in's command from what planHosts left of the
+// unit's; loadDropIn says whether the drop-in is loaded as soon as it is
+// written. Leaving proxy mode, the proxy's files are removed.
+func (a *Agent) planNative(plan *Plan, h *hostConfig, loadDropIn bool, settings func(newDoc *daemonjson.Doc, rest systemd.Command, unitHosts, unitTLS []string) (systemd.Command, error)) error {
+	rest, unitHosts, unitTLS, err := a.planHosts(plan, h)
+	if err != nil {
+		return err
+	}
+	newDoc := h.doc.Clone()
+	if h.cfg.LiveRestore && !hasFlag(h.svc.ExecStart, "--live-restore") {
+		if h.swarm {
+			plan.note("warning: this node is in swarm mode, which does not allow live-restore: containers will restart with dockerd")
+		} else if err := daemonjson.SetLiveRestore(newDoc, true); err != nil {
+			return err
+		}
+	}
+	cmd, err := settings(newDoc, rest, unitHosts, unitTLS)
+	if err != nil {
+		return err
+	}
+	if err := checkConflicts(newDoc, h.svc, cmd); err != nil {
+		return err
+	}
+	if err := a.planLiveRestoreFirst(plan, h); err != nil {
+		return err
+	}
+	if err := a.planDockerdFiles(plan, h, newDoc, cmd, loadDropIn); err != nil {
+		return err
+	}
+	plan.Restart = plan.Install || len(plan.Files) > 0 || !plan.DockerActive || plan.socketRestart || plan.releaseSocket
+	return a.planLeaveProxy(plan)
+}
+
+// planLiveRestoreFirst turns live-restore on, and SIGHUPs dockerd, before
+// the step that restarts dockerd, when it runs without.
+func (a *Agent) planLiveRestoreFirst(plan *Plan, h *hostConfig) error {
+	if !h.cfg.LiveRestore || h.swarm || !plan.DockerActive || h.liveRestoreOn || hasFlag(h.svc.ExecStart, "--live-restore") {
+		return nil
+	}
+	plan.LiveRestoreFirst = true
+	lr := h.doc.Clone()
+	if err := daemonjson.SetLiveRestore(lr, true); err != nil {
+		return err
+	}
+	plan.liveRestoreDoc = lr.Render()
+	plan.note("live-restore: turning it on and reloading dockerd first, so running containers survive the restart")
+	return nil
+}
+
+// planDockerdFiles plans daemon.json as newDoc and tlsdock's drop-in as
+// cmd (none: removed). loadDropIn marks the drop-in to be loaded as soon as
+// it is written.
+func (a *Agent) planDockerdFiles(plan *Plan, h *hostConfig, newDoc *daemonjson.Doc, cmd systemd.Command, loadDropIn bool) error {
+	if !newDoc.Equal(h.doc) {
+		plan.addFile(DaemonJSONPath, h.json, h.exists, newDoc.Render(), 0o644, true)
+	}
 	oldDropIn, err := os.ReadFile(a.o.Paths.DropIn())
 	dropInExists := err == nil
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("reading %s: %w", DropInPath, err)
+		return fmt.Errorf("reading %s: %w", DropInPath, err)
 	}
 	if cmd != nil {
 		want := systemd.RenderDropIn(cmd)
@@ -225,22 +286,18 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	} else if dropInExists {
 		plan.addFile(DropInPath, oldDropIn, true, nil, 0, false)
 	}
+	if loadDropIn {
+		for i := range plan.Files {
+			plan.Files[i].load = plan.Files[i].Path == DropInPath
+		}
+	}
 	if err := a.planSocketFile(plan); err != nil {
-		return nil, err
+		return err
 	}
 	if len(plan.Files) > 0 {
 		plan.Notes = append(plan.Notes, plan.changeNotes...)
 	}
-	plan.Restart = plan.Install || len(plan.Files) > 0 || !plan.DockerActive || plan.socketRestart || plan.releaseSocket
-	if cfg.Mode == ModeProxy {
-		// A new set never restarts dockerd: only a change of its own
-		// configuration (a TCP listener removed) does.
-		plan.Restart = plan.dockerdChanges || !plan.DockerActive
-	}
-	if err := a.planProxyUnit(plan, cfg); err != nil {
-		return nil, err
-	}
-	return plan, nil
+	return nil
 }
 
 // dropIns lists docker.service's drop-ins as systemd will load them at
@@ -333,14 +390,16 @@ func hasFlag(cmd systemd.Command, name string) bool {
 	return false
 }
 
-// planDockerd computes daemon.json and, when needed, the drop-in command.
-func (a *Agent) planDockerd(plan *Plan, cfg Config, doc *daemonjson.Doc, svc *systemd.Service, st *State, swarm bool) (*daemonjson.Doc, systemd.Command, error) {
-	ssl := certstore.Store{Dir: SSLDir}
-	caPath, certPath, keyPath := ssl.Paths()
-	rest, unitHosts, unitTLS := svc.ExecStart.WithoutFlags(true)
+// planHosts computes the hosts dockerd ends up with (plan.Hosts): every
+// non-TCP listener of the unit and daemon.json, and the TCP listeners asked
+// for. It returns the unit's ExecStart without -H and --tls* flags, and the
+// flags it removed.
+func (a *Agent) planHosts(plan *Plan, h *hostConfig) (rest systemd.Command, unitHosts, unitTLS []string, err error) {
+	doc, svc, st := h.doc, h.svc, h.st
+	rest, unitHosts, unitTLS = svc.ExecStart.WithoutFlags(true)
 	docHosts, err := doc.Hosts()
 	if err != nil {
-		return nil, nil, &InputError{Field: DaemonJSONPath, Err: fmt.Errorf("%w: fix it or remove the key (tlsdock writes \"hosts\" itself) and run tlsdock again", err)}
+		return nil, nil, nil, &InputError{Field: DaemonJSONPath, Err: fmt.Errorf("%w: fix it or remove the key (tlsdock writes \"hosts\" itself) and run tlsdock again", err)}
 	}
 	if len(unitTLS) > 0 {
 		plan.changeNote("removed TLS flags %s from docker.service's ExecStart: tlsdock sets TLS", strings.Join(unitTLS, " "))
@@ -374,62 +433,58 @@ func (a *Agent) planDockerd(plan *Plan, cfg Config, doc *daemonjson.Doc, svc *sy
 		keep = append(keep, "unix:///var/run/docker.sock")
 	}
 	plan.Hosts = append(append([]string{}, keep...), plan.TCPHosts...)
+	return rest, unitHosts, unitTLS, nil
+}
 
-	newDoc := doc.Clone()
-	if cfg.LiveRestore && cfg.Mode != ModeProxy && !hasFlag(svc.ExecStart, "--live-restore") {
-		if swarm {
-			plan.note("warning: this node is in swarm mode, which does not allow live-restore: containers will restart with dockerd")
-		} else if err := daemonjson.SetLiveRestore(newDoc, true); err != nil {
-			return nil, nil, err
-		}
+// daemonJSONSettings puts the TLS settings and hosts into daemon.json, and
+// plans the drop-in that drops -H from the unit when it has -H or --tls*
+// flags.
+func (a *Agent) daemonJSONSettings(plan *Plan, h *hostConfig, newDoc *daemonjson.Doc, rest systemd.Command, unitHosts, unitTLS []string) (systemd.Command, error) {
+	caPath, certPath, keyPath := certstore.Store{Dir: SSLDir}.Paths()
+	if err := daemonjson.SetTLS(newDoc, daemonjson.TLS{Hosts: plan.Hosts, CACert: caPath, Cert: certPath, Key: keyPath}); err != nil {
+		return nil, err
 	}
-	var cmd systemd.Command
-	switch cfg.Mode {
-	case ModeDaemonJSON:
-		if plan.socket.Held {
-			if cmd, err = planSocketDockerd(plan, newDoc, svc); err != nil {
-				return nil, nil, err
-			}
-			break
-		}
-		if err := daemonjson.SetTLS(newDoc, daemonjson.TLS{Hosts: plan.Hosts, CACert: caPath, Cert: certPath, Key: keyPath}); err != nil {
-			return nil, nil, err
-		}
-		if len(unitHosts) > 0 || len(unitTLS) > 0 {
-			if err := checkProgram(svc); err != nil {
-				return nil, nil, err
-			}
-			cmd = rest
-			if len(unitHosts) > 0 {
-				plan.changeNote("moved %s from docker.service's ExecStart into daemon.json: dockerd refuses hosts given both as a flag and in the file", strings.Join(unitHosts, " "))
-			}
-		}
-	case ModeDropIn:
-		if err := checkProgram(svc); err != nil {
-			return nil, nil, err
-		}
-		removed := daemonjson.RemoveTLS(newDoc)
-		if len(removed) > 0 {
-			plan.changeNote("moved %s from daemon.json into the drop-in: dropin mode keeps them on dockerd's command line", strings.Join(removed, ", "))
-		}
-		cmd = rest
-		for _, h := range plan.Hosts {
-			cmd = cmd.Append("-H", h)
-		}
-		cmd = cmd.Append("--tlsverify", "--tlscacert="+caPath, "--tlscert="+certPath, "--tlskey="+keyPath)
-	case ModeProxy:
-		if cmd, err = a.planProxyDockerd(plan, cfg, newDoc, svc, rest, unitHosts, unitTLS, swarm); err != nil {
-			return nil, nil, err
-		}
+	if len(unitHosts) == 0 && len(unitTLS) == 0 {
+		return nil, nil
 	}
+	if err := checkProgram(h.svc); err != nil {
+		return nil, err
+	}
+	if len(unitHosts) > 0 {
+		plan.changeNote("moved %s from docker.service's ExecStart into daemon.json: dockerd refuses hosts given both as a flag and in the file", strings.Join(unitHosts, " "))
+	}
+	return rest, nil
+}
+
+// dropInSettings puts the hosts and TLS flags on the drop-in's ExecStart and
+// takes them out of daemon.json.
+func (a *Agent) dropInSettings(plan *Plan, h *hostConfig, newDoc *daemonjson.Doc, rest systemd.Command) (systemd.Command, error) {
+	caPath, certPath, keyPath := certstore.Store{Dir: SSLDir}.Paths()
+	if err := checkProgram(h.svc); err != nil {
+		return nil, err
+	}
+	removed := daemonjson.RemoveTLS(newDoc)
+	if len(removed) > 0 {
+		plan.changeNote("moved %s from daemon.json into the drop-in: dropin mode keeps them on dockerd's command line", strings.Join(removed, ", "))
+	}
+	cmd := rest
+	for _, host := range plan.Hosts {
+		cmd = cmd.Append("-H", host)
+	}
+	return cmd.Append("--tlsverify", "--tlscacert="+caPath, "--tlscert="+certPath, "--tlskey="+keyPath), nil
+}
+
+// checkConflicts refuses a daemon.json that sets what the ExecStart dockerd
+// will run with (cmd, or the unit's own) also passes as a flag.
+func checkConflicts(newDoc *daemonjson.Doc, svc *systemd.Service, cmd systemd.Command) error {
 	args := svc.ExecStart.Args()
 	if cmd != nil {
 		args = cmd.Args()
 	}
 	if c := daemonjson.Conflicts(newDoc, args); len(c) > 0 {
-		return nil, nil, &InputError{Field: DaemonJSONPath, Err: fmt.Errorf("sets %s, which docker.service's ExecStart (%s) also passes as a flag; dockerd refuses to start like that: remove one of them", strings.Join(c, ", "), svc.ExecStartFrom)}
+		return &InputError{Field: DaemonJSONPath, Err: fmt.Errorf("sets %s, which docker.service's ExecStart (%s) also passes as a flag; dockerd refuses to start like that: remove one of them", strings.Join(c, ", "), svc.ExecStartFrom)}
 	}
-	return newDoc, cmd, nil
+	return nil
 }
 
 func checkProgram(svc *systemd.Service) error {

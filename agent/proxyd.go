@@ -188,7 +188,7 @@ func (d *ProxyDaemon) Serving() bool {
 // Reload serves set: the first call builds the server and opens the
 // listeners, later ones swap the set in without dropping a connection. The
 // CRLs are checked again against the new client CAs. It is
-// Options.ProxyReload.
+// what the agent's serve step calls (Options.Proxy).
 func (d *ProxyDaemon) Reload(set *certstore.Set) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

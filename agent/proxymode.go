@@ -17,7 +17,6 @@ import (
 
 	"github.com/coreos/go-systemd/v22/unit"
 
-	"github.com/tlsdock/tlsdock/certstore"
 	"github.com/tlsdock/tlsdock/daemonjson"
 	"github.com/tlsdock/tlsdock/proxy"
 	"github.com/tlsdock/tlsdock/systemd"
@@ -122,7 +121,40 @@ func nonTCP(hosts []string) []string {
 // drop-in repeats the rest only when the unit had them). Non-TCP hosts stay
 // where they are. Only when this changes dockerd's configuration is
 // live-restore turned on too, and dockerd restarted.
-func (a *Agent) planProxyDockerd(plan *Plan, cfg Config, newDoc *daemonjson.Doc, svc *systemd.Service, rest systemd.Command, unitHosts, unitTLS []string, swarm bool) (systemd.Command, error) {
+// planProxy is the plan of both proxy servers: the CRLs are checked, and
+// dockerd keeps only its local listeners; it restarts only when that changes
+// its files.
+func (a *Agent) planProxy(plan *Plan, h *hostConfig) error {
+	if err := checkCRLs(a.o.Paths, h.cfg.CRLs, plan.Set, a.o.Now()); err != nil {
+		return err
+	}
+	rest, unitHosts, unitTLS, err := a.planHosts(plan, h)
+	if err != nil {
+		return err
+	}
+	newDoc := h.doc.Clone()
+	cmd, changes, err := a.planProxyDockerd(plan, h.cfg, newDoc, h.svc, rest, unitHosts, unitTLS, h.swarm)
+	if err != nil {
+		return err
+	}
+	if err := checkConflicts(newDoc, h.svc, cmd); err != nil {
+		return err
+	}
+	if changes {
+		if err := a.planLiveRestoreFirst(plan, h); err != nil {
+			return err
+		}
+	}
+	if err := a.planDockerdFiles(plan, h, newDoc, cmd, false); err != nil {
+		return err
+	}
+	// A new set never restarts dockerd: only a change of its own files
+	// (a TCP listener removed) does.
+	plan.Restart = plan.changes(dockerdPaths...) || plan.releaseSocket || !plan.DockerActive
+	return nil
+}
+
+func (a *Agent) planProxyDockerd(plan *Plan, cfg Config, newDoc *daemonjson.Doc, svc *systemd.Service, rest systemd.Command, unitHosts, unitTLS []string, swarm bool) (systemd.Command, bool, error) {
 	orig := newDoc.Clone()
 	for _, k := range daemonjson.TLSKeys {
 		newDoc.Delete(k)
@@ -145,18 +177,18 @@ func (a *Agent) planProxyDockerd(plan *Plan, cfg Config, newDoc *daemonjson.Doc,
 		if len(keep) == 0 {
 			newDoc.Delete("hosts")
 		} else if err := newDoc.Set("hosts", keep); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	var cmd systemd.Command
 	if inDoc {
 		if err := checkProgram(svc); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		cmd = rest
 	} else if len(nonTCP(unitHosts)) != len(unitHosts) || len(unitTLS) > 0 {
 		if err := checkProgram(svc); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		cmd = rest
 		for _, h := range nonTCP(unitHosts) {
@@ -165,52 +197,62 @@ func (a *Agent) planProxyDockerd(plan *Plan, cfg Config, newDoc *daemonjson.Doc,
 	}
 	oldDropIn, err := os.ReadFile(a.o.Paths.DropIn())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("reading %s: %w", DropInPath, err)
+		return nil, false, fmt.Errorf("reading %s: %w", DropInPath, err)
 	}
 	dropInChanges := (cmd == nil && err == nil) || (cmd != nil && !bytes.Equal(systemd.RenderDropIn(cmd), oldDropIn))
-	plan.dockerdChanges = !newDoc.Equal(orig) || dropInChanges
-	if plan.dockerdChanges {
+	changes := !newDoc.Equal(orig) || dropInChanges
+	if changes {
 		plan.changeNote("dockerd keeps only its local socket (%s): tlsdock.service serves %s", orWord(strings.Join(nonTCP(plan.Hosts), " "), "unix:///var/run/docker.sock"), strings.Join(plan.TCPHosts, " "))
 		if cfg.LiveRestore && !hasFlag(svc.ExecStart, "--live-restore") {
 			if swarm {
 				plan.note("warning: this node is in swarm mode, which does not allow live-restore: containers will restart with dockerd")
 			} else if err := daemonjson.SetLiveRestore(newDoc, true); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 		}
 	}
-	return cmd, nil
+	return cmd, changes, nil
 }
 
-// planProxyUnit plans tlsdock.service's files. In proxy mode from the CLI:
+// proxyUnitFiles reads tlsdock.service's files in /etc; ours says whether
+// the unit is the one provision writes.
+func (a *Agent) proxyUnitFiles() (unit []byte, unitExists, ours bool, dropIn []byte, dropInExists bool, err error) {
+	unit, err = os.ReadFile(a.o.Paths.Abs(ProxyUnitPath))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, false, false, nil, false, fmt.Errorf("reading %s: %w", ProxyUnitPath, err)
+	}
+	unitExists = err == nil
+	ours = unitExists && bytes.HasPrefix(unit, []byte(proxyUnitMarker))
+	dropIn, err = os.ReadFile(a.o.Paths.Abs(ProxyDropInPath))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, false, false, nil, false, fmt.Errorf("reading %s: %w", ProxyDropInPath, err)
+	}
+	return unit, unitExists, ours, dropIn, err == nil, nil
+}
+
+// planLeaveProxy, in a native mode, removes tlsdock.service's drop-in (and
+// its unit, when provision wrote it): the native server's serve step then
+// stops tlsdock.service before dockerd takes the TCP listeners.
+func (a *Agent) planLeaveProxy(plan *Plan) error {
+	oldUnit, _, ours, oldDropIn, dropInExists, err := a.proxyUnitFiles()
+	if err != nil || !dropInExists {
+		return err
+	}
+	plan.addFile(ProxyDropInPath, oldDropIn, true, nil, 0, false)
+	if ours {
+		plan.addFile(ProxyUnitPath, oldUnit, true, nil, 0, false)
+	}
+	plan.Notes = append(plan.Notes, "leaving proxy mode: "+ProxyUnit+" stops serving the proxy before dockerd takes the TCP listeners")
+	return nil
+}
+
+// planProxyUnit plans tlsdock.service's files in proxy mode from the CLI:
 // the unit itself when no package installed one, and the drop-in that runs
-// `tlsdock run --mode proxy` with the effective settings. In a native mode:
-// the removal of both (tlsdock.service then stops before dockerd takes
-// the TCP listeners back). Inside the proxy daemon nothing is planned: it
-// serves already.
+// `tlsdock run --mode proxy` with the effective settings.
 func (a *Agent) planProxyUnit(plan *Plan, cfg Config) error {
-	if a.o.ProxyReload != nil {
-		return nil
-	}
-	oldUnit, unitErr := os.ReadFile(a.o.Paths.Abs(ProxyUnitPath))
-	if unitErr != nil && !errors.Is(unitErr, os.ErrNotExist) {
-		return fmt.Errorf("reading %s: %w", ProxyUnitPath, unitErr)
-	}
-	ours := unitErr == nil && bytes.HasPrefix(oldUnit, []byte(proxyUnitMarker))
-	oldDropIn, dropInErr := os.ReadFile(a.o.Paths.Abs(ProxyDropInPath))
-	if dropInErr != nil && !errors.Is(dropInErr, os.ErrNotExist) {
-		return fmt.Errorf("reading %s: %w", ProxyDropInPath, dropInErr)
-	}
-	if cfg.Mode != ModeProxy {
-		if dropInErr == nil {
-			plan.addFile(ProxyDropInPath, oldDropIn, true, nil, 0, false)
-			plan.leaveProxy = true
-			if ours {
-				plan.addFile(ProxyUnitPath, oldUnit, true, nil, 0, false)
-			}
-			plan.Notes = append(plan.Notes, "leaving proxy mode: "+ProxyUnit+" stops serving the proxy before dockerd takes the TCP listeners")
-		}
-		return nil
+	oldUnit, unitExists, ours, oldDropIn, dropInExists, err := a.proxyUnitFiles()
+	if err != nil {
+		return err
 	}
 	for _, p := range []string{ProxyUnitPath, ProxyDropInPath} {
 		if fi, err := os.Lstat(a.o.Paths.Abs(p)); err == nil && !fi.Mode().IsRegular() {
@@ -221,20 +263,19 @@ func (a *Agent) planProxyUnit(plan *Plan, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("finding tlsdock's own executable for %s: %w", ProxyUnit, err)
 	}
-	plan.proxyUnit = true
 	packaged := false
 	for _, p := range packagedUnitPaths {
 		if _, err := os.Stat(a.o.Paths.Abs(p)); err == nil {
 			packaged = true
 		}
 	}
-	if !packaged && (unitErr != nil || ours) {
+	if !packaged && (!unitExists || ours) {
 		if want := RenderProxyUnit(exe); !bytes.Equal(want, oldUnit) {
-			plan.addFile(ProxyUnitPath, oldUnit, unitErr == nil, want, 0o644, true)
+			plan.addFile(ProxyUnitPath, oldUnit, unitExists, want, 0o644, true)
 		}
 	}
 	if want := RenderProxyDropIn(exe, cfg); !bytes.Equal(want, oldDropIn) {
-		plan.addFile(ProxyDropInPath, oldDropIn, dropInErr == nil, want, 0o644, true)
+		plan.addFile(ProxyDropInPath, oldDropIn, dropInExists, want, 0o644, true)
 	}
 	return nil
 }
@@ -314,109 +355,6 @@ func RenderProxyDropIn(exe string, cfg Config) []byte {
 	}
 	body, _ := io.ReadAll(unit.Serialize(opts))
 	return append([]byte("# Written by `tlsdock provision --mode proxy`: tlsdock.service serves the proxy. `tlsdock revert` removes it; edits are overwritten.\n"), body...)
-}
-
-// unitStopper is the D-Bus call that stops a unit; *systemd.Manager has it.
-type unitStopper interface {
-	Stop(ctx context.Context, unit string) error
-}
-
-// serveProxy is proxy mode's step in place of the docker restart: dockerd
-// restarts only if its configuration changed; then the proxy serves the
-// set, hot-swapped inside the daemon, or tlsdock.service (re)started with
-// its new files from the CLI.
-func (a *Agent) serveProxy(ctx context.Context, cfg Config, plan *Plan, reload bool) error {
-	if plan.Restart {
-		if err := a.restart(ctx, cfg, reload); err != nil {
-			return err
-		}
-		reload = false
-	}
-	if a.o.ProxyReload != nil {
-		if err := a.o.ProxyReload(plan.Set); err != nil {
-			return fmt.Errorf("serving serial %s in the proxy: %w", plan.Set.Serial(), err)
-		}
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
-	if err := a.o.Systemd.DaemonReload(ctx); err != nil {
-		return err
-	}
-	if err := a.o.Systemd.ResetFailed(ctx, ProxyUnit); err != nil {
-		return err
-	}
-	if err := a.o.Systemd.Restart(ctx, ProxyUnit); err != nil {
-		return fmt.Errorf("starting the proxy (%s): %w: see `journalctl -u %s`", ProxyUnit, err, ProxyUnit)
-	}
-	return nil
-}
-
-// rollbackProxy rolls back a proxy-mode apply: from the CLI, the proxy
-// stops first (it may hold a TCP listener the old dockerd needs back), the
-// files are restored and dockerd restarted as usual, then tlsdock.service
-// starts again on its restored files, if it had any. Inside the daemon the
-// restored set is swapped back into the proxy.
-func (a *Agent) rollbackProxy(ctx context.Context, snap *Snapshot, res *Result, cause error, restarted bool) error {
-	if a.o.ProxyReload == nil {
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if err := a.stopProxyUnit(rctx, Config{Timeout: 2 * time.Minute}); err != nil {
-			res.Notes = append(res.Notes, "stopping "+ProxyUnit+" for the rollback failed: "+err.Error())
-		}
-	}
-	err := a.rollback(ctx, snap, res, cause, restarted)
-	if !errors.Is(err, ErrRolledBack) {
-		return err
-	}
-	failed := func(rerr error) error {
-		return fmt.Errorf("%w (%w: the files are restored, but the proxy does not serve them: %v)", cause, ErrRollbackFailed, rerr)
-	}
-	if a.o.ProxyReload != nil {
-		set, lerr := certstore.Store{Dir: a.o.Paths.SSL()}.Load()
-		if lerr != nil || set == nil {
-			return err // nothing was installed before: the proxy keeps what it had
-		}
-		if rerr := a.o.ProxyReload(set); rerr != nil {
-			return failed(rerr)
-		}
-		return err
-	}
-	if !snap.File(ProxyDropInPath).Exists {
-		return err
-	}
-	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if rerr := a.o.Systemd.DaemonReload(rctx); rerr != nil {
-		return failed(rerr)
-	}
-	if rerr := a.o.Systemd.Restart(rctx, ProxyUnit); rerr != nil {
-		return failed(rerr)
-	}
-	return err
-}
-
-// leaveProxy stops tlsdock.service before a native mode's docker restart
-// when the plan ends proxy mode: the proxy holds the TCP listeners.
-func (a *Agent) leaveProxy(ctx context.Context, cfg Config, plan *Plan) error {
-	if !plan.leaveProxy {
-		return nil
-	}
-	return a.stopProxyUnit(ctx, cfg)
-}
-
-// stopProxyUnit stops tlsdock.service and waits for it to be gone.
-func (a *Agent) stopProxyUnit(ctx context.Context, cfg Config) error {
-	st, ok := a.o.Systemd.(unitStopper)
-	if !ok {
-		return fmt.Errorf("cannot stop %s: this systemd connection has no Stop", ProxyUnit)
-	}
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
-	if err := st.Stop(ctx, ProxyUnit); err != nil {
-		return fmt.Errorf("stopping %s: %w", ProxyUnit, err)
-	}
-	return nil
 }
 
 // InstalledMode is the mode of the last provision ("" when none).

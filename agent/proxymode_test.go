@@ -21,6 +21,11 @@ import (
 	"github.com/tlsdock/tlsdock/proxy"
 )
 
+// proxyFunc is an in-process proxy that calls a function.
+type proxyFunc func(*certstore.Set) error
+
+func (f proxyFunc) Reload(s *certstore.Set) error { return f(s) }
+
 const testExe = "/usr/local/bin/tlsdock"
 
 func proxyCfg() Config {
@@ -135,7 +140,7 @@ func TestProxyDaemonSwapsWithoutRestarts(t *testing.T) {
 	var served []*certstore.Set
 	inDaemon := func(o *Options) {
 		withExe(o)
-		o.ProxyReload = func(s *certstore.Set) error { served = append(served, s); return nil }
+		o.Proxy = proxyFunc(func(s *certstore.Set) error { served = append(served, s); return nil })
 	}
 	cfg := proxyCfg()
 	cfg.Generate, cfg.Certs = false, writeSet(t, h.root, "127.0.0.1")
@@ -164,6 +169,23 @@ func TestProxyDaemonSwapsWithoutRestarts(t *testing.T) {
 	}
 }
 
+func TestProxyDaemonRefusesANativeMode(t *testing.T) {
+	h := newFakeHost(t)
+	inDaemon := func(o *Options) { o.Proxy = proxyFunc(func(*certstore.Set) error { return nil }) }
+	before := treeHash(t, h.root)
+	_, err := h.agent(&fakeVerifier{}, inDaemon).Provision(context.Background(), generateCfg())
+	var ie *InputError
+	if !errors.As(err, &ie) || ie.Field != "--mode" {
+		t.Fatalf("err = %v, want an input error about --mode", err)
+	}
+	if got := h.Calls(); len(got) != 0 {
+		t.Fatalf("calls %q", got)
+	}
+	if d := diffTrees(before, treeHash(t, h.root)); len(d) > 0 {
+		t.Fatalf("changed %q", d)
+	}
+}
+
 func TestProxyRollbackFromCLIStopsTheProxy(t *testing.T) {
 	h := newFakeHost(t)
 	_, err := h.agent(&fakeVerifier{fail: errors.New("probe failed")}, withExe).Provision(context.Background(), proxyCfg())
@@ -182,14 +204,47 @@ func TestProxyRollbackFromCLIStopsTheProxy(t *testing.T) {
 }
 
 func TestRevertLeavesProxyMode(t *testing.T) {
+	// Proxy mode after daemon-json mode: revert restores dockerd's files,
+	// so dockerd restarts, once the proxy gave up the TCP listeners.
 	h := newFakeHost(t)
+	mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
 	mustProvision(t, h.agent(&fakeVerifier{}, withExe), proxyCfg())
-	if _, err := h.agent(nil).Revert(context.Background(), Defaults()); err != nil {
+	res, err := h.agent(nil).Revert(context.Background(), Defaults())
+	if err != nil {
 		t.Fatal(err)
 	}
 	calls := strings.Join(h.Calls(), ",")
 	if !strings.Contains(calls, "stop tlsdock.service,daemon-reload,reset-failed docker.service,restart docker.service") {
 		t.Fatalf("calls %s: revert must stop the proxy before dockerd restarts", calls)
+	}
+	if !res.Restarted {
+		t.Fatal("dockerd restarted, but the result says it did not")
+	}
+	for _, p := range append([]string{ProxyDropInDir}, proxyUnitPaths...) {
+		if _, err := os.Stat(filepath.Join(h.root, p)); !os.IsNotExist(err) {
+			t.Errorf("%s left behind: %v", p, err)
+		}
+	}
+}
+
+func TestRevertOfProxyModeLeavesDockerdAlone(t *testing.T) {
+	// Proxy provision on a fresh host never changed dockerd's files:
+	// revert stops the proxy and does not restart dockerd.
+	h := newFakeHost(t)
+	mustProvision(t, h.agent(&fakeVerifier{}, withExe), proxyCfg())
+	n := len(h.Calls())
+	res, err := h.agent(nil).Revert(context.Background(), Defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := h.Calls()[n:], []string{"stop tlsdock.service", "daemon-reload"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("calls = %q, want %q", got, want)
+	}
+	if res.Restarted {
+		t.Fatal("result says dockerd restarted")
+	}
+	if _, err := os.Stat(filepath.Join(h.root, DaemonJSONPath)); !os.IsNotExist(err) {
+		t.Fatalf("revert wrote daemon.json although dockerd keeps running: %v", err)
 	}
 	for _, p := range append([]string{ProxyDropInDir}, proxyUnitPaths...) {
 		if _, err := os.Stat(filepath.Join(h.root, p)); !os.IsNotExist(err) {
@@ -200,6 +255,9 @@ func TestRevertLeavesProxyMode(t *testing.T) {
 
 func TestFailedRevertStartsTheProxyAgain(t *testing.T) {
 	h := newFakeHost(t)
+	// daemon-json mode first, so that revert restores dockerd's files and
+	// restarts it.
+	mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
 	mustProvision(t, h.agent(&fakeVerifier{}, withExe), proxyCfg())
 	before := treeHash(t, h.root)
 	// dockerd does not come back on the original files the first time.
@@ -219,6 +277,32 @@ func TestFailedRevertStartsTheProxyAgain(t *testing.T) {
 	}
 	// The set is restored into a new generation directory: compare with
 	// generation names left out.
+	if d := diffTrees(sameGeneration(before), sameGeneration(treeHash(t, h.root))); len(d) > 0 {
+		t.Fatalf("failed revert left changes: %q", d)
+	}
+}
+
+// failingStop is a systemd whose Stop fails.
+type failingStop struct{ *fakeHost }
+
+func (f failingStop) Stop(_ context.Context, u string) error {
+	f.Record("stop " + u)
+	return errors.New("job result \"failed\"")
+}
+
+func TestFailedRevertRestartsOnlyWhatItStopped(t *testing.T) {
+	h := newFakeHost(t)
+	mustProvision(t, h.agent(&fakeVerifier{}, withExe), proxyCfg())
+	before := treeHash(t, h.root)
+	n := len(h.Calls())
+	_, err := h.agent(nil, func(o *Options) { o.Systemd = failingStop{h} }).Revert(context.Background(), Defaults())
+	if !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("err = %v, want rolled back", err)
+	}
+	want := []string{"stop tlsdock.service", "daemon-reload", "restart tlsdock.service"}
+	if got := h.Calls()[n:]; !reflect.DeepEqual(got, want) {
+		t.Fatalf("calls = %q, want %q (dockerd was never restarted, so the rollback does not restart it)", got, want)
+	}
 	if d := diffTrees(sameGeneration(before), sameGeneration(treeHash(t, h.root))); len(d) > 0 {
 		t.Fatalf("failed revert left changes: %q", d)
 	}

@@ -708,3 +708,24 @@ func checkEffective(t *testing.T, name string, h *fakeHost, res *Result, want []
 		t.Errorf("%s: result has no hosts", name)
 	}
 }
+
+// TestRollbackIsBoundedByTimeout: when docker.service hangs both at the
+// restart and at the restart back, the rollback gives up after --timeout
+// (here longer than RollbackWait) too, and says the host needs attention.
+func TestRollbackIsBoundedByTimeout(t *testing.T) {
+	h := newFakeHost(t)
+	sd := &hangingSystemd{fakeHost: h, hang: map[string]bool{"restart": true}}
+	a := h.agent(&fakeVerifier{}, noDNS, func(o *Options) { o.Systemd = sd; o.RollbackWait = 100 * time.Millisecond })
+	cfg := generateCfg()
+	cfg.Timeout = 300 * time.Millisecond
+	start := time.Now()
+	_, err := a.Provision(context.Background(), cfg)
+	took := time.Since(start)
+	t.Logf("returned after %v: %v", took.Round(time.Millisecond), err)
+	if !errors.Is(err, ErrRollbackFailed) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want a failed rollback past the deadline", err)
+	}
+	if took > 10*time.Second {
+		t.Fatalf("Provision and its rollback took %v with a 300ms timeout", took)
+	}
+}

@@ -1,11 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 
+	"github.com/tlsdock/tlsdock/certstore"
 	"github.com/tlsdock/tlsdock/daemonjson"
 	"github.com/tlsdock/tlsdock/systemd"
 )
@@ -14,8 +15,12 @@ import (
 var ErrNotProvisioned = errors.New("tlsdock has not provisioned this host: nothing to revert")
 
 // Revert restores the host exactly as it was before the first provision
-// (daemon.json, tlsdock's drop-in, /etc/docker/ssl), restarts docker and
-// checks that the unix socket answers. On failure it goes back to the
+// (daemon.json, tlsdock's drop-in, tlsdock.service's files, /etc/docker/ssl)
+// and checks that the unix socket answers. It is the sequence with the
+// original snapshot as its target: the same backup, write, serve, verify
+// and rollback as a provision. dockerd restarts only when its own files
+// change (or the certificates they name); leaving
+// proxy mode stops tlsdock.service first. On failure it goes back to the
 // provisioned state.
 //
 // A dockerd that starts without live-restore stops the containers it finds
@@ -28,7 +33,8 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 		return res, err
 	}
 	defer unlock()
-	if _, err := a.recoverJournal(); err != nil {
+	forceRestart, err := a.recoverJournal()
+	if err != nil {
 		return res, err
 	}
 	orig, err := LoadSnapshot(a.originalPath())
@@ -38,77 +44,113 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 	if orig == nil {
 		return res, ErrNotProvisioned
 	}
-	now := a.o.Now()
-	snap, err := TakeSnapshot(a.o.Paths, now)
-	if err != nil {
+	srv := originalServer{dockerdServer: dockerdServer{a: a}, orig: orig}
+	plan := &Plan{srv: srv, Restart: forceRestart}
+	if err := srv.plan(plan, &hostConfig{cfg: cfg}); err != nil {
 		return res, err
 	}
-	if err := snap.Save(a.journalPath()); err != nil {
+	res.Files, res.Notes = plan.Files, plan.Notes
+	res.Changed, res.Restarted = true, plan.Restart
+	if err := a.change(ctx, cfg, plan, res, a.o.Now()); err != nil {
 		return res, err
 	}
-	for _, f := range orig.Files {
-		cur := snap.File(f.Path)
-		if cur.Exists != f.Exists || string(cur.Content) != string(f.Content) {
-			action := "update"
-			if !f.Exists {
-				action = "delete"
-			} else if !cur.Exists {
-				action = "create"
-			}
-			res.Files = append(res.Files, FileChange{Path: f.Path, Action: action})
-		}
-	}
-	if err := a.releaseBeforeRestore(ctx, orig, cfg.Timeout); err != nil {
-		return res, a.rollback(ctx, snap, res, err, true)
-	}
-	if err := orig.Restore(a.o.Paths); err != nil {
-		return res, a.rollback(ctx, snap, res, err, true)
-	}
-	if cfg.LiveRestore {
-		if err := a.keepLiveRestore(); err != nil {
-			return res, a.rollback(ctx, snap, res, err, false)
-		}
-		res.Notes = append(res.Notes, "kept \"live-restore\": true in daemon.json, so running containers survive")
-	} else {
-		res.Notes = append(res.Notes, "dockerd restarts as it was before provision; without live-restore it stops running containers")
-	}
-	res.Changed, res.Restarted = true, true
-	rollback := a.rollback
-	if snap.File(ProxyDropInPath).Exists {
-		// Proxy mode: the proxy gives up the TCP listeners first, and a
-		// rollback from here on starts it again.
-		if err := a.stopProxyUnit(ctx, cfg); err != nil {
-			return res, a.rollback(ctx, snap, res, err, false)
-		}
-		rollback = a.rollbackProxy
-		res.Notes = append(res.Notes, "stopped "+ProxyUnit+": proxy mode is reverted")
-	}
-	if err := a.restart(ctx, cfg, true); err != nil {
-		return res, rollback(ctx, snap, res, err, true)
-	}
-	if err := a.o.Docker.Ping(ctx); err != nil {
-		return res, rollback(ctx, snap, res, fmt.Errorf("after revert: %w", err), true)
-	}
-	res.Checks = []Check{{Endpoint: DockerSocket, Name: "the local socket answers", OK: true}}
 	for _, p := range []string{a.journalPath(), a.originalPath(), a.statePath()} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return res, err
 		}
 	}
-	a.o.Logger.Info("reverted", "unit", systemd.DockerUnit)
+	a.o.Logger.Info("reverted", "unit", systemd.DockerUnit, "restarted", plan.Restart)
 	return res, nil
 }
 
-func (a *Agent) keepLiveRestore() error {
-	doc, _, err := daemonjson.Load(a.o.Paths.DaemonJSON())
+// originalServer is revert's target: dockerd serving as it did before the
+// first provision, from the original snapshot. It serves (and undoes) like
+// dockerdServer: tlsdock.service stops when its files go, docker.service
+// restarts when the plan says so.
+type originalServer struct {
+	dockerdServer
+	orig *Snapshot
+}
+
+// plan makes the original snapshot the target (p.restore), keeping
+// live-restore on when dockerd restarts with cfg.LiveRestore, and lists the
+// files that change. dockerd restarts when one of its own files changes,
+// or when the certificates change and its files name them.
+func (s originalServer) plan(p *Plan, h *hostConfig) error {
+	cfg := h.cfg
+	cur, err := TakeSnapshot(s.a.o.Paths, s.a.o.Now())
 	if err != nil {
 		return err
 	}
-	if on, _, _ := doc.Bool("live-restore"); on {
+	for _, f := range s.orig.Files {
+		c := cur.File(f.Path)
+		if c.Exists != f.Exists || !bytes.Equal(c.Content, f.Content) {
+			action := "update"
+			if !f.Exists {
+				action = "delete"
+			} else if !c.Exists {
+				action = "create"
+			}
+			p.Files = append(p.Files, FileChange{Path: f.Path, Action: action})
+		}
+	}
+	// dockerd serves the installed certificates when its files name them
+	// (not in proxy mode, where the proxy does).
+	servesCerts := false
+	for _, hp := range dockerdPaths {
+		servesCerts = servesCerts || bytes.Contains(cur.File(hp).Content, []byte(SSLDir+"/"))
+	}
+	certs := p.changes(SSLDir+"/"+certstore.CAFile, SSLDir+"/"+certstore.CertFile, SSLDir+"/"+certstore.KeyFile)
+	p.Restart = p.Restart || p.changes(dockerdPaths...) || certs && servesCerts
+	target := *s.orig
+	target.Files = append([]FileState(nil), s.orig.Files...)
+	if p.Restart && cfg.LiveRestore {
+		if err := keepLiveRestore(&target); err != nil {
+			return err
+		}
+	}
+	p.restore = &target
+	switch {
+	case p.Restart && cfg.LiveRestore:
+		p.note("kept \"live-restore\": true in daemon.json, so running containers survive")
+	case p.Restart:
+		p.note("dockerd restarts as it was before provision; without live-restore it stops running containers")
+	default:
+		p.note("dockerd keeps running: its own files are as they were before provision")
+	}
+	if p.removes(ProxyDropInPath) {
+		p.note("stopped " + ProxyUnit + ": proxy mode is reverted")
+	}
+	return nil
+}
+
+// keepLiveRestore sets "live-restore": true in the snapshot's daemon.json
+// (creating one when there was none).
+func keepLiveRestore(s *Snapshot) error {
+	for i, f := range s.Files {
+		if f.Path != DaemonJSONPath {
+			continue
+		}
+		content := f.Content
+		if !f.Exists {
+			content = []byte("{}")
+		}
+		doc, err := daemonjson.Parse(content)
+		if err != nil {
+			return &InputError{Field: DaemonJSONPath, Err: err}
+		}
+		if on, _, _ := doc.Bool("live-restore"); on {
+			return nil
+		}
+		if err := daemonjson.SetLiveRestore(doc, true); err != nil {
+			return err
+		}
+		if !f.Exists {
+			f.Exists, f.Mode, f.UID, f.GID = true, 0o644, 0, 0
+		}
+		f.Content = doc.Render()
+		s.Files[i] = f
 		return nil
 	}
-	if err := daemonjson.SetLiveRestore(doc, true); err != nil {
-		return err
-	}
-	return a.writeFile(DaemonJSONPath, doc.Render(), 0o644)
+	return nil
 }

@@ -159,6 +159,7 @@ func (a *Agent) planSocketFile(plan *Plan) error {
 	switch {
 	case want != nil && !bytes.Equal(want, old):
 		plan.addFile(SocketDropInPath, old, exists, want, 0o644, true)
+		plan.Files[len(plan.Files)-1].load = true
 		plan.socketRestart = true
 	case want != nil && !plan.socket.loaded:
 		// On disk but not loaded by systemd (an interrupted run, or a
@@ -167,11 +168,9 @@ func (a *Agent) planSocketFile(plan *Plan) error {
 	case want == nil && exists:
 		plan.addFile(SocketDropInPath, old, true, nil, 0, false)
 		plan.changeNote("removed tlsdock's %s drop-in: %s gives up the TCP listeners first", systemd.SocketUnit, systemd.SocketUnit)
-		plan.dockerdChanges = true
 	case want == nil && plan.socket.loaded:
 		// The file is gone but systemd still has it loaded: an
 		// interrupted run. Releasing the listeners is a change.
-		plan.dockerdChanges = true
 		plan.releaseSocket = true
 	}
 	return nil
@@ -289,16 +288,12 @@ func (a *Agent) restartSocket(ctx context.Context, cfg Config, reload bool) erro
 			return err
 		}
 	}
-	st, ok := a.o.Systemd.(unitStopper)
-	if !ok {
-		return fmt.Errorf("cannot stop %s: this systemd connection has no Stop", systemd.SocketUnit)
-	}
 	for _, u := range []string{systemd.SocketUnit, systemd.DockerUnit} {
 		if err := a.o.Systemd.ResetFailed(ctx, u); err != nil {
 			return err
 		}
 	}
-	if err := st.Stop(ctx, systemd.SocketUnit); err != nil {
+	if err := a.o.Systemd.Stop(ctx, systemd.SocketUnit); err != nil {
 		return fmt.Errorf("stopping %s: %w", systemd.SocketUnit, err)
 	}
 	if err := a.o.Systemd.Restart(ctx, systemd.SocketUnit); err != nil {

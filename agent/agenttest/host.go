@@ -194,6 +194,10 @@ func (h *Host) record(s string) {
 	h.calls = append(h.calls, s)
 }
 
+// Record adds a call to what Calls returns, for a wrapper of Host that
+// injects a failure in place of the call.
+func (h *Host) Record(call string) { h.record(call) }
+
 // Calls returns the systemd calls made, as "restart docker.service",
 // "daemon-reload" and so on.
 func (h *Host) Calls() []string {

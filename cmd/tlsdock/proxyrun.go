@@ -60,7 +60,7 @@ func startProxy(ctx context.Context, env *Env, cfg agent.Config, logger *slog.Lo
 		systemd.Notify("READY=1")
 		systemd.Notify("STATUS=serving serial " + set.Serial())
 	}
-	o.ProxyReload = d.Reload
+	o.Proxy = d
 	o.LockWait = cfg.Timeout
 	o.Stopping = pr.ctx.Done()
 	return pr, nil

@@ -16,7 +16,8 @@ func newRevertCmd(env *Env) *cobra.Command {
 		Use:   "revert",
 		Short: "Restore the host exactly as it was before the first provision",
 		Long: `Revert puts back daemon.json, the docker.service drop-ins and /etc/docker/ssl
-exactly as they were before the first provision, restarts docker.service and
+exactly as they were before the first provision, restarts docker.service when
+its own files change (a proxy-mode revert only stops tlsdock.service) and
 checks that the local unix socket answers. The local CA in /etc/tlsdock/ca is
 kept, so client bundles issued from it stay valid for a later provision.
 
@@ -43,7 +44,11 @@ it on (the only difference from the original files) so containers survive.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(env.Stdout, "Reverted: docker.service restarted and its local socket answers.")
+			if res.Restarted {
+				fmt.Fprintln(env.Stdout, "Reverted: docker.service restarted and its local socket answers.")
+			} else {
+				fmt.Fprintln(env.Stdout, "Reverted: docker.service kept running (its own files did not change) and its local socket answers.")
+			}
 			return nil
 		},
 	}
