@@ -118,7 +118,7 @@ func (a *Agent) Provision(ctx context.Context, cfg Config) (*Result, error) {
 
 func (a *Agent) describe(res *Result, plan *Plan) {
 	res.Hosts = plan.Hosts
-	res.TCPHeldBy = plan.heldBy()
+	res.TCPHeldBy = plan.TCPHeldBy
 	res.SocketRestarted = plan.socketRestart || plan.socketGoes()
 	res.Files = plan.Files
 	res.Notes = append(res.Notes, plan.Notes...)
@@ -248,7 +248,7 @@ func (a *Agent) commit(cfg Config, plan *Plan, res *Result, now time.Time) error
 	if err := os.Remove(a.journalPath()); err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}
-	st := &State{Mode: plan.Mode, Hosts: plan.Hosts, TCPHosts: plan.TCPHosts, TCPHeldBy: plan.heldBy(), Fingerprint: plan.Set.Fingerprint(), Serial: plan.Set.Serial(), NotAfter: plan.Set.Cert.NotAfter,
+	st := &State{Mode: plan.Mode, Hosts: plan.Hosts, TCPHosts: plan.TCPHosts, TCPHeldBy: plan.TCPHeldBy, Fingerprint: plan.Set.Fingerprint(), Serial: plan.Set.Serial(), NotAfter: plan.Set.Cert.NotAfter,
 		LastApply: Apply{Time: now, Result: "ok", Changed: true, Serial: plan.Set.Serial(), Warnings: plan.Warnings}}
 	if err := a.saveState(st); err != nil {
 		return err

@@ -79,6 +79,9 @@ type Plan struct {
 	Warnings []string
 	// socket: who holds the TCP listeners in daemon-json mode (socket.go).
 	socket socketChoice
+	// TCPHeldBy is who holds the TCP listeners in daemon-json mode
+	// (HeldBySocket or HeldByDockerd; "" in the other modes).
+	TCPHeldBy string
 	// socketRestart: docker.socket restarts on tlsdock's drop-in;
 	// releaseSocket: it gives up tlsdock's listeners first.
 	socketRestart, releaseSocket bool
@@ -201,7 +204,7 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 		}
 	}
 
-	if err := a.planSocket(sctx, plan, cfg, doc, svc); err != nil {
+	if err := a.readSocket(sctx, plan, cfg); err != nil {
 		return nil, err
 	}
 	h := &hostConfig{cfg: cfg, doc: doc, exists: exists, svc: svc, st: st, swarm: swarm, liveRestoreOn: liveRestoreOn}

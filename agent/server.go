@@ -153,6 +153,9 @@ func (s dockerdServer) undo(ctx context.Context, snap *Snapshot, done *served, _
 type daemonJSONServer struct{ dockerdServer }
 
 func (s daemonJSONServer) plan(p *Plan, h *hostConfig) error {
+	if err := s.a.chooseSocket(p, h); err != nil {
+		return err
+	}
 	// The drop-in (ExecStart without -H) is loaded before daemon.json gets
 	// "hosts": dockerd refuses hosts both as a flag and in the file.
 	return s.a.planNative(p, h, true, func(newDoc *daemonjson.Doc, rest systemd.Command, unitHosts, unitTLS []string) (systemd.Command, error) {

@@ -36,29 +36,38 @@ type socketChoice struct {
 	Held  bool
 	Addrs []string // ListenStream= values
 	Why   string
+	// unit is what systemd said of docker.socket.
+	unit systemd.UnitInfo
 	// loaded: systemd has tlsdock's docker.socket drop-in loaded, so
 	// docker.socket may hold a TCP listener although the file is gone.
 	loaded bool
 }
 
-// planSocket decides who holds the TCP listeners. Only daemon-json mode
-// uses docker.socket; every mode reads it, to remove tlsdock's drop-in
-// when it is not wanted (its port would clash with dockerd's -H or the
-// proxy).
-func (a *Agent) planSocket(ctx context.Context, plan *Plan, cfg Config, doc *daemonjson.Doc, svc *systemd.Service) error {
+// readSocket asks systemd about docker.socket, in every mode: a plan
+// that does not want tlsdock's drop-in removes it (its port would clash
+// with dockerd's -H or the proxy), and daemon-json mode's server decides
+// from it who holds the TCP listeners (chooseSocket).
+func (a *Agent) readSocket(ctx context.Context, plan *Plan, cfg Config) error {
 	info, err := a.o.Systemd.Unit(ctx, systemd.SocketUnit)
 	if err != nil {
 		return fmt.Errorf("asking systemd about %s (waited at most --timeout %v): %w: check that systemd answers (systemctl status)", systemd.SocketUnit, cfg.Timeout, err)
 	}
+	plan.socket.unit = info
+	plan.socket.loaded = contains(info.DropInPaths, SocketDropInPath)
+	return nil
+}
+
+// chooseSocket decides who holds daemon-json mode's TCP listeners:
+// docker.socket where it is used, dockerd ("hosts" in daemon.json)
+// otherwise.
+func (a *Agent) chooseSocket(plan *Plan, h *hostConfig) error {
 	c := &plan.socket
-	c.loaded = contains(info.DropInPaths, SocketDropInPath)
-	if cfg.Mode != ModeDaemonJSON {
-		return nil
-	}
+	info, doc, svc := c.unit, h.doc, h.svc
 	_, unitHosts, _ := svc.ExecStart.WithoutFlags(true)
 	docHosts, _ := doc.Hosts() // planDockerd reports a bad "hosts"
 	var sock *systemd.Socket
 	if info.LoadState == "loaded" {
+		var err error
 		if sock, err = systemd.ReadSocket(a.o.Paths.Root, info.FragmentPath, info.DropInPaths, SocketDropInPath); err != nil {
 			return &InputError{Field: systemd.SocketUnit, Err: err}
 		}
@@ -91,7 +100,9 @@ func (a *Agent) planSocket(ctx context.Context, plan *Plan, cfg Config, doc *dae
 		c.Addrs = append(c.Addrs, addr)
 	}
 	c.Held = c.Why == ""
+	plan.TCPHeldBy = HeldByDockerd
 	if c.Held {
+		plan.TCPHeldBy = HeldBySocket
 		plan.changeNote("TCP listeners: %s holds %s and hands them to dockerd (-H fd://), which serves them with the TLS settings of daemon.json; connections wait in the kernel's queue while dockerd restarts", systemd.SocketUnit, strings.Join(c.Addrs, " "))
 		if sock != nil {
 			for _, l := range sock.ListenStream {
@@ -203,8 +214,10 @@ func writeOrder(plan *Plan) []FileChange {
 			return 0
 		case plan.socket.Held && f.Path == DropInPath:
 			return 1
-		case plan.Mode == ModeDaemonJSON && f.Path == DropInPath:
-			// hosts in daemon.json: the drop-in without -H first.
+		case f.load && f.Path == DropInPath:
+			// hosts in daemon.json: the drop-in without -H first (and
+			// loaded at once), for dockerd refuses hosts both as a flag
+			// and in the file.
 			return 0
 		}
 		return 2
@@ -348,17 +361,6 @@ func (s *Snapshot) restoreSocketFile(p Paths, first bool) error {
 		return nil
 	}
 	return restoreFile(p, f)
-}
-
-// heldBy is who holds the TCP listeners, for status and results.
-func (p *Plan) heldBy() string {
-	switch {
-	case p.Mode != ModeDaemonJSON:
-		return ""
-	case p.socket.Held:
-		return HeldBySocket
-	}
-	return HeldByDockerd
 }
 
 // socketStartError is docker.socket failing to start on its listeners,

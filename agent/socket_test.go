@@ -441,13 +441,25 @@ func TestSocketWriteOrder(t *testing.T) {
 	if want := []string{DaemonJSONPath, DropInPath, SocketDropInPath}; !reflect.DeepEqual(got, want) {
 		t.Errorf("socket-held order %q, want %q", got, want)
 	}
-	plan = &Plan{Mode: ModeDaemonJSON, Files: []FileChange{{Path: DaemonJSONPath, Action: "update"}, {Path: DropInPath, Action: "create"}}}
+	// daemon-json mode's plan marks its drop-in (ExecStart without -H) to
+	// be loaded at once.
+	plan = &Plan{Mode: ModeDaemonJSON, Files: []FileChange{{Path: DaemonJSONPath, Action: "update"}, {Path: DropInPath, Action: "create", load: true}}}
 	got = nil
 	for _, f := range writeOrder(plan) {
 		got = append(got, f.Path)
 	}
 	if want := []string{DropInPath, DaemonJSONPath}; !reflect.DeepEqual(got, want) {
 		t.Errorf("hosts-in-daemon.json order %q, want %q", got, want)
+	}
+	// dropin mode: the plan's order stays, daemon.json (losing "hosts")
+	// before the drop-in that adds -H.
+	plan = &Plan{Mode: ModeDropIn, Files: []FileChange{{Path: DaemonJSONPath, Action: "update"}, {Path: DropInPath, Action: "create"}}}
+	got = nil
+	for _, f := range writeOrder(plan) {
+		got = append(got, f.Path)
+	}
+	if want := []string{DaemonJSONPath, DropInPath}; !reflect.DeepEqual(got, want) {
+		t.Errorf("dropin order %q, want %q", got, want)
 	}
 }
 
