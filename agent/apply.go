@@ -426,8 +426,8 @@ func (a *Agent) rollbackTimeout(cfg Config) time.Duration {
 
 // rollback restores the snapshot and has the plan's server put back into
 // service what its serve step changed (done): only a unit that was
-// restarted or stopped is restarted. It is bounded by cfg.Timeout, and runs
-// even when ctx is cancelled.
+// restarted or stopped is restarted. It is bounded by rollbackTimeout, and
+// runs even when ctx is cancelled.
 func (a *Agent) rollback(ctx context.Context, cfg Config, plan *Plan, snap *Snapshot, res *Result, cause error, done *served) error {
 	a.o.Logger.Error("apply failed; rolling back", "err", cause)
 	if done.touched(systemd.DockerUnit) {

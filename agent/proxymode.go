@@ -116,11 +116,6 @@ func nonTCP(hosts []string) []string {
 	return out
 }
 
-// planProxyDockerd leaves dockerd its local listeners only: TLS keys and TCP
-// hosts leave daemon.json, -H tcp:// and --tls* flags leave the unit (the
-// drop-in repeats the rest only when the unit had them). Non-TCP hosts stay
-// where they are. Only when this changes dockerd's configuration is
-// live-restore turned on too, and dockerd restarted.
 // planProxy is the plan of both proxy servers: the CRLs are checked, and
 // dockerd keeps only its local listeners; it restarts only when that changes
 // its files.
@@ -154,6 +149,12 @@ func (a *Agent) planProxy(plan *Plan, h *hostConfig) error {
 	return nil
 }
 
+// planProxyDockerd leaves dockerd its local listeners only: TLS keys and TCP
+// hosts leave daemon.json, -H tcp:// and --tls* flags leave the unit (the
+// drop-in repeats the rest only when the unit had them). Non-TCP hosts stay
+// where they are. Only when this changes dockerd's configuration is
+// live-restore turned on too, and dockerd restarted; changes reports
+// whether it does.
 func (a *Agent) planProxyDockerd(plan *Plan, cfg Config, newDoc *daemonjson.Doc, svc *systemd.Service, rest systemd.Command, unitHosts, unitTLS []string, swarm bool) (systemd.Command, bool, error) {
 	orig := newDoc.Clone()
 	for _, k := range daemonjson.TLSKeys {

@@ -112,15 +112,7 @@ func (s dockerdServer) serve(ctx context.Context, cfg Config, p *Plan, done *ser
 		}
 	}
 	if p.Restart {
-		done.touch(systemd.DockerUnit)
-		reload := !done.loaded
-		done.loaded = true
-		if p.socketRestart {
-			// docker.socket's drop-in changed: it restarts on its new
-			// listeners, then docker.service.
-			return s.a.restartSocket(ctx, cfg, reload)
-		}
-		return s.a.restart(ctx, cfg, reload)
+		return s.a.restartDocker(ctx, cfg, p, done)
 	}
 	if !done.loaded && p.changes(unitPaths...) {
 		done.loaded = true
@@ -191,10 +183,7 @@ func (s proxyUnitServer) plan(p *Plan, h *hostConfig) error {
 
 func (s proxyUnitServer) serve(ctx context.Context, cfg Config, p *Plan, done *served) error {
 	if p.Restart {
-		done.touch(systemd.DockerUnit)
-		reload := !done.loaded
-		done.loaded = true
-		if err := s.a.restart(ctx, cfg, reload); err != nil {
+		if err := s.a.restartDocker(ctx, cfg, p, done); err != nil {
 			return err
 		}
 	}
@@ -250,10 +239,7 @@ func (s inProcessServer) plan(p *Plan, h *hostConfig) error { return s.a.planPro
 
 func (s inProcessServer) serve(ctx context.Context, cfg Config, p *Plan, done *served) error {
 	if p.Restart {
-		done.touch(systemd.DockerUnit)
-		reload := !done.loaded
-		done.loaded = true
-		if err := s.a.restart(ctx, cfg, reload); err != nil {
+		if err := s.a.restartDocker(ctx, cfg, p, done); err != nil {
 			return err
 		}
 	}
@@ -297,6 +283,20 @@ func (e notServedError) Error() string {
 	return "the files are restored, but the proxy does not serve them: " + e.err.Error()
 }
 func (e notServedError) Unwrap() error { return e.err }
+
+// restartDocker is every server's docker restart: docker.service, or
+// docker.socket then docker.service when the plan changes the listeners
+// docker.socket holds. It records the restart in done before it starts,
+// and reloads systemd first unless the new unit files are loaded already.
+func (a *Agent) restartDocker(ctx context.Context, cfg Config, p *Plan, done *served) error {
+	done.touch(systemd.DockerUnit)
+	reload := !done.loaded
+	done.loaded = true
+	if p.socketRestart {
+		return a.restartSocket(ctx, cfg, reload)
+	}
+	return a.restart(ctx, cfg, reload)
+}
 
 // stopUnit stops a unit and waits for it to be gone.
 func (a *Agent) stopUnit(ctx context.Context, cfg Config, unit string) error {
