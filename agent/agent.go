@@ -67,9 +67,6 @@ type Options struct {
 	// LiveRestoreWait bounds how long to wait for dockerd to report
 	// live-restore after SIGHUP.
 	LiveRestoreWait time.Duration
-	// RollbackWait is the least time a rollback waits for the units it
-	// puts back (it waits --timeout when that is longer); default 2m.
-	RollbackWait time.Duration
 	// Pause, when set, is called at each named step of the sequence. The
 	// crash tests use it to stop tlsdock at a chosen point.
 	Pause func(step string)
@@ -131,9 +128,6 @@ func New(o Options) *Agent {
 	}
 	if o.LiveRestoreWait == 0 {
 		o.LiveRestoreWait = 10 * time.Second
-	}
-	if o.RollbackWait == 0 {
-		o.RollbackWait = 2 * time.Minute
 	}
 	if o.Pause == nil {
 		o.Pause = func(string) {}

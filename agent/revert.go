@@ -33,7 +33,9 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 		return res, err
 	}
 	defer unlock()
-	forceRestart, err := a.recoverJournal()
+	ctx, cancel := withBudget(ctx, cfg)
+	defer cancel()
+	forceRestart, err := a.recoverJournal(ctx)
 	if err != nil {
 		return res, err
 	}

@@ -53,6 +53,6 @@ it on (the only difference from the original files) so containers survive.`,
 		},
 	}
 	cmd.Flags().BoolVar(&keepLiveRestore, "keep-live-restore", false, "keep \"live-restore\": true in daemon.json so running containers survive the revert")
-	cmd.Flags().DurationVar(&timeout, "timeout", agent.Defaults().Timeout, "how long to wait for docker.service to restart")
+	cmd.Flags().DurationVar(&timeout, "timeout", agent.Defaults().Timeout, "bound on the whole command, its rollback included: the steps (restarts, reloads, verification) share the first half and end at the latest then, so that a rollback always keeps at least the second half to restore the files and restart docker back. Past it tlsdock exits 3 or 4 and says what systemd is still doing")
 	return cmd
 }
