@@ -299,6 +299,10 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{
 			name: "wrapper in ExecStart",
 			setup: func(t *testing.T, h *fakeHost, _ *Config) {
+				writeFile(t, h.root, "/usr/local/bin/run-docker", "#!/bin/sh\n")
+				if err := os.Chmod(filepath.Join(h.root, "/usr/local/bin/run-docker"), 0o755); err != nil {
+					t.Fatal(err)
+				}
 				writeFile(t, h.root, "/etc/systemd/system/docker.service.d/override.conf", "[Service]\nExecStart=\nExecStart=/usr/local/bin/run-docker -H fd://\n")
 			},
 			field: "override.conf", want: "not dockerd",

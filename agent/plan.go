@@ -166,12 +166,8 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("asking systemd about %s (waited at most --timeout %v): %w: check that systemd answers (systemctl status)", systemd.DockerUnit, cfg.Timeout, err)
 	}
-	switch unitInfo.LoadState {
-	case "loaded":
-	case "bad-setting", "error":
-		return nil, &InputError{Field: systemd.DockerUnit, Err: fmt.Errorf("systemd refuses its unit files (load state %s; %s): see why with `systemctl status docker.service`, fix them and run systemctl daemon-reload", unitInfo.LoadState, strings.Join(append([]string{unitInfo.FragmentPath}, unitInfo.DropInPaths...), ", "))}
-	default:
-		return nil, fmt.Errorf("docker.service is %s: install docker.io or docker-ce first", orWord(unitInfo.LoadState, "unknown"))
+	if err := preflightUnit(unitInfo); err != nil {
+		return nil, err
 	}
 	plan.DockerActive = unitInfo.ActiveState == "active"
 	dropIns := a.dropIns(unitInfo)
@@ -188,6 +184,9 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	}
 	if svc.ExecStart == nil {
 		return nil, &InputError{Field: unitInfo.FragmentPath, Err: errors.New("docker.service has no ExecStart: repair the docker package")}
+	}
+	if err := a.preflightStart(sctx, svc, doc); err != nil {
+		return nil, err
 	}
 
 	st, err := a.loadState()

@@ -114,6 +114,11 @@ func (s originalServer) plan(p *Plan, h *hostConfig) error {
 		p.Restart = restarts()
 	}
 	p.restore = &target
+	if p.Restart {
+		if err := s.preflight(h, &target); err != nil {
+			return err
+		}
+	}
 	if err := s.planContainers(p, h, &target); err != nil {
 		return err
 	}
@@ -121,6 +126,41 @@ func (s originalServer) plan(p *Plan, h *hostConfig) error {
 		p.note("stopped " + ProxyUnit + ": proxy mode is reverted")
 	}
 	return nil
+}
+
+// preflight refuses a revert that restarts dockerd onto target when docker
+// cannot start on this host (agent/preflight.go): the restart would fail,
+// and so would its rollback's, leaving docker down. Nothing changes, and
+// once the host is repaired the same revert goes through. A revert that
+// leaves dockerd running does not depend on it and goes ahead.
+func (s originalServer) preflight(h *hostConfig, target *Snapshot) error {
+	ctx := h.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+	defer cancel()
+	u, err := s.a.o.Systemd.Unit(ctx, systemd.DockerUnit)
+	if err != nil {
+		return fmt.Errorf("asking systemd about %s (waited at most --timeout %v): %w: check that systemd answers (systemctl status)", systemd.DockerUnit, h.cfg.Timeout, err)
+	}
+	if err := preflightUnit(u); err != nil {
+		return err
+	}
+	// The unit as the revert leaves it: without tlsdock's drop-in, which
+	// the original snapshot never has.
+	svc, err := systemd.ReadService(s.a.o.Paths.Root, u.FragmentPath, s.a.dropIns(u), DropInPath)
+	if err != nil {
+		return &InputError{Field: systemd.DockerUnit, Err: err}
+	}
+	if svc.ExecStart == nil {
+		return &InputError{Field: u.FragmentPath, Err: errors.New("docker.service has no ExecStart: repair the docker package")}
+	}
+	doc, err := daemonjson.Parse([]byte(orWord(string(target.File(DaemonJSONPath).Content), "{}")))
+	if err != nil {
+		doc, _ = daemonjson.Parse([]byte("{}"))
+	}
+	return s.a.preflightStart(ctx, svc, doc)
 }
 
 // diff lists in p.Files the files that restoring target changes.

@@ -19,6 +19,7 @@ const (
 	DockerFragment = "/lib/systemd/system/docker.service"
 	SocketFragment = "/lib/systemd/system/docker.socket"
 	DaemonJSON     = "/etc/docker/daemon.json"
+	Dockerd        = "/usr/sbin/dockerd"
 	DockerUnit     = "docker.service"
 	SocketUnit     = "docker.socket"
 )
@@ -115,6 +116,11 @@ func NewHost(t testing.TB) *Host {
 	t.Helper()
 	root := t.TempDir()
 	WriteFile(t, root, DockerFragment, DebianUnit)
+	// docker.io's dockerd, which the unit runs (a stub: it is never run).
+	WriteFile(t, root, Dockerd, "#!/bin/sh\n")
+	if err := os.Chmod(filepath.Join(root, Dockerd), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, d := range []string{"/etc/systemd/system", "/var/lib", "/run"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -325,7 +331,7 @@ func (h *Host) bootLocked() {
 // startSocketLocked (re)binds docker.socket from the unit as loaded.
 func (h *Host) startSocketLocked() {
 	s := h.unit(SocketUnit)
-	if h.loadedSocket == nil || h.loadedSocket.Fragment == "" {
+	if h.loadedSocket == nil || h.loadedSocket.Fragment == "" || h.loadedSocket.Masked {
 		s.active, h.listening = "inactive", nil
 		return
 	}
@@ -356,6 +362,9 @@ func (h *Host) judgeLocked(svc *unitFiles, listening []string) (*Daemon, error) 
 	if svc == nil || svc.Fragment == "" {
 		return nil, refuse(ReasonUnit, "Unit docker.service not found.")
 	}
+	if svc.Masked {
+		return nil, refuse(ReasonUnit, "Unit docker.service is masked.")
+	}
 	s, err := svc.parse()
 	if err != nil {
 		return nil, refuse(ReasonUnit, "%v", err)
@@ -375,6 +384,9 @@ func (h *Host) judgeLocked(svc *unitFiles, listening []string) (*Daemon, error) 
 		for _, name := range strings.Fields(r) {
 			if name == SocketUnit && (h.loadedSocket == nil || h.loadedSocket.Fragment == "") {
 				return nil, refuse(ReasonUnit, "Unit docker.socket not found.")
+			}
+			if name == SocketUnit && h.loadedSocket.Masked {
+				return nil, refuse(ReasonUnit, "Unit docker.socket is masked.")
 			}
 		}
 	}
@@ -605,6 +617,9 @@ func (h *Host) Unit(_ context.Context, name string) (systemd.UnitInfo, error) {
 	if loaded != nil {
 		if loaded.Fragment == "" {
 			info.LoadState = "not-found"
+		}
+		if loaded.Masked {
+			info.LoadState = "masked"
 		}
 		info.FragmentPath = loaded.Fragment
 		info.DropInPaths = append([]string(nil), loaded.DropIns...)

@@ -83,3 +83,93 @@ func TestHungRestartIsBounded(t *testing.T) {
 		t.Errorf("not converged:\n%s", out)
 	}
 }
+
+// TestProxyRevertKeepsContainers: proxy mode on a fresh host never
+// changes dockerd's files, so its revert only stops tlsdock.service:
+// dockerd keeps its PID and a running container keeps running with the
+// same start time.
+func TestProxyRevertKeepsContainers(t *testing.T) {
+	h := startWithTlsdock(t)
+	ctx := ctxFor(t, 4*time.Minute)
+	id := startSleeper(t, ctx, h)
+	started := containerStarted(t, ctx, h, id)
+	pid := dockerPID(t, ctx, h)
+	mustTlsdock(t, ctx, h, "provision", "--mode", "proxy", "--generate")
+	out := mustTlsdock(t, ctx, h, "revert")
+	t.Logf("revert:\n%s", out)
+	if got := dockerPID(t, ctx, h); got != pid {
+		t.Errorf("dockerd's MainPID changed %s -> %s, though nothing of dockerd's changed", pid, got)
+	}
+	if got := containerStarted(t, ctx, h, id); got != started {
+		t.Errorf("the container was restarted or stopped: %q -> %q", started, got)
+	}
+	if !strings.Contains(out, "kept running") {
+		t.Errorf("revert does not say dockerd kept running:\n%s", out)
+	}
+}
+
+// TestProxyRevertLiveRestoreFirst: dockerd had a plaintext TCP listener,
+// which proxy mode removed with --live-restore=false (so the running
+// dockerd has no live-restore). The revert puts the listener back, which
+// restarts dockerd: with --keep-live-restore it turns live-restore on
+// first (SIGHUP), and the running container survives the restart.
+func TestProxyRevertLiveRestoreFirst(t *testing.T) {
+	h := startWithTlsdock(t)
+	ctx := ctxFor(t, 4*time.Minute)
+	const override = "/etc/systemd/system/docker.service.d/override.conf"
+	if err := h.WriteFile(override, []byte("[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// -H tcp://127.0.0.1:2375 --tls=false --containerd=/run/containerd/containerd.sock\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, h, "systemctl", "daemon-reload")
+	run(t, ctx, h, "systemctl", "restart", "docker.service")
+	mustTlsdock(t, ctx, h, "provision", "--mode", "proxy", "--generate", "--live-restore=false")
+	if out := run(t, ctx, h, "docker", "info", "--format", "{{.LiveRestoreEnabled}}"); strings.TrimSpace(out) != "false" {
+		t.Fatalf("live-restore after provision --live-restore=false: %s", out)
+	}
+	id := startSleeper(t, ctx, h)
+	started := containerStarted(t, ctx, h, id)
+	pid := dockerPID(t, ctx, h)
+	out := mustTlsdock(t, ctx, h, "revert", "--keep-live-restore")
+	t.Logf("revert:\n%s", out)
+	if got := dockerPID(t, ctx, h); got == pid {
+		t.Fatal("dockerd was not restarted: its TCP listener is not back")
+	}
+	if out := run(t, ctx, h, "ss", "-Hltn", "sport = :2375"); strings.TrimSpace(out) == "" {
+		t.Error("dockerd's own listener on 2375 is not back")
+	}
+	if got := containerStarted(t, ctx, h, id); got != started {
+		t.Errorf("the container did not survive the revert's restart: %q -> %q", started, got)
+	}
+	if !strings.Contains(out, "turning it on and reloading dockerd first") {
+		t.Errorf("revert does not say it turns live-restore on first:\n%s", out)
+	}
+}
+
+// TestMaskedSocketIsRefused: with docker.socket masked, Debian's
+// docker.service (Requires=docker.socket, -H fd://) cannot start, so
+// provision refuses at the start with exit 2 and a message naming
+// docker.socket and what to do, and changes nothing: the files are
+// byte-identical and dockerd keeps its PID. Before, it restarted docker,
+// failed, and its rollback failed too (exit 4). Once unmasked, the same
+// provision goes through.
+func TestMaskedSocketIsRefused(t *testing.T) {
+	h := startWithTlsdock(t)
+	ctx := ctxFor(t, 3*time.Minute)
+	run(t, ctx, h, "systemctl", "mask", "docker.socket")
+	t.Logf("docker.socket: %s", strings.TrimSpace(run(t, ctx, h, "systemctl", "show", "-p", "LoadState", "-p", "ActiveState", "-p", "FragmentPath", "docker.socket")))
+	before := hostTree(t, ctx, h)
+	pid := dockerPID(t, ctx, h)
+	out, errb, code := tlsdock(ctx, h, "provision", "--generate")
+	t.Logf("exit %d: %s", code, strings.TrimSpace(errb))
+	if code != 2 || !strings.Contains(errb, "docker.socket") || !strings.Contains(errb, "systemctl unmask docker.socket") {
+		t.Fatalf("exit %d, want 2 naming docker.socket and how to unmask it\nstdout:\n%s\nstderr:\n%s", code, out, errb)
+	}
+	if d := lineDiff(before, hostTree(t, ctx, h)); d != "" {
+		t.Errorf("the refused provision changed files:\n%s", d)
+	}
+	if got := dockerPID(t, ctx, h); got != pid {
+		t.Errorf("docker restarted (MainPID %s -> %s) though provision was refused", pid, got)
+	}
+	run(t, ctx, h, "systemctl", "unmask", "docker.socket")
+	mustTlsdock(t, ctx, h, "provision", "--generate")
+}
