@@ -297,7 +297,7 @@ func (d *dirSource) maybeRotate(ctx context.Context, now time.Time) {
 	r.log.Info("rotating", "from", r.installed.Serial(), "to", set.Serial(), "dir", cfg.Certs)
 	r.o.Notify("STATUS=rotating to serial " + set.Serial())
 	r.lastStatus = ""
-	r.record() // a pending set that became this candidate is no longer shown as pending
+	r.recordPending() // the pending set that became this candidate is no longer shown as pending
 	res, err := r.provision(ctx, cfg)
 	r.served(res, err, set)
 	r.force = false
