@@ -312,3 +312,25 @@ func TestInstallableFrom(t *testing.T) {
 		})
 	}
 }
+
+// TestJustIssuedSetWaitsForTheMargin: a set from an issuer that does not
+// backdate, valid since a moment ago, is installed notBeforeMargin after
+// its notBefore, not earlier.
+func TestJustIssuedSetWaitsForTheMargin(t *testing.T) {
+	g, _ := servingRig(t)
+	g.runUntil(g.at(time.Minute))
+	nb := g.at(time.Minute)
+	s1 := g.issueFrom(nb, ServerValidity)
+	g.writeSet(s1)
+	g.runUntil(g.at(time.Minute + DefaultDebounce))
+	if n := len(g.app.Calls()); n != 0 {
+		t.Fatalf("installed %v after notBefore, before the margin of %v", DefaultDebounce, notBeforeMargin)
+	}
+	if note := g.lastNote(); !strings.Contains(note, "pending: serial "+s1.serial+", valid since ") {
+		t.Fatalf("STATUS %q", note)
+	}
+	g.runUntil(g.at(time.Hour))
+	if got, want := g.callTimes(), []time.Duration{time.Minute + notBeforeMargin}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("applies at %v, want %v", got, want)
+	}
+}

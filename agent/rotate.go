@@ -628,7 +628,11 @@ func (r *Rotator) status(now time.Time) {
 	}
 	if p := r.src.pendingSet(); p != nil {
 		// Absolute times only: the line stays until the next change.
-		s += fmt.Sprintf("; pending: serial %s, valid from %s, installed at %s", p.Serial, p.NotBefore.UTC().Format(statusTime), p.InstallAt.UTC().Format(time.TimeOnly))
+		from := "valid from"
+		if !now.Before(p.NotBefore) {
+			from = "valid since" // waiting for notBeforeMargin
+		}
+		s += fmt.Sprintf("; pending: serial %s, %s %s, installed at %s", p.Serial, from, p.NotBefore.UTC().Format(statusTime), p.InstallAt.UTC().Format(time.TimeOnly))
 	}
 	if r.warning != "" && r.src.problem() == "" {
 		s += "; " + r.warning
