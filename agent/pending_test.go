@@ -334,3 +334,49 @@ func TestJustIssuedSetWaitsForTheMargin(t *testing.T) {
 		t.Fatalf("applies at %v, want %v", got, want)
 	}
 }
+
+// TestRunInstallsPendingSetOnItsTimer: the daemon loop itself arms the
+// timer for a pending set and installs it when the clock gets there, with
+// no file event and no signal.
+func TestRunInstallsPendingSetOnItsTimer(t *testing.T) {
+	g := newRig(t)
+	s0 := g.issue(ServerValidity)
+	g.app.installed = s0.parsed(t)
+	nb := g.at(3 * time.Minute)
+	s1 := g.issueFrom(nb, ServerValidity)
+	g.prepare(s1) // in the source before the start: no event
+	log := &eventLog{c: make(chan string, 100)}
+	g.app.events = log
+	g.r.o.Notify = func(s string) bool { log.add(s); return true }
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- g.r.Run(ctx) }()
+	wait := func(what string) {
+		t.Helper()
+		timeout := time.After(30 * time.Second) // a failure bound only
+		for {
+			select {
+			case s := <-log.c:
+				if strings.Contains(s, what) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no %q; events: %q", what, log.all())
+			}
+		}
+	}
+	wait("pending: serial " + s1.serial)
+	wait("READY=1")
+	g.clock.Set(nb) // valid, but within the margin: nothing yet
+	g.clock.Set(nb.Add(notBeforeMargin))
+	wait("provision " + s1.serial)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := g.callTimes(); fmt.Sprint(got) != fmt.Sprint([]time.Duration{3*time.Minute + notBeforeMargin}) {
+		t.Fatalf("applies at %v", got)
+	}
+}
