@@ -141,6 +141,20 @@ func TestPendingSetReplaced(t *testing.T) {
 			t.Fatalf("STATUS %q still shows a pending set", note)
 		}
 	})
+	t.Run("unnoticed: the timer reads the source again", func(t *testing.T) {
+		g, _ := servingRig(t)
+		s1 := g.issueFrom(g.at(3*time.Minute), ServerValidity)
+		g.writeSet(s1)
+		g.runUntil(g.at(time.Minute))
+		s2 := g.issue(ServerValidity)
+		for name, data := range map[string][]byte{certstore.CAFile: s2.ca, certstore.CertFile: s2.cert, certstore.KeyFile: s2.key} {
+			writeSource(t, g.src, name, data) // no event: a lost watch
+		}
+		g.runUntil(g.at(10 * time.Minute))
+		if got := g.serials(); fmt.Sprint(got) != fmt.Sprint([]string{s2.serial}) {
+			t.Fatalf("applied %v, want [%s]: what the source holds when the timer fires", got, s2.serial)
+		}
+	})
 	t.Run("by an invalid set", func(t *testing.T) {
 		g, s0 := servingRig(t)
 		s1 := g.issueFrom(g.at(3*time.Minute), ServerValidity)
