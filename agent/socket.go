@@ -112,7 +112,7 @@ func (a *Agent) chooseSocket(plan *Plan, h *hostConfig) error {
 			}
 		}
 	} else {
-		plan.changeNote("TCP listeners: dockerd holds them (hosts in daemon.json), because %s; connections are refused while dockerd restarts", c.Why)
+		plan.changeNote("TCP listeners: dockerd holds them (on the -H flags or in daemon.json's hosts, wherever it takes its listeners from now), because %s; connections are refused while dockerd restarts", c.Why)
 	}
 	return nil
 }
