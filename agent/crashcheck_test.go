@@ -181,6 +181,25 @@ func earlierHostsShape(t *testing.T, h *fakeHost) {
 	}
 }
 
+// crashRevertAt runs a revert that crashes right after the operation op.
+func crashRevertAt(op string) func(t *testing.T, h *fakeHost) {
+	return func(t *testing.T, h *fakeHost) {
+		a := h.agent(&fakeVerifier{}, withExe, noDNS, func(o *Options) {
+			o.Step = func(s string) {
+				if s == op {
+					panic("crash after " + s)
+				}
+			}
+		})
+		defer func() {
+			if r := recover(); r == nil {
+				t.Fatalf("the revert did not reach %q", op)
+			}
+		}()
+		_, _ = revertRun().do(a)
+	}
+}
+
 func crashScenarios() []crashScenario {
 	gen := generateCfg()
 	dns := withHosts(gen, "tcp://dockerhost:2376")
@@ -223,6 +242,16 @@ func crashScenarios() []crashScenario {
 		{"socket to dns fallback", withSocket, gen, dns},
 	} {
 		out = append(out, crashScenario{name: "mode change/" + c.name, setup: c.setup, prep: []crashRun{{cfg: c.from}}, run: crashRun{cfg: c.to}})
+	}
+	// A revert that crashed once its files were back, with the set
+	// removed: the recovery restores the journal (the provisioned
+	// files, which name the set).
+	for _, m := range []struct {
+		name string
+		cfg  Config
+	}{{"dropin", inMode(gen, ModeDropIn)}, {"daemon-json fallback dns", dns}, {"daemon-json socket", gen}} {
+		out = append(out, crashScenario{name: "recovery of a crashed revert/" + m.name, setup: withSocket, prep: []crashRun{{cfg: m.cfg}},
+			after: crashRevertAt("remove the certificate set in " + SSLDir), run: revertRun()})
 	}
 	// A host an earlier tlsdock provisioned with "hosts" in daemon.json.
 	out = append(out,
@@ -310,16 +339,19 @@ func checkCrash(t *testing.T, s crashScenario) (int, []string) {
 // crashWindows are the scenarios whose windows the checker found in an
 // earlier write order, each with a test of its own.
 var crashWindows = map[string]string{
-	"daemon-json fallback no socket/first":  "TestCrashFallbackKeepsTheListenersOnTheCommandLine",
-	"daemon-json fallback dns/first":        "TestCrashFallbackKeepsTheListenersOnTheCommandLine",
-	"daemon-json fallback no socket/revert": "TestCrashRestoreTakesTheDropInFirst",
-	"daemon-json fallback dns/revert":       "TestCrashRestoreTakesTheDropInFirst",
-	"mode change/dropin to socket":          "TestCrashTLSFlagsMoveThroughNoListener",
-	"mode change/fallback to dropin":        "TestCrashTLSFlagsMoveThroughNoListener",
-	"mode change/dropin to fallback":        "TestCrashTLSFlagsMoveThroughNoListener",
-	"mode change/dns fallback to socket":    "TestCrashFallbackKeepsTheListenersOnTheCommandLine",
-	"mode change/socket to dns fallback":    "TestCrashFallbackKeepsTheListenersOnTheCommandLine",
-	"earlier hosts shape/provision":         "TestCrashEarlierHostsShapeKeepsFdInDaemonJSON",
+	"daemon-json fallback no socket/first":                  "TestCrashFallbackKeepsTheListenersOnTheCommandLine",
+	"daemon-json fallback dns/first":                        "TestCrashFallbackKeepsTheListenersOnTheCommandLine",
+	"daemon-json fallback no socket/revert":                 "TestCrashRestoreTakesTheDropInFirst",
+	"daemon-json fallback dns/revert":                       "TestCrashRestoreTakesTheDropInFirst",
+	"mode change/dropin to socket":                          "TestCrashTLSFlagsMoveThroughNoListener",
+	"mode change/fallback to dropin":                        "TestCrashTLSFlagsMoveThroughNoListener",
+	"mode change/dropin to fallback":                        "TestCrashTLSFlagsMoveThroughNoListener",
+	"mode change/dns fallback to socket":                    "TestCrashFallbackKeepsTheListenersOnTheCommandLine",
+	"mode change/socket to dns fallback":                    "TestCrashFallbackKeepsTheListenersOnTheCommandLine",
+	"earlier hosts shape/provision":                         "TestCrashEarlierHostsShapeKeepsFdInDaemonJSON",
+	"recovery of a crashed revert/dropin":                   "TestCrashRestoreInstallsTheSetBeforeTheFilesNamingIt",
+	"recovery of a crashed revert/daemon-json fallback dns": "TestCrashRestoreInstallsTheSetBeforeTheFilesNamingIt",
+	"recovery of a crashed revert/daemon-json socket":       "TestCrashRestoreInstallsTheSetBeforeTheFilesNamingIt",
 }
 
 func TestCrashConsistency(t *testing.T) {
@@ -401,4 +433,14 @@ func TestCrashTLSFlagsMoveThroughNoListener(t *testing.T) {
 // docker.socket.
 func TestCrashEarlierHostsShapeKeepsFdInDaemonJSON(t *testing.T) {
 	runCrashWindows(t, "TestCrashEarlierHostsShapeKeepsFdInDaemonJSON")
+}
+
+// A restore whose files name the set (the journal of an interrupted
+// revert: the provisioned files) wrote daemon.json and the drop-in before
+// the set was back: a crash in between left dockerd naming certificates
+// that are not there (issue 13, S3 and S5 of the real-host sweep: dockerd
+// fails at boot until the start limit). The set now comes first when the
+// restored files name it, last when they stop naming it.
+func TestCrashRestoreInstallsTheSetBeforeTheFilesNamingIt(t *testing.T) {
+	runCrashWindows(t, "TestCrashRestoreInstallsTheSetBeforeTheFilesNamingIt")
 }

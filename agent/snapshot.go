@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -181,6 +182,14 @@ func readPrivate(path string) ([]byte, error) {
 // restored as one unit.
 func (s *Snapshot) Restore(p Paths) error {
 	var errs []error
+	// The set comes back before the files that name it, and goes after
+	// the files that stop naming it.
+	setFirst := s.namesSet()
+	if setFirst {
+		if err := s.restoreSSL(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := s.restoreSocketFile(p, true); err != nil {
 		errs = append(errs, err)
 	}
@@ -201,8 +210,10 @@ func (s *Snapshot) Restore(p Paths) error {
 			}
 		}
 	}
-	if err := s.restoreSSL(p); err != nil {
-		errs = append(errs, err)
+	if !setFirst {
+		if err := s.restoreSSL(p); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if s.Dirs != nil {
 		for _, d := range createdDirs {
@@ -225,14 +236,45 @@ func (s *Snapshot) Restore(p Paths) error {
 
 // dockerdOrder is the order daemon.json and tlsdock's drop-in are restored
 // in (as writeOrder writes them): the drop-in first, taking its -H and
-// --tls* flags away, unless the restored drop-in passes --tls* flags
-// (dropin mode), which daemon.json's TLS settings must have left first.
+// --tls* flags away, unless the restored drop-in passes a TCP listener or
+// --tls* flags, which need daemon.json's TLS settings in place (or gone,
+// for dropin mode) first.
 func (s *Snapshot) dockerdOrder() []string {
 	d := s.File(DropInPath)
-	if d.Exists && bytes.Contains(d.Content, []byte(" --tls")) {
+	if d.Exists && dropInAdds(d.Content) {
 		return []string{DaemonJSONPath, DropInPath}
 	}
 	return []string{DropInPath, DaemonJSONPath}
+}
+
+// dropInAdds reports whether a drop-in's ExecStart passes a TCP listener
+// or a --tls* flag (an unreadable one counts as passing them).
+func dropInAdds(content []byte) bool {
+	var last string
+	for _, line := range strings.Split(string(content), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "ExecStart="); ok && strings.TrimSpace(v) != "" {
+			last = v
+		}
+	}
+	if last == "" {
+		return false
+	}
+	cmd, err := systemd.ParseCommand(last)
+	return err != nil || passesTCPOrTLS(cmd)
+}
+
+// namesSet reports whether the snapshot's dockerd files name the installed
+// set and the snapshot has one.
+func (s *Snapshot) namesSet() bool {
+	if !s.File(SSLDir + "/" + certstore.CertFile).Exists {
+		return false
+	}
+	for _, hp := range dockerdPaths {
+		if bytes.Contains(s.File(hp).Content, []byte(SSLDir+"/")) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Snapshot) restoreSSL(p Paths) error {
