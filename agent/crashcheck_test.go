@@ -370,7 +370,7 @@ func TestCrashConsistency(t *testing.T) {
 func runCrashScenario(t *testing.T, s crashScenario) int {
 	t.Helper()
 	n, fails := checkCrash(t, s)
-	t.Logf("%d operations, %d prefixes checked", n-1, n)
+	t.Logf("%s: %d operations, %d prefixes checked", s.name, n-1, n)
 	var bad []string
 	for _, f := range fails {
 		if s.known != "" && strings.Contains(f, s.known) {
