@@ -70,6 +70,12 @@ type Options struct {
 	// Pause, when set, is called at each named step of the sequence. The
 	// crash tests use it to stop tlsdock at a chosen point.
 	Pause func(step string)
+	// Step, when set, is called after every file operation of the
+	// sequence (a write, rename, removal, certificate-set install,
+	// directory create or remove), with what it did ("write
+	// /etc/docker/daemon.json"). The crash-consistency test copies the
+	// host's files there: a crash right after each operation.
+	Step func(op string)
 
 	// Proxy is the running proxy when the agent runs inside `tlsdock run
 	// --mode proxy`: proxy mode's serve step then swaps the set into it.
@@ -132,6 +138,10 @@ func New(o Options) *Agent {
 	if o.Pause == nil {
 		o.Pause = func(string) {}
 	}
+	if o.Step == nil {
+		o.Step = func(string) {}
+	}
+	o.Paths.step = o.Step
 	if o.Executable == nil {
 		o.Executable = os.Executable
 	}

@@ -152,7 +152,11 @@ func (a *Agent) recoverJournal(ctx context.Context) (bool, error) {
 	if err := j.Restore(a.o.Paths); err != nil {
 		return false, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
 	}
-	return true, os.Remove(a.journalPath())
+	if err := os.Remove(a.journalPath()); err != nil {
+		return true, err
+	}
+	a.o.Step("remove " + StateDir + "/journal.json")
+	return true, nil
 }
 
 // apply runs the plan: it is a no-op when nothing changed and the endpoint
@@ -199,6 +203,7 @@ func (a *Agent) change(ctx context.Context, cfg Config, plan *Plan, res *Result,
 		if err := plan.NewCA.Save(a.o.Paths.CA()); err != nil {
 			return fail(fmt.Errorf("saving the local CA: %w", err))
 		}
+		a.o.Step("save the local CA in " + CADir)
 	}
 	if plan.LiveRestoreFirst {
 		if err := a.enableLiveRestore(ctx, plan); err != nil {
@@ -212,6 +217,7 @@ func (a *Agent) change(ctx context.Context, cfg Config, plan *Plan, res *Result,
 		if err := snap.Save(a.journalPath()); err != nil {
 			return err
 		}
+		a.o.Step("write " + StateDir + "/journal.json")
 		a.o.Pause("live-restore")
 	}
 	if err := a.write(ctx, cfg, plan, &done); err != nil {
@@ -243,10 +249,12 @@ func (a *Agent) backUp(now time.Time) (*Snapshot, error) {
 		if err := snap.Save(a.originalPath()); err != nil {
 			return nil, err
 		}
+		a.o.Step("write " + StateDir + "/original.json")
 	}
 	if err := snap.Save(a.journalPath()); err != nil {
 		return nil, err
 	}
+	a.o.Step("write " + StateDir + "/journal.json")
 	a.o.Pause("backed-up")
 	return snap, nil
 }
@@ -257,11 +265,13 @@ func (a *Agent) commit(cfg Config, plan *Plan, res *Result, now time.Time) error
 	if err := os.Remove(a.journalPath()); err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}
+	a.o.Step("remove " + StateDir + "/journal.json")
 	st := &State{Mode: plan.Mode, Hosts: plan.Hosts, TCPHosts: plan.TCPHosts, TCPHeldBy: plan.TCPHeldBy, Fingerprint: plan.Set.Fingerprint(), Serial: plan.Set.Serial(), NotAfter: plan.Set.Cert.NotAfter,
 		LastApply: Apply{Time: now, Result: "ok", Changed: true, Serial: plan.Set.Serial(), Warnings: plan.Warnings}}
 	if err := a.saveState(st); err != nil {
 		return err
 	}
+	a.o.Step("write " + StateDir + "/state.json")
 	a.o.Logger.Info("applied", "serial", st.Serial, "restarted", plan.Restart, "hosts", strings.Join(plan.Hosts, ","))
 	return a.writeClientBundle(cfg, plan, res, now)
 }
@@ -318,6 +328,7 @@ func (a *Agent) write(ctx context.Context, cfg Config, plan *Plan, done *served)
 		if _, err := (certstore.Store{Dir: a.o.Paths.SSL()}).Install(plan.Set); err != nil {
 			return fmt.Errorf("installing certificates in %s: %w", SSLDir, err)
 		}
+		a.o.Step("install the certificate set in " + SSLDir)
 	}
 	a.o.Pause("certs-installed")
 	// docker.socket gives up tlsdock's listeners first. Its reload
@@ -332,10 +343,13 @@ func (a *Agent) write(ctx context.Context, cfg Config, plan *Plan, done *served)
 			if err := os.Remove(a.o.Paths.Abs(f.Path)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("removing %s: %w", f.Path, err)
 			}
+			a.o.Step("remove " + f.Path)
 		} else if err := a.writeFile(f.Path, f.new, f.mode); err != nil {
 			return err
 		}
-		if f.load {
+		// A unit file written after a load is loaded too: the serve step
+		// reloads only when nothing was loaded yet.
+		if f.load || done.loaded && contains(unitPaths, f.Path) {
 			done.loaded = true
 			rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 			err := a.o.Systemd.DaemonReload(rctx)
@@ -350,12 +364,16 @@ func (a *Agent) write(ctx context.Context, cfg Config, plan *Plan, done *served)
 
 func (a *Agent) writeFile(hostPath string, data []byte, mode os.FileMode) error {
 	abs := a.o.Paths.Abs(hostPath)
-	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", filepath.Dir(hostPath), err)
+	if _, err := os.Stat(filepath.Dir(abs)); err != nil {
+		if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+			return fmt.Errorf("creating %s: %w", filepath.Dir(hostPath), err)
+		}
+		a.o.Step("mkdir " + filepath.Dir(hostPath))
 	}
 	if err := certstore.WriteFileAtomic(abs, data, mode); err != nil {
 		return fmt.Errorf("writing %s: %w", hostPath, err)
 	}
+	a.o.Step("write " + hostPath)
 	return nil
 }
 
@@ -500,6 +518,7 @@ func (a *Agent) rollback(ctx context.Context, cfg Config, plan *Plan, snap *Snap
 	if err := os.Remove(a.journalPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return failed(err)
 	}
+	a.o.Step("remove " + StateDir + "/journal.json")
 	if uerr != nil {
 		return fmt.Errorf("%w (%w: %v)", cause, ErrRollbackFailed, uerr)
 	}

@@ -61,6 +61,7 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return res, err
 		}
+		a.o.Step("remove " + p)
 	}
 	a.o.Logger.Info("reverted", "unit", systemd.DockerUnit, "restarted", plan.Restart)
 	return res, nil

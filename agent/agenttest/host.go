@@ -81,6 +81,10 @@ type Host struct {
 	failRestart func(daemonJSON string) bool
 	version     string
 	strict      bool
+	// sockGone: a dockerd that listened on /run/docker.sock itself
+	// deleted it when it stopped (ownsSocketFile); docker.socket's socket
+	// has no path until docker.socket binds it again.
+	sockGone bool
 }
 
 // SetStrictSocket makes a host without a docker.socket unit behave as
@@ -341,6 +345,7 @@ func (h *Host) startSocketLocked() {
 		return
 	}
 	s.active, h.listening = "active", listen
+	h.sockGone = false
 }
 
 func (h *Host) loadLocked() error {
@@ -399,6 +404,7 @@ func (h *Host) judgeLocked(svc *unitFiles, listening []string) (*Daemon, error) 
 
 // startDockerd starts dockerd from the loaded unit, or records why not.
 func (h *Host) startDockerd(u *unitState) error {
+	h.dockerdStopsLocked()
 	d, err := h.judgeLocked(h.loaded, h.listening)
 	if err == nil && h.failRestart != nil {
 		js, _ := os.ReadFile(filepath.Join(h.Root, DaemonJSON))
@@ -412,6 +418,10 @@ func (h *Host) startDockerd(u *unitState) error {
 		return err
 	}
 	u.active, h.running, h.liveRestore = "active", d, d.LiveRestore
+	if ownsSocketFile(d, h.socketListeningLocked()) {
+		// Its own file is there while it runs.
+		h.sockGone = false
+	}
 	return nil
 }
 
@@ -458,7 +468,11 @@ func (h *Host) Restart(_ context.Context, name string) error {
 	if name == SocketUnit {
 		// Restarting docker.socket binds its ListenStream= values as
 		// loaded now, and restarts docker.service, which requires it (a
-		// restart propagates along Requires=, systemd.unit(5)).
+		// restart propagates along Requires=, systemd.unit(5)): dockerd
+		// stops first.
+		if h.unit(DockerUnit).active == "active" {
+			h.dockerdStopsLocked()
+		}
 		h.startSocketLocked()
 		if h.listening == nil {
 			return jobFailed(name, refuse(ReasonUnit, "docker.socket cannot listen"))
@@ -488,7 +502,8 @@ func (h *Host) Restart(_ context.Context, name string) error {
 		return nil
 	}
 	if err := h.startLimitLocked(u); err != nil {
-		u.active, h.running = "failed", nil
+		h.dockerdStopsLocked()
+		u.active = "failed"
 		h.lastErr = err
 		return jobFailed(name, err)
 	}
@@ -554,11 +569,11 @@ func (h *Host) Stop(_ context.Context, name string) error {
 	switch name {
 	case SocketUnit:
 		// docker.service requires the socket: it stops too.
+		h.dockerdStopsLocked()
 		h.listening = nil
 		h.unit(DockerUnit).active = "inactive"
-		h.running = nil
 	case DockerUnit:
-		h.running = nil
+		h.dockerdStopsLocked()
 	}
 	return nil
 }
@@ -681,6 +696,9 @@ func (h *Host) Ping(context.Context) error {
 	h.bootLocked()
 	if h.running == nil {
 		return fmt.Errorf("docker is %s: %w", h.unit(DockerUnit).active, errNotRunning)
+	}
+	if h.sockGone {
+		return fmt.Errorf("dial unix /var/run/docker.sock: connect: no such file or directory (a dockerd that listened on it itself deleted docker.socket's file when it stopped): %w", errNotRunning)
 	}
 	return nil
 }
