@@ -149,6 +149,11 @@ func TestBadInputRealHost(t *testing.T) {
 		{
 			name: "ExecStart runs a wrapper",
 			setup: func() {
+				// A wrapper that exists: a missing program is refused
+				// earlier, as a docker that cannot start.
+				if err := h.WriteFile("/usr/local/bin/start-docker", []byte("#!/bin/sh\nexec /usr/sbin/dockerd \"$@\"\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
 				write(override, "[Service]\nExecStart=\nExecStart=/usr/local/bin/start-docker -H fd://\n")
 				reload()
 			},
