@@ -26,6 +26,9 @@ type State struct {
 	// LastError is the current validation or apply error, shown by status
 	// until a later apply succeeds.
 	LastError string `json:"last_error,omitempty"`
+	// Pending is the set the rotation daemon waits to install because its
+	// notBefore is ahead; nil when none.
+	Pending *PendingSet `json:"pending,omitempty"`
 }
 
 // Apply records one run of the sequence.
