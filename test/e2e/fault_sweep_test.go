@@ -340,16 +340,6 @@ var knownFindings = []struct {
 	// A kill inside the atomic write leaves .NAME.tmp-* behind.
 	{"S2", "", chkTempFiles, ".tmp-"},
 	{"S2", "", chkIdentical, ".tmp-"},
-	// revert removes the set before the files that name it.
-	{"S3", "revert", chkBoots, "Could not load X509 key pair"},
-	{"S3", "revert", chkSocket, "Could not load X509 key pair"},
-	{"S3", "revert", chkSocketDisk, "Could not load X509 key pair"},
-	// daemon-json with dockerd holding the listener: dockerd without -H
-	// takes over /run/docker.sock and deletes it on stop.
-	{"S4", "provision-daemon-json-dockerd-holds", chkSocketDisk, "Cannot connect to the Docker daemon"},
-	{"S4", "provision-daemon-json-dockerd-holds", chkRecovery, "docker.sock: connect: no such file or directory"},
-	{"S4", "provision-daemon-json-dockerd-holds", chkRevert, "docker.sock: connect: no such file or directory"},
-	{"S4", "revert-daemon-json-dockerd-holds", chkRecovery, "docker.sock: connect: no such file or directory"},
 }
 
 // consequences are the checks that fail after an earlier check failed
