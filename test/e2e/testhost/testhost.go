@@ -57,6 +57,7 @@ type Host struct {
 	BootTime time.Duration
 
 	logf   func(format string, args ...any)
+	hier   []hierarchy // the cgroup hierarchies, one cgroup of the host's in each
 	lock   *os.File
 	st     state
 	cmd    *exec.Cmd
@@ -164,9 +165,15 @@ func (h *Host) boot(ctx context.Context, opt Options) error {
 	if err := syscall.Mount("overlay", h.Root, "overlay", 0, data); err != nil {
 		return fmt.Errorf("mount -t overlay -o %s overlay %s: %w", data, h.Root, err)
 	}
+	h.hier = hs
+	return h.start(ctx)
+}
 
+// start creates the host's cgroups, starts nspawn on the mounted overlay and
+// waits until docker.service is active. Boot and PowerOn call it.
+func (h *Host) start(ctx context.Context) error {
 	var procs []string
-	for i, hy := range hs {
+	for i, hy := range h.hier {
 		if err := createCgroup(hy.current, h.st.Cgroups[i], hy.cpuset); err != nil {
 			return fmt.Errorf("creating cgroup: %w", err)
 		}
@@ -181,12 +188,12 @@ func (h *Host) boot(ctx context.Context, opt Options) error {
 		"--system-call-filter=@keyring", "--private-network",
 		"--machine=" + h.Name,
 	}
-	out, err := os.Create(filepath.Join(h.WorkDir, "script.out"))
+	out, err := os.OpenFile(filepath.Join(h.WorkDir, "script.out"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer out.Close()
-	const wrapper = `for f in "$@"; do echo $$ >"$f" || exit 97; done; exec script -qfc "$NSPAWN" "$CONSOLE_LOG"`
+	const wrapper = `for f in "$@"; do echo $$ >"$f" || exit 97; done; exec script -aqfc "$NSPAWN" "$CONSOLE_LOG"`
 	cmd := exec.Command("/bin/sh", append([]string{"-c", wrapper, "sh"}, procs...)...)
 	cmd.Env = []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
