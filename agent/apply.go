@@ -94,7 +94,9 @@ func (a *Agent) Provision(ctx context.Context, cfg Config) (*Result, error) {
 		return res, err
 	}
 	defer unlock()
-	forceRestart, err := a.recoverJournal()
+	a.removeTemps()
+	forceRestart, _, _, recovered, err := a.recoverJournal()
+	res.Notes = append(res.Notes, recovered...)
 	if err != nil {
 		res.Error = err.Error()
 		return res, err
@@ -134,23 +136,6 @@ func (a *Agent) describe(res *Result, plan *Plan) {
 	}
 }
 
-// recoverJournal undoes an apply that was interrupted (its journal is still
-// there). It reports whether docker must be restarted to match the files.
-func (a *Agent) recoverJournal() (bool, error) {
-	j, err := LoadSnapshot(a.journalPath())
-	if err != nil || j == nil {
-		return false, err
-	}
-	a.o.Logger.Warn("an earlier apply was interrupted; restoring its backup", "journal", a.journalPath(), "taken", j.Taken)
-	if err := a.releaseBeforeRestore(context.Background(), j, a.o.RollbackWait); err != nil {
-		return false, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
-	}
-	if err := j.Restore(a.o.Paths); err != nil {
-		return false, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
-	}
-	return true, os.Remove(a.journalPath())
-}
-
 // apply runs the plan: it is a no-op when nothing changed and the endpoint
 // passes verification; otherwise it changes the host and commits.
 func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) error {
@@ -180,7 +165,7 @@ func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) 
 // the other: back up → save a new local CA → turn live-restore on first →
 // write → serve → verify. A failure after the backup rolls back.
 func (a *Agent) change(ctx context.Context, cfg Config, plan *Plan, res *Result, now time.Time) error {
-	snap, err := a.backUp(now)
+	snap, err := a.backUp(plan, now)
 	if err != nil {
 		return err
 	}
@@ -200,6 +185,7 @@ func (a *Agent) change(ctx context.Context, cfg Config, plan *Plan, res *Result,
 		if snap, err = TakeSnapshot(a.o.Paths, now); err != nil {
 			return err
 		}
+		snap.Targets = planTargets(plan)
 		if err := snap.Save(a.journalPath()); err != nil {
 			return err
 		}
@@ -221,9 +207,10 @@ func (a *Agent) change(ctx context.Context, cfg Config, plan *Plan, res *Result,
 	return nil
 }
 
-// backUp saves the rollback journal, and the original snapshot (what revert
-// restores) before the first change.
-func (a *Agent) backUp(now time.Time) (*Snapshot, error) {
+// backUp saves the rollback journal, with what plan may write (its
+// Targets), and the original snapshot (what revert restores) before the
+// first change.
+func (a *Agent) backUp(plan *Plan, now time.Time) (*Snapshot, error) {
 	snap, err := TakeSnapshot(a.o.Paths, now)
 	if err != nil {
 		return nil, err
@@ -235,6 +222,7 @@ func (a *Agent) backUp(now time.Time) (*Snapshot, error) {
 			return nil, err
 		}
 	}
+	snap.Targets = planTargets(plan)
 	if err := snap.Save(a.journalPath()); err != nil {
 		return nil, err
 	}

@@ -33,7 +33,9 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 		return res, err
 	}
 	defer unlock()
-	forceRestart, err := a.recoverJournal()
+	a.removeTemps()
+	forceRestart, _, _, recovered, err := a.recoverJournal()
+	res.Notes = append(res.Notes, recovered...)
 	if err != nil {
 		return res, err
 	}
@@ -49,7 +51,7 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 	if err := srv.plan(plan, &hostConfig{cfg: cfg}); err != nil {
 		return res, err
 	}
-	res.Files, res.Notes = plan.Files, plan.Notes
+	res.Files, res.Notes = plan.Files, append(res.Notes, plan.Notes...)
 	res.Changed, res.Restarted = true, plan.Restart
 	if err := a.change(ctx, cfg, plan, res, a.o.Now()); err != nil {
 		return res, err

@@ -30,13 +30,18 @@ type State struct {
 
 // Apply records one run of the sequence.
 type Apply struct {
-	Time    time.Time `json:"time,omitzero"`
-	Result  string    `json:"result,omitempty"` // ok, unchanged, rolled-back, failed
-	Changed bool      `json:"changed"`
-	Error   string    `json:"error,omitempty"`
-	Serial  string    `json:"serial,omitempty"`
+	Time time.Time `json:"time,omitzero"`
+	// ok, unchanged, rolled-back, failed; recovered (`tlsdock run` undid
+	// an interrupted apply at start-up).
+	Result  string `json:"result,omitempty"`
+	Changed bool   `json:"changed"`
+	Error   string `json:"error,omitempty"`
+	Serial  string `json:"serial,omitempty"`
 	// Warnings of the run (allow-source-owner), shown by status.
 	Warnings []string `json:"warnings,omitempty"`
+	// Notes of a recovery: what was restored, and what was left as
+	// someone else's.
+	Notes []string `json:"notes,omitempty"`
 }
 
 func (a *Agent) statePath() string    { return filepath.Join(a.o.Paths.State(), "state.json") }

@@ -1,0 +1,310 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/tlsdock/tlsdock/certstore"
+	"github.com/tlsdock/tlsdock/daemonjson"
+	"github.com/tlsdock/tlsdock/systemd"
+)
+
+// What is restored of a journal, and onto what. The rule is the same everywhere: tlsdock puts a file back only
+// when it is in a state tlsdock itself left it in; anything else is the
+// administrator's and is left as it is, with a note.
+
+// digest is how tlsdock records a file's content: SHA-256, in hex.
+func digest(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// digest of a recorded file: "" when it is absent.
+func (f FileState) digest() string {
+	if !f.Exists {
+		return ""
+	}
+	return digest(f.Content)
+}
+
+// sameContent reports whether two states of a file hold the same content
+// (or are both absent).
+func sameContent(a, b FileState) bool {
+	return a.Exists == b.Exists && (!a.Exists || bytes.Equal(a.Content, b.Content))
+}
+
+// sslPaths are the installed set's stable paths, restored as one unit.
+var sslPaths = []string{SSLDir + "/" + certstore.CAFile, SSLDir + "/" + certstore.CertFile, SSLDir + "/" + certstore.KeyFile}
+
+// tlsdockKeys are the daemon.json keys tlsdock sets.
+var tlsdockKeys = append(append([]string{}, daemonjson.TLSKeys...), "hosts", "live-restore")
+
+// planTargets are what applying plan may write (Snapshot.Targets): the
+// planned files, live-restore's intermediate daemon.json, the removal of
+// docker.socket's drop-in, the certificate set; for revert, the original
+// snapshot's files.
+func planTargets(plan *Plan) map[string][]string {
+	t := map[string][]string{}
+	add := func(path, d string) {
+		if !slices.Contains(t[path], d) {
+			t[path] = append(t[path], d)
+		}
+	}
+	if plan.restore != nil {
+		for _, f := range plan.restore.Files {
+			add(f.Path, f.digest())
+		}
+		if plan.restore.keepSSL {
+			for _, p := range sslPaths {
+				delete(t, p)
+			}
+		}
+		add(SocketDropInPath, plan.restore.File(SocketDropInPath).digest())
+		return t
+	}
+	for _, f := range plan.Files {
+		if f.Action == "delete" {
+			add(f.Path, "")
+		} else {
+			add(f.Path, digest(f.new))
+		}
+	}
+	if plan.LiveRestoreFirst {
+		add(DaemonJSONPath, digest(plan.liveRestoreDoc))
+	}
+	if plan.socketGoes() {
+		add(SocketDropInPath, "")
+	}
+	if plan.Install && plan.Set != nil {
+		for i, b := range [][]byte{plan.Set.CAPEM, plan.Set.CertPEM, plan.Set.KeyPEM} {
+			add(sslPaths[i], digest(b))
+		}
+	}
+	return t
+}
+
+// onto returns the journal j as it may be restored onto the host as it is
+// now (cur), the paths that restoring it changes, and notes. A file goes
+// back to its state before the interrupted apply only when it is in a
+// state that apply was writing (j.Targets); one that is in any other
+// state was changed by someone else after the apply began, and is left as
+// it is. The certificate set is one unit: if one of its files is someone
+// else's, the set is left as it is. A journal of an older tlsdock, without
+// Targets, is judged by legacyTlsdocks.
+func (j *Snapshot) onto(cur *Snapshot) (target *Snapshot, restored, notes []string) {
+	theirs := map[string]bool{}
+	for _, f := range j.Files {
+		if c := cur.File(f.Path); !sameContent(c, f) && !j.wrote(f.Path, c, f) {
+			theirs[f.Path] = true
+		}
+	}
+	sslTheirs := slices.ContainsFunc(sslPaths, func(p string) bool { return theirs[p] })
+	t := *j
+	t.Files = nil
+	for _, f := range j.Files {
+		c := cur.File(f.Path)
+		switch {
+		case theirs[f.Path]:
+			t.Files = append(t.Files, c)
+			notes = append(notes, fmt.Sprintf("left %s as it is: it changed after the interrupted apply began, not into what tlsdock was writing, so the change is someone else's", f.Path))
+		case sslTheirs && slices.Contains(sslPaths, f.Path):
+			t.Files = append(t.Files, c)
+		default:
+			t.Files = append(t.Files, f)
+			if !sameContent(c, f) {
+				restored = append(restored, f.Path)
+			}
+		}
+	}
+	if sslTheirs {
+		t.keepSSL = true
+		notes = append(notes, "left the certificate set in "+SSLDir+" as it is: it is not the one tlsdock was installing")
+	}
+	return &t, restored, notes
+}
+
+// wrote reports whether c, the state of path now, is one the journal's
+// apply was writing (pre is the state before it).
+func (j *Snapshot) wrote(path string, c, pre FileState) bool {
+	if j.Targets == nil {
+		return legacyTlsdocks(path, c, pre)
+	}
+	return slices.Contains(j.Targets[path], c.digest())
+}
+
+// legacyTlsdocks judges a change from pre to c when tlsdock has no record
+// of what it wrote (a journal or a state of an older tlsdock): daemon.json
+// is tlsdock's when only the keys tlsdock sets differ, tlsdock.service
+// when it carries the mark of a unit tlsdock wrote (or is gone); the files
+// only tlsdock writes (its drop-ins, the certificate set) always are.
+func legacyTlsdocks(path string, c, pre FileState) bool {
+	switch path {
+	case DaemonJSONPath:
+		return c.Exists && onlyTlsdockKeysDiffer(pre, c)
+	case ProxyUnitPath:
+		return !c.Exists || bytes.HasPrefix(c.Content, []byte(proxyUnitMarker))
+	}
+	return true
+}
+
+// onlyTlsdockKeysDiffer reports whether two daemon.json contents (absent:
+// {}) differ only in the keys tlsdock sets.
+func onlyTlsdockKeysDiffer(a, b FileState) bool {
+	parse := func(f FileState) *daemonjson.Doc {
+		content := []byte("{}")
+		if f.Exists {
+			content = f.Content
+		}
+		doc, err := daemonjson.Parse(content)
+		if err != nil {
+			return nil
+		}
+		for _, k := range tlsdockKeys {
+			doc.Delete(k)
+		}
+		return doc
+	}
+	da, db := parse(a), parse(b)
+	return da != nil && db != nil && da.Equal(db)
+}
+
+// recoverJournal undoes an apply that was interrupted (its journal is
+// still there): the files it was writing go back to their state before
+// it, and what changed otherwise since is left alone (Snapshot.onto). It
+// reports whether there was a journal, what the undo restored and notes.
+//
+// Recovery undoes rather than finishes: the state before the apply is
+// the one that was verified serving, while finishing needs the apply's
+// inputs (a set, the settings), which the journal does not hold and which
+// may have changed since. The next apply (the daemon's first step, or the
+// provision at hand) then installs what the source holds now, verified.
+func (a *Agent) recoverJournal() (found bool, target *Snapshot, restored, notes []string, err error) {
+	j, err := LoadSnapshot(a.journalPath())
+	if err != nil || j == nil {
+		return false, nil, nil, nil, err
+	}
+	cur, err := TakeSnapshot(a.o.Paths, a.o.Now())
+	if err != nil {
+		return true, nil, nil, nil, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
+	}
+	target, restored, notes = j.onto(cur)
+	a.o.Logger.Warn("an earlier apply was interrupted; undoing it", "journal", a.journalPath(), "taken", j.Taken, "restoring", strings.Join(restored, ","), "targets_recorded", j.Targets != nil)
+	for _, n := range notes {
+		a.o.Logger.Warn(n, "journal", a.journalPath())
+	}
+	if err := a.releaseBeforeRestore(context.Background(), target, a.o.RollbackWait); err != nil {
+		return true, nil, nil, nil, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
+	}
+	if err := target.Restore(a.o.Paths); err != nil {
+		return true, nil, nil, nil, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
+	}
+	return true, target, restored, notes, os.Remove(a.journalPath())
+}
+
+// Recover is what `tlsdock run` does before anything else: under the lock
+// it removes tlsdock's leftover temporary files and undoes an apply that
+// a kill interrupted (recoverJournal). When the undo changed dockerd's
+// files, or the certificates they name, docker restarts on them and its
+// local socket must answer. The result is recorded in state.json (last
+// apply "recovered", or "failed") and logged. It returns nil, nil when
+// there was nothing to undo.
+func (a *Agent) Recover(ctx context.Context, cfg Config) (*Result, error) {
+	unlock, err := a.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	a.removeTemps()
+	found, target, restored, notes, err := a.recoverJournal()
+	if !found {
+		return nil, err
+	}
+	now := a.o.Now()
+	res := &Result{Mode: cfg.Mode, Changed: len(restored) > 0, RolledBack: true, Notes: notes}
+	fail := func(err error) (*Result, error) {
+		res.Error = err.Error()
+		a.recordApply(Apply{Time: now, Result: "failed", Error: "undoing an interrupted apply: " + err.Error(), Notes: notes})
+		a.o.Logger.Error("undoing an interrupted apply failed", "err", err)
+		return res, err
+	}
+	if err != nil {
+		return fail(err)
+	}
+	cur, err := TakeSnapshot(a.o.Paths, now)
+	if err != nil {
+		return fail(err)
+	}
+	servesCerts := slices.ContainsFunc(dockerdPaths, func(p string) bool { return bytes.Contains(cur.File(p).Content, []byte(SSLDir+"/")) })
+	dockerd := slices.ContainsFunc(restored, func(p string) bool {
+		return slices.Contains(dockerdPaths, p) || servesCerts && slices.Contains(sslPaths, p)
+	})
+	units := slices.ContainsFunc(restored, func(p string) bool { return slices.Contains(unitPaths, p) })
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.rollbackTimeout(cfg))
+	defer cancel()
+	switch {
+	case dockerd:
+		res.Restarted = true
+		done := &served{socketBack: slices.Contains(restored, SocketDropInPath)}
+		if err := a.dockerBack(rctx, target, done); err != nil {
+			return fail(fmt.Errorf("restarting docker on the restored files: %w", err))
+		}
+	case units:
+		if err := a.o.Systemd.DaemonReload(rctx); err != nil {
+			return fail(fmt.Errorf("loading the restored unit files (systemd daemon-reload): %w", err))
+		}
+	}
+	what := "an interrupted apply was undone: nothing it wrote was left"
+	if len(restored) > 0 {
+		what = "an interrupted apply was undone: restored " + strings.Join(restored, ", ")
+		if res.Restarted {
+			what += "; docker restarted on them"
+		}
+	}
+	res.Notes = append([]string{what}, res.Notes...)
+	a.recordApply(Apply{Time: now, Result: "recovered", Changed: len(restored) > 0, Notes: res.Notes})
+	a.o.Logger.Info("recovered", "undone", true, "restored", strings.Join(restored, ","), "restarted", res.Restarted, "kept", len(notes))
+	return res, nil
+}
+
+// removeTemps removes, best effort, the temporary files a killed tlsdock
+// left in the directories it writes, and the set's half-written
+// generations. The caller holds the lock.
+func (a *Agent) removeTemps() {
+	dirs := map[string][]string{
+		"/etc/docker":               {filepath.Base(DaemonJSONPath)},
+		filepath.Dir(DropInPath):    {filepath.Base(DropInPath)},
+		systemd.SocketDropInDir:     {filepath.Base(SocketDropInPath)},
+		filepath.Dir(ProxyUnitPath): {filepath.Base(ProxyUnitPath)},
+		ProxyDropInDir:              {filepath.Base(ProxyDropInPath)},
+		StateDir:                    {"state.json", "journal.json", "original.json"},
+		CADir:                       {certstore.CACertFile, certstore.CAKeyFile, filepath.Base(LocalCRLPath)},
+	}
+	var removed []string
+	var errs []error
+	for dir, legacy := range dirs {
+		r, err := certstore.RemoveTemps(a.o.Paths.Abs(dir), legacy...)
+		removed = append(removed, r...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r, err := certstore.Store{Dir: a.o.Paths.SSL()}.Cleanup()
+	removed = append(removed, r...)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, p := range removed {
+		a.o.Logger.Info("removed a leftover temporary file of an interrupted run", "path", p)
+	}
+	if err := errors.Join(errs...); err != nil {
+		a.o.Logger.Warn("removing leftover temporary files", "err", err)
+	}
+}

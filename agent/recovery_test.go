@@ -1,0 +1,323 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tlsdock/tlsdock/certstore"
+	"github.com/tlsdock/tlsdock/daemonjson"
+)
+
+const operatorsJSON = `{"log-driver": "journald"}`
+
+// liveRestoreJSON is operatorsJSON after live-restore's own step, which
+// the TLS change's journal starts from (a rollback keeps live-restore).
+const liveRestoreJSON = "{\n  \"log-driver\": \"journald\",\n  \"live-restore\": true\n}\n"
+
+// crashAt makes the agent "die" at a pause point, as a SIGKILL there would.
+func crashAt(step string) func(*Options) {
+	return func(o *Options) {
+		o.Pause = func(s string) {
+			if s == step {
+				panic("crash at " + s)
+			}
+		}
+	}
+}
+
+// crashedProvision runs a provision of cfg that is killed at step, and
+// checks that it left its journal.
+func crashedProvision(t *testing.T, h *fakeHost, cfg Config, step string) {
+	t.Helper()
+	func() {
+		defer func() {
+			if r := recover(); r == nil {
+				t.Fatalf("no crash at %s", step)
+			}
+		}()
+		_, _ = h.agent(&fakeVerifier{}, crashAt(step)).Provision(context.Background(), cfg)
+	}()
+	if _, err := os.Stat(filepath.Join(h.root, StateDir, "journal.json")); err != nil {
+		t.Fatalf("no journal after a crash at %s: %v", step, err)
+	}
+}
+
+func certsCfg(dir string) Config {
+	c := Defaults()
+	c.Certs = dir
+	return c
+}
+
+func installedSerial(t *testing.T, h *fakeHost) string {
+	t.Helper()
+	set, err := certstore.Store{Dir: filepath.Join(h.root, SSLDir)}.Load()
+	if err != nil || set == nil {
+		t.Fatalf("installed set: %v", err)
+	}
+	return set.Serial()
+}
+
+func loadTestState(t *testing.T, h *fakeHost) *State {
+	t.Helper()
+	st, err := h.agent(nil).loadState()
+	if err != nil || st == nil {
+		t.Fatalf("state: %v", err)
+	}
+	return st
+}
+
+// editDaemonJSON is the administrator's edit: one key more, by hand.
+func editDaemonJSON(t *testing.T, h *fakeHost) string {
+	t.Helper()
+	doc, err := daemonjson.Parse([]byte(readFile(t, h.root, DaemonJSONPath)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Set("debug", true); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, h.root, DaemonJSONPath, string(doc.Render()))
+	return string(doc.Render())
+}
+
+func noJournal(t *testing.T, h *fakeHost) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(h.root, StateDir, "journal.json")); !os.IsNotExist(err) {
+		t.Fatalf("journal.json is still there: %v", err)
+	}
+}
+
+// TestRecoverUndoesAnInterruptedRotation: what `tlsdock run` does at
+// start-up after it was killed mid-rotation. The rotation is undone (the
+// set it was installing goes, docker restarts on the previous one), the
+// journal goes, and state.json and the log say so.
+func TestRecoverUndoesAnInterruptedRotation(t *testing.T) {
+	for _, step := range []string{"backed-up", "certs-installed", "restarted"} {
+		t.Run(step, func(t *testing.T) {
+			h := newFakeHost(t)
+			writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+			a := writeSet(t, h.root, "127.0.0.1")
+			first := mustProvision(t, h.agent(&fakeVerifier{}), certsCfg(a))
+			crashedProvision(t, h, certsCfg(writeSet(t, h.root, "127.0.0.1")), step)
+			calls := len(h.Calls())
+
+			var log bytes.Buffer
+			ag := h.agent(&fakeVerifier{}, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&log, nil)) })
+			res, err := ag.Recover(context.Background(), certsCfg(a))
+			if err != nil || res == nil {
+				t.Fatalf("recover: %v %+v", err, res)
+			}
+			noJournal(t, h)
+			if got := installedSerial(t, h); got != first.Serial {
+				t.Fatalf("installed serial %s after recovery, want the previous %s", got, first.Serial)
+			}
+			st := loadTestState(t, h)
+			if st.LastApply.Result != "recovered" || len(st.LastApply.Notes) == 0 || !strings.Contains(st.LastApply.Notes[0], "undone") {
+				t.Fatalf("last apply %+v, want recovered with a note", st.LastApply)
+			}
+			if !strings.Contains(log.String(), "msg=recovered") {
+				t.Fatalf("no log line for the recovery:\n%s", log.String())
+			}
+			restarted := slices.Contains(h.Calls()[calls:], "restart docker.service")
+			if restarted != (step != "backed-up") || res.Restarted != restarted {
+				t.Fatalf("after a kill at %s: calls %q (result says restarted=%v)", step, h.Calls()[calls:], res.Restarted)
+			}
+			if h.Running() == nil {
+				t.Fatal("dockerd does not run after the recovery")
+			}
+			if again, err := ag.Recover(context.Background(), certsCfg(a)); again != nil || err != nil {
+				t.Fatalf("a second recovery: %+v, %v; want nothing to do", again, err)
+			}
+		})
+	}
+}
+
+// TestRecoveryKeepsAnEditMadeAfterTheKill: the administrator edits
+// daemon.json after a rotation was killed and before it is recovered. The
+// edit survives; the certificates go back.
+func TestRecoveryKeepsAnEditMadeAfterTheKill(t *testing.T) {
+	for _, step := range []string{"certs-installed", "written", "restarted"} {
+		t.Run(step, func(t *testing.T) {
+			h := newFakeHost(t)
+			writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+			mustProvision(t, h.agent(&fakeVerifier{}), certsCfg(writeSet(t, h.root, "127.0.0.1")))
+			b := certsCfg(writeSet(t, h.root, "127.0.0.1"))
+			crashedProvision(t, h, b, step)
+			edited := editDaemonJSON(t, h)
+
+			res := mustProvision(t, h.agent(&fakeVerifier{}), b)
+			if got := readFile(t, h.root, DaemonJSONPath); got != edited {
+				t.Fatalf("daemon.json after recovery:\n%s\nwant the administrator's edit:\n%s", got, edited)
+			}
+			if !strings.Contains(strings.Join(res.Notes, "\n"), "left "+DaemonJSONPath+" as it is") {
+				t.Fatalf("notes do not say the edit was left: %q", res.Notes)
+			}
+			noJournal(t, h)
+		})
+	}
+}
+
+// TestRecoveryRestoresOnlyWhatTheApplyWrote: a first provision killed
+// after it wrote daemon.json is undone byte for byte; an edit of the
+// drop-in made after the kill is not tlsdock's and stays.
+func TestRecoveryRestoresOnlyWhatTheApplyWrote(t *testing.T) {
+	h := newFakeHost(t)
+	writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+	crashedProvision(t, h, generateCfg(), "written")
+	writeFile(t, h.root, DropInPath, "[Service]\n# mine\n")
+	res, err := h.agent(&fakeVerifier{}).Recover(context.Background(), generateCfg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, h.root, DaemonJSONPath); got != liveRestoreJSON {
+		t.Fatalf("daemon.json = %s, want it as before the TLS change", got)
+	}
+	if got := readFile(t, h.root, DropInPath); got != "[Service]\n# mine\n" {
+		t.Fatalf("the drop-in edited after the kill became %q", got)
+	}
+	if !strings.Contains(strings.Join(res.Notes, "\n"), "left "+DropInPath) {
+		t.Fatalf("notes %q", res.Notes)
+	}
+}
+
+// stripJournalTargets makes the journal one of an older tlsdock.
+func stripJournalTargets(t *testing.T, h *fakeHost) {
+	t.Helper()
+	path := filepath.Join(h.root, StateDir, "journal.json")
+	var m map[string]any
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m["targets"]; !ok {
+		t.Fatal("the journal records no targets")
+	}
+	delete(m, "targets")
+	data, _ = json.Marshal(m)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRecoveryOfAnOlderJournal: a journal without targets (an older
+// tlsdock) is undone where the change is tlsdock's kind of change, and an
+// edit of other keys of daemon.json is left.
+func TestRecoveryOfAnOlderJournal(t *testing.T) {
+	t.Run("tlsdock's keys only", func(t *testing.T) {
+		h := newFakeHost(t)
+		writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+		crashedProvision(t, h, generateCfg(), "written")
+		stripJournalTargets(t, h)
+		if _, err := h.agent(&fakeVerifier{}).Recover(context.Background(), generateCfg()); err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, h.root, DaemonJSONPath); got != liveRestoreJSON {
+			t.Fatalf("daemon.json = %s, want it as before the TLS change", got)
+		}
+		if _, err := os.Stat(filepath.Join(h.root, DropInPath)); !os.IsNotExist(err) {
+			t.Fatalf("tlsdock's drop-in was not removed: %v", err)
+		}
+	})
+	t.Run("an administrator's key", func(t *testing.T) {
+		h := newFakeHost(t)
+		writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+		mustProvision(t, h.agent(&fakeVerifier{}), certsCfg(writeSet(t, h.root, "127.0.0.1")))
+		b := certsCfg(writeSet(t, h.root, "127.0.0.1"))
+		crashedProvision(t, h, b, "certs-installed")
+		stripJournalTargets(t, h)
+		edited := editDaemonJSON(t, h)
+		mustProvision(t, h.agent(&fakeVerifier{}), b)
+		if got := readFile(t, h.root, DaemonJSONPath); got != edited {
+			t.Fatalf("daemon.json:\n%s\nwant the administrator's edit:\n%s", got, edited)
+		}
+	})
+}
+
+// exactRevert is revert without keeping live-restore, so that the host
+// comes back byte for byte.
+func exactRevert() Config {
+	c := Defaults()
+	c.LiveRestore = false
+	return c
+}
+
+// TestNoTemporaryFileOutlivesTheNextRun: what a kill inside an atomic
+// write leaves (tlsdock's temporary files, some a copy of the backup with
+// the server key, and a half-written generation of the set) is removed by
+// the next run, and revert is byte-identical again. Files that are not
+// tlsdock's stay.
+func TestNoTemporaryFileOutlivesTheNextRun(t *testing.T) {
+	leftovers := []string{
+		"/etc/docker/" + certstore.TempPrefix + "daemon.json.0123456789abcdef",
+		"/etc/docker/.daemon.json.tmp-0123456789abcdef", // an older tlsdock's
+		filepath.Dir(DropInPath) + "/" + certstore.TempPrefix + filepath.Base(DropInPath) + ".1",
+		StateDir + "/" + certstore.TempPrefix + "journal.json.2",
+		StateDir + "/.original.json.tmp-00112233445566ff",
+		SSLDir + "/" + certstore.TempPrefix + "ca.pem.3",
+		SSLDir + "/" + certstore.GenerationPrefix + "dead/" + certstore.TempPrefix + "server-key.pem.4",
+	}
+	notOurs := []string{"/etc/docker/.daemon.json.swp", "/etc/docker/" + "tlsdock-tmp.notes"}
+	plant := func(t *testing.T, h *fakeHost) {
+		for _, p := range append(append([]string{}, leftovers...), notOurs...) {
+			writeFile(t, h.root, p, `{"content": "-----BEGIN PRIVATE KEY-----"}`)
+		}
+	}
+	check := func(t *testing.T, h *fakeHost) {
+		t.Helper()
+		for _, p := range leftovers {
+			if _, err := os.Lstat(filepath.Join(h.root, p)); !os.IsNotExist(err) {
+				t.Errorf("%s outlived the next run: %v", p, err)
+			}
+		}
+		if _, err := os.Lstat(filepath.Join(h.root, SSLDir, certstore.GenerationPrefix+"dead")); !os.IsNotExist(err) {
+			t.Errorf("the half-written generation outlived the next run: %v", err)
+		}
+		for _, p := range notOurs {
+			if _, err := os.Lstat(filepath.Join(h.root, p)); err != nil {
+				t.Errorf("%s is not tlsdock's, and is gone: %v", p, err)
+			}
+		}
+	}
+	for _, run := range []string{"provision", "revert", "recover"} {
+		t.Run(run, func(t *testing.T) {
+			h := newFakeHost(t)
+			writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+			before := treeHash(t, h.root)
+			mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
+			plant(t, h)
+			var err error
+			switch run {
+			case "provision":
+				_, err = h.agent(&fakeVerifier{}).Provision(context.Background(), generateCfg())
+			case "revert":
+				_, err = h.agent(nil).Revert(context.Background(), exactRevert())
+			case "recover":
+				_, err = h.agent(nil).Recover(context.Background(), generateCfg())
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, h)
+			if run != "revert" {
+				return
+			}
+			after := treeHash(t, h.root)
+			for _, p := range notOurs {
+				delete(after, strings.TrimPrefix(p, "/"))
+			}
+			if d := diffTrees(before, after); len(d) > 0 {
+				t.Fatalf("revert is not byte-identical: %q", d)
+			}
+		})
+	}
+}
