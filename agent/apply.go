@@ -101,6 +101,15 @@ func (a *Agent) Provision(ctx context.Context, cfg Config) (*Result, error) {
 		res.Error = err.Error()
 		return res, err
 	}
+	if cfg.daemon {
+		if err := a.refuseReverted(); err != nil {
+			res.Error = err.Error()
+			return res, err
+		}
+	} else if err := a.clearReverted(); err != nil {
+		res.Error = err.Error()
+		return res, err
+	}
 	plan, err := a.Plan(ctx, cfg)
 	if err != nil {
 		res.Error = err.Error()
@@ -231,13 +240,18 @@ func (a *Agent) backUp(plan *Plan, now time.Time) (*Snapshot, error) {
 }
 
 // commit ends a provision: the journal goes, the state records what is
-// served, and the client bundle is written.
+// served and what tlsdock wrote (State.Written), and the client bundle is
+// written.
 func (a *Agent) commit(cfg Config, plan *Plan, res *Result, now time.Time) error {
+	written, err := a.written(plan)
+	if err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
 	if err := os.Remove(a.journalPath()); err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}
 	st := &State{Mode: plan.Mode, Hosts: plan.Hosts, TCPHosts: plan.TCPHosts, TCPHeldBy: plan.TCPHeldBy, Fingerprint: plan.Set.Fingerprint(), Serial: plan.Set.Serial(), NotAfter: plan.Set.Cert.NotAfter,
-		LastApply: Apply{Time: now, Result: "ok", Changed: true, Serial: plan.Set.Serial(), Warnings: plan.Warnings}}
+		LastApply: Apply{Time: now, Result: "ok", Changed: true, Serial: plan.Set.Serial(), Warnings: plan.Warnings}, Written: written}
 	if err := a.saveState(st); err != nil {
 		return err
 	}

@@ -11,13 +11,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tlsdock/tlsdock/certstore"
 	"github.com/tlsdock/tlsdock/daemonjson"
 	"github.com/tlsdock/tlsdock/systemd"
 )
 
-// What is restored of a journal, and onto what. The rule is the same everywhere: tlsdock puts a file back only
+// What is restored of a journal or of the original snapshot, and onto
+// what. The rule is the same everywhere: tlsdock puts a file back only
 // when it is in a state tlsdock itself left it in; anything else is the
 // administrator's and is left as it is, with a note.
 
@@ -89,6 +91,31 @@ func planTargets(plan *Plan) map[string][]string {
 		}
 	}
 	return t
+}
+
+// plannedWrites are the last content plan writes to each path it writes
+// ("" for a removal), for State.Written.
+func plannedWrites(plan *Plan) map[string]string {
+	w := map[string]string{}
+	if plan.LiveRestoreFirst {
+		w[DaemonJSONPath] = digest(plan.liveRestoreDoc)
+	}
+	if plan.socketGoes() {
+		w[SocketDropInPath] = ""
+	}
+	for _, f := range plan.Files {
+		if f.Action == "delete" {
+			w[f.Path] = ""
+		} else {
+			w[f.Path] = digest(f.new)
+		}
+	}
+	if plan.Install && plan.Set != nil {
+		for i, b := range [][]byte{plan.Set.CAPEM, plan.Set.CertPEM, plan.Set.KeyPEM} {
+			w[sslPaths[i]] = digest(b)
+		}
+	}
+	return w
 }
 
 // onto returns the journal j as it may be restored onto the host as it is
@@ -174,6 +201,121 @@ func onlyTlsdockKeysDiffer(a, b FileState) bool {
 	}
 	da, db := parse(a), parse(b)
 	return da != nil && db != nil && da.Equal(db)
+}
+
+// unknownWrite is State.Written's digest for a file tlsdock wrote with a
+// content it did not record (an older tlsdock): it matches no content.
+const unknownWrite = "unknown"
+
+// legacyWritten is State.Written for a host an older tlsdock provisioned,
+// which recorded nothing of its writes: every file that differs from the
+// original snapshot and that legacyTlsdocks takes as tlsdock's; daemon.json,
+// when other keys differ too, as written with an unknown content.
+func legacyWritten(orig, cur *Snapshot) map[string]string {
+	w := map[string]string{}
+	for _, f := range orig.Files {
+		c := cur.File(f.Path)
+		switch {
+		case sameContent(c, f):
+		case legacyTlsdocks(f.Path, c, f):
+			w[f.Path] = c.digest()
+		case f.Path == DaemonJSONPath && c.Exists:
+			w[f.Path] = unknownWrite
+		}
+	}
+	return w
+}
+
+// revertTarget is what revert puts back of the original snapshot orig onto
+// the host as it is (cur), given what tlsdock wrote (written, State.Written),
+// and notes. A file whose content is what tlsdock last wrote there goes
+// back to the original; a file tlsdock never wrote is left alone; one that
+// changed since tlsdock wrote it is the administrator's and is kept, except
+// daemon.json, whose keys tlsdock sets go back to the original (the rest
+// of the administrator's edit stays), so that dockerd starts on the
+// restored unit. The certificate set goes back as one unit, or not at all.
+func revertTarget(orig, cur *Snapshot, written map[string]string) (*Snapshot, []string, error) {
+	type fate int
+	const (
+		restore fate = iota
+		untouched
+		theirs
+	)
+	fates := map[string]fate{}
+	for _, f := range orig.Files {
+		c := cur.File(f.Path)
+		w, ok := written[f.Path]
+		switch {
+		case sameContent(c, f) || ok && c.digest() == w:
+			fates[f.Path] = restore
+		case !ok:
+			fates[f.Path] = untouched
+		default:
+			fates[f.Path] = theirs
+		}
+	}
+	keepSSL := slices.ContainsFunc(sslPaths, func(p string) bool { return fates[p] != restore })
+	t := *orig
+	t.Files = nil
+	var notes []string
+	for _, f := range orig.Files {
+		c := cur.File(f.Path)
+		switch {
+		case slices.Contains(sslPaths, f.Path) && keepSSL:
+			t.Files = append(t.Files, c)
+		case fates[f.Path] == restore:
+			t.Files = append(t.Files, f)
+		case fates[f.Path] == untouched:
+			t.Files = append(t.Files, c)
+			notes = append(notes, fmt.Sprintf("left %s as it is: tlsdock never wrote it", f.Path))
+		case f.Path == DaemonJSONPath && c.Exists:
+			merged, err := undoTlsdockKeys(f, c)
+			if err != nil {
+				return nil, nil, err
+			}
+			m := c
+			m.Content = merged
+			t.Files = append(t.Files, m)
+			notes = append(notes, fmt.Sprintf("kept the changes made to %s since tlsdock wrote it; only the keys tlsdock sets (%s) are as before provision", DaemonJSONPath, strings.Join(tlsdockKeys, ", ")))
+		default:
+			t.Files = append(t.Files, c)
+			notes = append(notes, fmt.Sprintf("kept %s as it is: it changed since tlsdock wrote it, so it is someone else's now", f.Path))
+		}
+	}
+	if keepSSL {
+		t.keepSSL = true
+		if slices.ContainsFunc(sslPaths, func(p string) bool { return !sameContent(cur.File(p), orig.File(p)) }) {
+			notes = append(notes, "kept the certificate set in "+SSLDir+" as it is: it is not the one tlsdock installed last")
+		}
+	}
+	return &t, notes, nil
+}
+
+// undoTlsdockKeys is daemon.json as it is (c) with the keys tlsdock sets
+// as they were in the original (o).
+func undoTlsdockKeys(o, c FileState) ([]byte, error) {
+	content := []byte("{}")
+	if o.Exists {
+		content = o.Content
+	}
+	od, err := daemonjson.Parse(content)
+	if err != nil {
+		return nil, fmt.Errorf("the backup of %s is damaged: %w", DaemonJSONPath, err)
+	}
+	cd, err := daemonjson.Parse(c.Content)
+	if err != nil {
+		return nil, &InputError{Field: DaemonJSONPath, Err: fmt.Errorf("%w: fix it, then run revert again", err)}
+	}
+	for _, k := range tlsdockKeys {
+		if v, ok := od.Get(k); ok {
+			if err := cd.Set(k, v); err != nil {
+				return nil, err
+			}
+		} else {
+			cd.Delete(k)
+		}
+	}
+	return cd.Render(), nil
 }
 
 // recoverJournal undoes an apply that was interrupted (its journal is
@@ -307,4 +449,82 @@ func (a *Agent) removeTemps() {
 	if err := errors.Join(errs...); err != nil {
 		a.o.Logger.Warn("removing leftover temporary files", "err", err)
 	}
+}
+
+// ErrReverted is the daemon's error on a host that `tlsdock revert` put
+// back: the daemon provisions it again only after an explicit
+// `tlsdock provision`.
+var ErrReverted = errors.New("`tlsdock revert` put this host back")
+
+// refuseReverted returns ErrReverted, as an InputError on state.json (the
+// daemon retries it only when the source changes or on SIGHUP), when the
+// state records a revert.
+func (a *Agent) refuseReverted() error {
+	st, err := a.loadState()
+	if err != nil || st == nil || st.RevertedAt.IsZero() {
+		return err
+	}
+	err = &InputError{Field: StateDir + "/state.json", Err: fmt.Errorf("%w at %s: tlsdock run does not provision it again until `tlsdock provision` is run", ErrReverted, st.RevertedAt.UTC().Format(time.RFC3339))}
+	if st.LastError != err.Error() {
+		st.LastError = err.Error()
+		if serr := a.saveState(st); serr != nil {
+			a.o.Logger.Warn("saving state", "err", serr)
+		}
+	}
+	return err
+}
+
+// daemonApplier is the daemon's Applier: its provisions are marked as the
+// daemon's (Config.daemon), which a reverted host refuses.
+type daemonApplier struct{ Applier }
+
+func (d daemonApplier) Provision(ctx context.Context, cfg Config) (*Result, error) {
+	cfg.daemon = true
+	return d.Applier.Provision(ctx, cfg)
+}
+
+// written is State.Written after plan: what the state recorded, or for a
+// host an older tlsdock provisioned what legacyWritten makes of the
+// journal (the host before this apply), updated with plan's writes.
+func (a *Agent) written(plan *Plan) (map[string]string, error) {
+	w := map[string]string{}
+	st, err := a.loadState()
+	if err != nil {
+		return nil, err
+	}
+	if st != nil && st.Written != nil {
+		for p, d := range st.Written {
+			w[p] = d
+		}
+	} else {
+		orig, err := LoadSnapshot(a.originalPath())
+		if err != nil {
+			return nil, err
+		}
+		j, err := LoadSnapshot(a.journalPath())
+		if err != nil {
+			return nil, err
+		}
+		if orig != nil && j != nil {
+			w = legacyWritten(orig, j)
+		}
+	}
+	for p, d := range plannedWrites(plan) {
+		w[p] = d
+	}
+	return w, nil
+}
+
+// clearReverted removes the record of a revert: an explicit provision
+// lets the daemon provision again.
+func (a *Agent) clearReverted() error {
+	st, err := a.loadState()
+	if err != nil || st == nil || st.RevertedAt.IsZero() {
+		return err
+	}
+	st.RevertedAt = time.Time{}
+	if strings.Contains(st.LastError, ErrReverted.Error()) {
+		st.LastError = ""
+	}
+	return a.saveState(st)
 }

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tlsdock/tlsdock/certstore"
 	"github.com/tlsdock/tlsdock/daemonjson"
@@ -243,12 +246,116 @@ func TestRecoveryOfAnOlderJournal(t *testing.T) {
 	})
 }
 
+// operatorUnit is a tlsdock.service the administrator installed.
+const operatorUnit = "[Unit]\nDescription=tlsdock\n[Service]\nType=notify\nExecStart=/usr/bin/tlsdock run\nRestart=always\n"
+
+// TestRevertLeavesWhatTlsdockNeverWrote: in daemon-json mode tlsdock never
+// writes tlsdock.service; one the administrator installed after the first
+// provision stays through revert, which is otherwise byte-identical.
+func TestRevertLeavesWhatTlsdockNeverWrote(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		name := "state records the writes"
+		if legacy {
+			name = "state of an older tlsdock"
+		}
+		t.Run(name, func(t *testing.T) {
+			h := newFakeHost(t)
+			writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+			before := treeHash(t, h.root)
+			mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
+			writeFile(t, h.root, ProxyUnitPath, operatorUnit)
+			if legacy {
+				st := loadTestState(t, h)
+				st.Written = nil
+				if err := h.agent(nil).saveState(st); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res, err := h.agent(nil).Revert(context.Background(), exactRevert())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := readFile(t, h.root, ProxyUnitPath); got != operatorUnit {
+				t.Fatalf("tlsdock.service = %q, want the administrator's", got)
+			}
+			if !strings.Contains(strings.Join(res.Notes, "\n"), "left "+ProxyUnitPath+" as it is: tlsdock never wrote it") {
+				t.Fatalf("notes %q", res.Notes)
+			}
+			after := treeHash(t, h.root)
+			for _, p := range []string{"etc/systemd/system/tlsdock.service"} {
+				delete(after, p)
+			}
+			if d := diffTrees(before, after); len(d) > 0 {
+				t.Fatalf("revert left differences: %q", d)
+			}
+		})
+	}
+}
+
 // exactRevert is revert without keeping live-restore, so that the host
 // comes back byte for byte.
 func exactRevert() Config {
 	c := Defaults()
 	c.LiveRestore = false
 	return c
+}
+
+// TestRevertKeepsAnEditMadeSinceProvision: daemon.json edited after
+// provision keeps the edit; only tlsdock's keys go back, and dockerd
+// starts on the result.
+func TestRevertKeepsAnEditMadeSinceProvision(t *testing.T) {
+	h := newFakeHost(t)
+	writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+	mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
+	editDaemonJSON(t, h)
+	res, err := h.agent(nil).Revert(context.Background(), exactRevert())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "{\n  \"log-driver\": \"journald\",\n  \"debug\": true\n}\n"
+	if got := readFile(t, h.root, DaemonJSONPath); got != want {
+		t.Fatalf("daemon.json after revert:\n%s\nwant:\n%s", got, want)
+	}
+	if !strings.Contains(strings.Join(res.Notes, "\n"), "kept the changes made to "+DaemonJSONPath) {
+		t.Fatalf("notes %q", res.Notes)
+	}
+	if d := h.Running(); d == nil {
+		t.Fatal("dockerd does not run after revert")
+	}
+}
+
+// TestDaemonDoesNotProvisionAfterRevert: after revert, the daemon's
+// provisions are refused (and status says why) until an explicit
+// provision; nothing on the host changes meanwhile.
+func TestDaemonDoesNotProvisionAfterRevert(t *testing.T) {
+	h := newFakeHost(t)
+	writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+	mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
+	if _, err := h.agent(nil).Revert(context.Background(), Defaults()); err != nil {
+		t.Fatal(err)
+	}
+	before, calls := treeHash(t, h.root), len(h.Calls())
+	daemon := daemonApplier{h.agent(&fakeVerifier{})}
+	_, err := daemon.Provision(context.Background(), generateCfg())
+	var ie *InputError
+	if !errors.Is(err, ErrReverted) || !errors.As(err, &ie) {
+		t.Fatalf("the daemon's provision after revert: %v, want ErrReverted as bad input", err)
+	}
+	if d := diffTrees(before, treeHash(t, h.root)); len(d) > 0 || len(h.Calls()) != calls {
+		t.Fatalf("the refused provision changed the host: %q, calls %q", d, h.Calls()[calls:])
+	}
+	st, err := h.agent(nil).Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastApply.Result != "reverted" || !strings.Contains(st.LastError, "`tlsdock provision`") {
+		t.Fatalf("status after the refusal: last apply %+v, error %q", st.LastApply, st.LastError)
+	}
+
+	mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
+	if res, err := daemon.Provision(context.Background(), generateCfg()); err != nil || res.Changed {
+		t.Fatalf("the daemon after an explicit provision: %v %+v", err, res)
+	}
 }
 
 // TestNoTemporaryFileOutlivesTheNextRun: what a kill inside an atomic
@@ -319,5 +426,29 @@ func TestNoTemporaryFileOutlivesTheNextRun(t *testing.T) {
 				t.Fatalf("revert is not byte-identical: %q", d)
 			}
 		})
+	}
+}
+
+// TestRotatorAfterRevert: the daemon's provision refused on a reverted
+// host is not retried (no backoff storm), and the log and STATUS say why
+// and what to run.
+func TestRotatorAfterRevert(t *testing.T) {
+	g := newRig(t)
+	s0, s1 := g.issue(ServerValidity), g.issue(ServerValidity)
+	g.app.installed = s0.parsed(t)
+	g.app.fail = func(int) error {
+		return &InputError{Field: StateDir + "/state.json", Err: fmt.Errorf("%w at 2026-11-01T12:00:00Z: tlsdock run does not provision it again until `tlsdock provision` is run", ErrReverted)}
+	}
+	g.prepare(s1)
+	g.start()
+	g.runUntil(g.at(time.Hour))
+	if got := g.callTimes(); fmt.Sprint(got) != fmt.Sprint([]time.Duration{0}) {
+		t.Fatalf("attempts at %v, want only the first", got)
+	}
+	if last := g.notes[len(g.notes)-1]; !strings.Contains(last, "not provisioning") || !strings.Contains(last, "`tlsdock provision`") {
+		t.Fatalf("STATUS = %q", last)
+	}
+	if !strings.Contains(g.logs.String(), "the host was reverted") || strings.Contains(g.logs.String(), "bad input") {
+		t.Fatalf("log:\n%s", g.logs.String())
 	}
 }

@@ -82,7 +82,8 @@ At start, before anything else, it undoes an apply that was interrupted
 back to what they were, docker restarts on them if they are its own, and
 a file changed by someone else since is left alone; the log and
 ` + "`tlsdock status`" + ` say what was done. Then it rotates if the installed set
-differs from a valid source set.
+differs from a valid source set. After ` + "`tlsdock revert`" + ` it provisions
+nothing until ` + "`tlsdock provision`" + ` is run.
 SIGHUP re-reads the settings and checks at once; SIGTERM waits for a
 rotation in progress, then exits. A failed rotation is retried with backoff
 (30s, doubling, at most 10m) and never stops the daemon.
