@@ -123,8 +123,9 @@ func plannedWrites(plan *Plan) map[string]string {
 // back to its state before the interrupted apply only when it is in a
 // state that apply was writing (j.Targets); one that is in any other
 // state was changed by someone else after the apply began, and is left as
-// it is. The certificate set is one unit: if one of its files is someone
-// else's, the set is left as it is. A journal of an older tlsdock, without
+// it is. The certificate set is one unit, and so are dockerd's files: if
+// one of them is someone else's, the others are left as they are too (and
+// the set, when dockerd's files name it and restoring would remove it). A journal of an older tlsdock, without
 // Targets, is judged by legacyTlsdocks.
 func (j *Snapshot) onto(cur *Snapshot) (target *Snapshot, restored, notes []string) {
 	theirs := map[string]bool{}
@@ -134,6 +135,10 @@ func (j *Snapshot) onto(cur *Snapshot) (target *Snapshot, restored, notes []stri
 		}
 	}
 	sslTheirs := slices.ContainsFunc(sslPaths, func(p string) bool { return theirs[p] })
+	dockerdTheirs := slices.ContainsFunc(dockerdPaths, func(p string) bool { return theirs[p] })
+	namesSSL := slices.ContainsFunc(dockerdPaths, func(p string) bool { return bytes.Contains(cur.File(p).Content, []byte(SSLDir+"/")) })
+	sslGoes := slices.ContainsFunc(sslPaths, func(p string) bool { return !j.File(p).Exists })
+	sslFollows := !sslTheirs && dockerdTheirs && namesSSL && sslGoes
 	t := *j
 	t.Files = nil
 	for _, f := range j.Files {
@@ -142,8 +147,16 @@ func (j *Snapshot) onto(cur *Snapshot) (target *Snapshot, restored, notes []stri
 		case theirs[f.Path]:
 			t.Files = append(t.Files, c)
 			notes = append(notes, fmt.Sprintf("left %s as it is: it changed after the interrupted apply began, not into what tlsdock was writing, so the change is someone else's", f.Path))
-		case sslTheirs && slices.Contains(sslPaths, f.Path):
+		case (sslTheirs || sslFollows) && slices.Contains(sslPaths, f.Path):
 			t.Files = append(t.Files, c)
+		case dockerdTheirs && slices.Contains(dockerdPaths, f.Path):
+			// dockerd's files go together: its edited file next to
+			// restored others could make a configuration dockerd
+			// refuses (hosts both as a flag and in daemon.json).
+			t.Files = append(t.Files, c)
+			if !sameContent(c, f) {
+				notes = append(notes, fmt.Sprintf("left %s as the interrupted apply wrote it, to match the edited file of dockerd's", f.Path))
+			}
 		default:
 			t.Files = append(t.Files, f)
 			if !sameContent(c, f) {
@@ -151,9 +164,13 @@ func (j *Snapshot) onto(cur *Snapshot) (target *Snapshot, restored, notes []stri
 			}
 		}
 	}
-	if sslTheirs {
+	switch {
+	case sslTheirs:
 		t.keepSSL = true
 		notes = append(notes, "left the certificate set in "+SSLDir+" as it is: it is not the one tlsdock was installing")
+	case sslFollows:
+		t.keepSSL = true
+		notes = append(notes, "left the certificate set in "+SSLDir+" as the interrupted apply installed it: dockerd's files, left as they are, name it")
 	}
 	return &t, restored, notes
 }

@@ -168,26 +168,50 @@ func TestRecoveryKeepsAnEditMadeAfterTheKill(t *testing.T) {
 }
 
 // TestRecoveryRestoresOnlyWhatTheApplyWrote: a first provision killed
-// after it wrote daemon.json is undone byte for byte; an edit of the
-// drop-in made after the kill is not tlsdock's and stays.
+// after it wrote daemon.json is undone byte for byte. When the drop-in
+// was edited after the kill, the edit stays, and so does the rest of
+// dockerd's configuration as the apply wrote it (a restored daemon.json
+// next to an edited drop-in could keep dockerd from starting).
 func TestRecoveryRestoresOnlyWhatTheApplyWrote(t *testing.T) {
-	h := newFakeHost(t)
-	writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
-	crashedProvision(t, h, generateCfg(), "written")
-	writeFile(t, h.root, DropInPath, "[Service]\n# mine\n")
-	res, err := h.agent(&fakeVerifier{}).Recover(context.Background(), generateCfg())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := readFile(t, h.root, DaemonJSONPath); got != liveRestoreJSON {
-		t.Fatalf("daemon.json = %s, want it as before the TLS change", got)
-	}
-	if got := readFile(t, h.root, DropInPath); got != "[Service]\n# mine\n" {
-		t.Fatalf("the drop-in edited after the kill became %q", got)
-	}
-	if !strings.Contains(strings.Join(res.Notes, "\n"), "left "+DropInPath) {
-		t.Fatalf("notes %q", res.Notes)
-	}
+	t.Run("nothing edited", func(t *testing.T) {
+		h := newFakeHost(t)
+		writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+		crashedProvision(t, h, generateCfg(), "written")
+		if _, err := h.agent(&fakeVerifier{}).Recover(context.Background(), generateCfg()); err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, h.root, DaemonJSONPath); got != liveRestoreJSON {
+			t.Fatalf("daemon.json = %s, want it as before the TLS change", got)
+		}
+		if _, err := os.Stat(filepath.Join(h.root, DropInPath)); !os.IsNotExist(err) {
+			t.Fatalf("tlsdock's drop-in is still there: %v", err)
+		}
+	})
+	t.Run("drop-in edited", func(t *testing.T) {
+		h := newFakeHost(t)
+		writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+		crashedProvision(t, h, generateCfg(), "written")
+		written := readFile(t, h.root, DaemonJSONPath)
+		edited := readFile(t, h.root, DropInPath) + "# mine\n"
+		writeFile(t, h.root, DropInPath, edited)
+		res, err := h.agent(&fakeVerifier{}).Recover(context.Background(), generateCfg())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, h.root, DropInPath); got != edited {
+			t.Fatalf("the drop-in edited after the kill became %q", got)
+		}
+		if got := readFile(t, h.root, DaemonJSONPath); got != written {
+			t.Fatalf("daemon.json = %s, want it as the apply wrote it, next to the edited drop-in", got)
+		}
+		notes := strings.Join(res.Notes, "\n")
+		if !strings.Contains(notes, "left "+DropInPath+" as it is") || !strings.Contains(notes, "left "+DaemonJSONPath+" as the interrupted apply wrote it") {
+			t.Fatalf("notes %q", res.Notes)
+		}
+		if _, err := h.WouldStartAfterReload(); err != nil {
+			t.Fatalf("dockerd would not start on what recovery left: %v", err)
+		}
+	})
 }
 
 // stripJournalTargets makes the journal one of an older tlsdock.
