@@ -13,6 +13,7 @@ type Metrics struct {
 	rotations       *prometheus.CounterVec
 	lastSuccess     prometheus.Gauge
 	validationError prometheus.Gauge
+	pendingFrom     prometheus.Gauge
 }
 
 // RotationResults are the values of tlsdock_rotations_total's result label.
@@ -38,11 +39,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tlsdock_validation_error",
 			Help: "1 while the certificate set in the source is invalid, else 0.",
 		}),
+		pendingFrom: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tlsdock_pending_not_before_timestamp_seconds",
+			Help: "NotBefore of the valid source set waiting to become valid before it is installed, in seconds since the epoch; 0 when none waits.",
+		}),
 	}
 	for _, r := range RotationResults {
 		m.rotations.WithLabelValues(r)
 	}
-	reg.MustRegister(m.expiry, m.rotations, m.lastSuccess, m.validationError)
+	reg.MustRegister(m.expiry, m.rotations, m.lastSuccess, m.validationError, m.pendingFrom)
 	return m
 }
 
@@ -72,5 +77,16 @@ func (m *Metrics) setValidationError(on bool) {
 		m.validationError.Set(1)
 	} else {
 		m.validationError.Set(0)
+	}
+}
+
+func (m *Metrics) setPending(p *PendingSet) {
+	if m == nil {
+		return
+	}
+	if p == nil {
+		m.pendingFrom.Set(0)
+	} else {
+		m.pendingFrom.Set(float64(p.NotBefore.Unix()))
 	}
 }

@@ -122,6 +122,9 @@ type Applier interface {
 	Installed() (*certstore.Set, error)
 	// RecordError sets the error `tlsdock status` shows ("" clears it).
 	RecordError(msg string) error
+	// RecordPending sets the pending set `tlsdock status` shows (nil
+	// clears it).
+	RecordPending(p *PendingSet) error
 }
 
 // Installed returns the set installed in /etc/docker/ssl, or nil when none
@@ -153,6 +156,32 @@ func (a *Agent) RecordError(msg string) error {
 		return nil
 	}
 	st.LastError = msg
+	return a.saveState(st)
+}
+
+// RecordPending records p as the set waiting to become valid in
+// state.json, which `tlsdock status` shows, and changes nothing else. A
+// nil p clears it.
+func (a *Agent) RecordPending(p *PendingSet) error {
+	unlock, err := a.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := a.loadState()
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		if p == nil {
+			return nil
+		}
+		st = &State{}
+	}
+	if st.Pending.equal(p) {
+		return nil
+	}
+	st.Pending = p
 	return a.saveState(st)
 }
 
@@ -200,8 +229,10 @@ type Rotator struct {
 	warning      string // expiry warning for the served certificate
 	warns        expiryWarnings
 	lastFailure  string
-	recorded     string // what RecordError last wrote
-	recordedSure bool   // false after a Provision, which writes its own
+	recorded     string      // what RecordError last wrote
+	recordedSure bool        // false after a Provision, which writes its own
+	pending      *PendingSet // what RecordPending last wrote
+	pendingSure  bool        // false after a Provision, which writes its own
 	lastStatus   string
 }
 
@@ -445,7 +476,7 @@ func (r *Rotator) provision(ctx context.Context, cfg Config) (*Result, error) {
 		}()
 	}
 	res, err := r.app.Provision(context.WithoutCancel(ctx), cfg)
-	r.recordedSure = false
+	r.recordedSure, r.pendingSure = false, false
 	r.lastAttempt = r.o.Clock.Now()
 	if res == nil {
 		res = &Result{}
@@ -547,9 +578,11 @@ func (r *Rotator) problems() string {
 	return strings.Join(p, "; ")
 }
 
-// record writes problems into state.json when they changed. After a
-// Provision, which records its own result, an empty list is left alone.
+// record writes problems and the pending set into state.json when they
+// changed. After a Provision, which records its own result, an empty list
+// is left alone.
 func (r *Rotator) record() {
+	r.recordPending()
 	p := r.problems()
 	if r.recordedSure && p == r.recorded {
 		return
@@ -566,6 +599,22 @@ func (r *Rotator) record() {
 	r.recorded, r.recordedSure = p, true
 }
 
+// recordPending writes the pending set into state.json and the metrics
+// when it changed.
+func (r *Rotator) recordPending() {
+	p := r.src.pendingSet()
+	r.o.Metrics.setPending(p)
+	if r.pendingSure && p.equal(r.pending) {
+		return
+	}
+	if err := r.app.RecordPending(p); err != nil {
+		r.log.Warn("recording the pending set for `tlsdock status` failed; trying again on the next change", "err", err)
+		r.pendingSure = false
+		return
+	}
+	r.pending, r.pendingSure = p, true
+}
+
 // status tells systemd what the daemon is doing, when it changed.
 func (r *Rotator) status(now time.Time) {
 	var s string
@@ -580,6 +629,14 @@ func (r *Rotator) status(now time.Time) {
 		s = fmt.Sprintf("%s; retrying at %s; %s", r.lastFailure, r.retry.next.UTC().Format(time.TimeOnly), serving)
 	default:
 		s = r.src.status(serving)
+	}
+	if p := r.src.pendingSet(); p != nil {
+		// Absolute times only: the line stays until the next change.
+		from := "valid from"
+		if !now.Before(p.NotBefore) {
+			from = "valid since" // waiting for notBeforeMargin
+		}
+		s += fmt.Sprintf("; pending: serial %s, %s %s, installed at %s", p.Serial, from, p.NotBefore.UTC().Format(statusTime), p.InstallAt.UTC().Format(time.TimeOnly))
 	}
 	if r.warning != "" && r.src.problem() == "" {
 		s += "; " + r.warning

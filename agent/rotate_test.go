@@ -102,6 +102,7 @@ type fakeApplier struct {
 	calls     []call
 	lastError string
 	records   []string
+	pending   *PendingSet
 	reads     int // Installed calls
 	// fail, when set, is asked before each Provision (n counts from 1).
 	fail func(n int) error
@@ -182,6 +183,13 @@ func (f *fakeApplier) RecordError(msg string) error {
 	defer f.mu.Unlock()
 	f.lastError = msg
 	f.records = append(f.records, msg)
+	return nil
+}
+
+func (f *fakeApplier) RecordPending(p *PendingSet) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pending = p
 	return nil
 }
 

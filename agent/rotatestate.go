@@ -1,6 +1,12 @@
 package agent
 
-import "time"
+import (
+	"crypto/x509"
+	"slices"
+	"time"
+
+	"github.com/tlsdock/tlsdock/certstore"
+)
 
 // The rotation loop's state is made of small values whose methods are
 // pure functions of the time they are given.
@@ -117,4 +123,70 @@ func expiryLevel(notAfter, now time.Time, th []time.Duration) (level int, next t
 		next = notAfter
 	}
 	return level, next
+}
+
+// notBeforeMargin is how long after a set's notBefore the rotation loop
+// waits before installing it. dockerd serves the set to clients on other
+// hosts, which check notBefore with their own clocks: installing a set
+// the moment it becomes valid by this host's clock would have it refused
+// by every client whose clock is a little behind. The margin is never
+// negative: a set is never installed before its notBefore by this host's
+// clock (no tolerance the other way), because then every client with a
+// correct clock would refuse it, while the served set stays valid
+// meanwhile. Issuers that backdate notBefore (step-ca by 1 minute,
+// tlsdock's own CA by certstore.Backdate) are not delayed at all.
+const notBeforeMargin = 5 * time.Second
+
+// installableFrom is the earliest time, from now on, at which set may be
+// installed: it passes validation against req then, and it is at least
+// notBeforeMargin past the notBefore of every certificate of the set. A
+// set valid now and past the margin is installable at now. When no such
+// time exists, err is the validation error at now.
+//
+// The candidates are now and the notBefore (plus the margin) of each
+// certificate of the set: validity can only begin at one of them.
+func installableFrom(set *certstore.Set, req certstore.Requirements, now time.Time) (time.Time, error) {
+	req.Now = now
+	nowErr := set.Validate(req)
+	from := set.Cert.NotBefore
+	for _, c := range set.Intermediates {
+		from = later(from, c.NotBefore)
+	}
+	from = later(from.Add(notBeforeMargin), now)
+	if nowErr == nil && !from.After(now) {
+		return now, nil
+	}
+	cands := []time.Time{from}
+	for _, c := range set.CAs {
+		if t := c.NotBefore.Add(notBeforeMargin); t.After(from) {
+			cands = append(cands, t)
+		}
+	}
+	slices.SortFunc(cands, time.Time.Compare)
+	for _, t := range cands {
+		req.Now = t
+		if set.Validate(req) == nil {
+			return t, nil
+		}
+	}
+	if nowErr == nil {
+		return now, nil // valid now, though at no later candidate: serve it while it is
+	}
+	return time.Time{}, nowErr
+}
+
+// nextNotBefore is the earliest notBefore after now of the certificates
+// of set; zero when there is none (or no set). A refusal that says "not
+// valid until" changes then.
+func nextNotBefore(set *certstore.Set, now time.Time) time.Time {
+	if set == nil {
+		return time.Time{}
+	}
+	var next time.Time
+	for _, c := range slices.Concat([]*x509.Certificate{set.Cert}, set.Intermediates, set.CAs) {
+		if c != nil && c.NotBefore.After(now) && (next.IsZero() || c.NotBefore.Before(next)) {
+			next = c.NotBefore
+		}
+	}
+	return next
 }

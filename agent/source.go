@@ -36,6 +36,8 @@ type source interface {
 	step(ctx context.Context, now time.Time)
 	// problem is what is wrong with the source for `tlsdock status`, or "".
 	problem() string
+	// pendingSet is the set waiting in the source to become valid, or nil.
+	pendingSet() *PendingSet
 	// status is the STATUS line when no rotation is failing.
 	status(serving string) string
 	// thresholds are when, before expiry, the served certificate is warned

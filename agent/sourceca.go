@@ -100,6 +100,10 @@ func (c *caSource) planRenewal() {
 
 func (c *caSource) problem() string { return "" }
 
+// pendingSet is nil: the local CA backdates what it issues, so its sets are
+// valid at once.
+func (c *caSource) pendingSet() *PendingSet { return nil }
+
 func (c *caSource) status(serving string) string {
 	return fmt.Sprintf("local CA %s; %s; renewal at %s", CADir, serving, c.renewAt.UTC().Format(time.DateTime))
 }

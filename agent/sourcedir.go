@@ -24,6 +24,11 @@ type dirSource struct {
 	candidate *certstore.Set // a valid source set that differs from installed
 	invalid   string         // why the settled source set is invalid
 	blockedFP string         // bad input: not retried until the source changes
+
+	pending   *certstore.Set // a valid source set whose notBefore is ahead
+	pendingAt time.Time      // when pending may be installed
+	wakeAt    time.Time      // look at the source again (a notBefore passes); zero: never
+	woken     bool           // the scan in progress is that look
 }
 
 func (d *dirSource) String() string { return d.r.cfg.Certs }
@@ -107,7 +112,8 @@ func (d *dirSource) recheck() { d.blockedFP, d.scanNow = "", true }
 
 func (d *dirSource) reload() {
 	d.deb.settle, d.deb.maxWait = d.r.cfg.Debounce, d.r.cfg.MaxWait
-	d.candidate, d.invalid = nil, ""
+	d.candidate, d.invalid, d.wakeAt = nil, "", time.Time{}
+	d.setPending(nil, time.Time{})
 }
 
 func (d *dirSource) next(now time.Time) time.Time {
@@ -121,6 +127,9 @@ func (d *dirSource) next(now time.Time) time.Time {
 		if t := orNow(d.r.rotateAt(), now); at.IsZero() || t.Before(at) {
 			at = t
 		}
+	}
+	if w := d.wakeAt; !w.IsZero() && !d.deb.pending() && (at.IsZero() || w.Before(at)) {
+		at = w // while a burst is in progress, the debounce scans
 	}
 	return at
 }
@@ -139,53 +148,73 @@ func (d *dirSource) step(ctx context.Context, now time.Time) {
 	case d.scanNow && !d.deb.pending(): // while a burst is in progress, the debounce scans
 		d.scanNow = false
 		d.scan(now, true)
+	case !d.wakeAt.IsZero() && !d.deb.pending() && !now.Before(d.wakeAt):
+		// A notBefore passed: read and validate the source again.
+		d.woken = true
+		d.scan(now, true)
+		d.woken = false
 	}
 	d.maybeRotate(ctx, now)
 }
 
 // load reads the source set with the source trust checks and runs
-// provision's validation of it.
-func (d *dirSource) load(now time.Time) (*certstore.Set, error) {
+// provision's validation of it. It returns the set and when it may be
+// installed: now, or later for a set that is valid but for its notBefore
+// (see installableFrom). On a validation error the set is returned too,
+// so that its notBefore can be seen; it is nil when the files do not
+// load.
+func (d *dirSource) load(now time.Time) (*certstore.Set, time.Time, error) {
 	cfg := d.r.cfg.Config
 	trust, err := cfg.SourceTrust()
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	set, err := certstore.LoadSource(cfg.Certs, trust)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	ls, err := cfg.Listeners()
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
-	req := requiredNames(cfg, ls)
-	req.Now = now
-	if err := set.Validate(req); err != nil {
-		return nil, err
-	}
-	return set, nil
+	from, err := installableFrom(set, requiredNames(cfg, ls), now)
+	return set, from, err
 }
 
 // scan reads the source. settled says no change came for Debounce: before
 // that, a set that does not load or validate is only not ready yet.
+//
+// A valid set whose notBefore is ahead is pending: docker keeps serving
+// the installed set, and one wake-up (wakeAt) is planned for when the
+// pending set becomes installable. Then the source is read and validated
+// again, since it may have changed. A refused set whose message says "not
+// valid until" is looked at again at that time too, so that what status
+// shows stays true. Each scan plans afresh, so a file change replaces or
+// cancels the wake-up.
 func (d *dirSource) scan(now time.Time, settled bool) {
 	r := d.r
 	r.refreshInstalled() // a manual provision or revert may have changed it
-	set, err := d.load(now)
+	set, from, err := d.load(now)
 	if err != nil {
 		if !settled {
 			r.log.Debug("the source set is not complete yet; waiting for more changes", "dir", r.cfg.Certs, "err", err)
 			d.deb.wait(now)
 			return
 		}
+		d.setPending(nil, time.Time{})
+		d.wakeAt = nextNotBefore(set, now)
 		msg := fmt.Sprintf("invalid set in %s: %v; %s, and tlsdock checks again when the files change", r.cfg.Certs, err, d.servingWhat())
 		logMsg := "invalid certificate set; not installing it"
 		if errors.Is(err, certstore.ErrUnsafeSource) {
 			msg = fmt.Sprintf("unsafe source %s: %v; %s, and tlsdock checks again when the files change or on SIGHUP", r.cfg.Certs, err, d.servingWhat())
 			logMsg = "the certificate source can be changed by others than root; not installing it"
 		}
-		if msg != d.invalid {
+		switch {
+		case msg == d.invalid:
+		case d.woken:
+			// The same files, looked at again once a notBefore passed.
+			r.log.Info("a notBefore of the refused set passed; it is still invalid", "dir", r.cfg.Certs, "err", err)
+		default:
 			r.log.Error(logMsg, "dir", r.cfg.Certs, "err", err, "serving", r.installed.Serial())
 			r.o.Metrics.rotation("invalid")
 		}
@@ -196,25 +225,52 @@ func (d *dirSource) scan(now time.Time, settled bool) {
 	if d.invalid != "" {
 		r.log.Info("the source set is valid again", "dir", r.cfg.Certs, "serial", set.Serial())
 	}
-	d.invalid = ""
+	d.invalid, d.wakeAt = "", time.Time{}
 	r.o.Metrics.setValidationError(false)
 	fp := set.Fingerprint()
 	if fp != d.blockedFP {
 		d.blockedFP = "" // the source changed: a rejected set may be retried
 	}
 	if fp == r.installedFP() && !r.force {
-		if d.candidate != nil {
+		if d.candidate != nil || d.pending != nil {
 			r.log.Info("the source is back to the installed set; nothing to do", "serial", set.Serial())
 		} else {
 			r.log.Debug("the source set is unchanged", "serial", set.Serial())
 		}
 		d.candidate = nil
+		d.setPending(nil, time.Time{})
 		return
 	}
-	if d.candidate == nil || d.candidate.Fingerprint() != fp {
+	if from.After(now) {
+		if d.pending == nil || d.pending.Fingerprint() != fp {
+			r.log.Info("new certificate set in the source, not valid yet: installing it when it is", "dir", r.cfg.Certs, "serial", set.Serial(),
+				"valid_from", from.Add(-notBeforeMargin).UTC().Format(time.RFC3339), "install_at", from.UTC().Format(time.RFC3339), "serving", r.installed.Serial())
+		}
+		d.candidate = nil
+		d.setPending(set, from)
+		d.wakeAt = from
+		return
+	}
+	if d.pending != nil && d.pending.Fingerprint() == fp {
+		r.log.Info("the pending set is valid now", "serial", set.Serial())
+	} else if d.candidate == nil || d.candidate.Fingerprint() != fp {
 		r.log.Info("new certificate set in the source", "dir", r.cfg.Certs, "serial", set.Serial(), "expires", set.Cert.NotAfter.UTC().Format(time.DateOnly))
 	}
+	d.setPending(nil, time.Time{})
 	d.candidate = set
+}
+
+// setPending remembers set as the pending one, installable at from; nil
+// forgets it.
+func (d *dirSource) setPending(set *certstore.Set, from time.Time) {
+	d.pending, d.pendingAt = set, from
+}
+
+func (d *dirSource) pendingSet() *PendingSet {
+	if d.pending == nil {
+		return nil
+	}
+	return &PendingSet{Serial: d.pending.Serial(), NotBefore: d.pendingAt.Add(-notBeforeMargin), InstallAt: d.pendingAt, Source: d.r.cfg.Certs}
 }
 
 func (d *dirSource) servingWhat() string {
@@ -241,6 +297,7 @@ func (d *dirSource) maybeRotate(ctx context.Context, now time.Time) {
 	r.log.Info("rotating", "from", r.installed.Serial(), "to", set.Serial(), "dir", cfg.Certs)
 	r.o.Notify("STATUS=rotating to serial " + set.Serial())
 	r.lastStatus = ""
+	r.recordPending() // the pending set that became this candidate is no longer shown as pending
 	res, err := r.provision(ctx, cfg)
 	r.served(res, err, set)
 	r.force = false

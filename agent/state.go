@@ -34,6 +34,9 @@ type State struct {
 	// RevertedAt is when `tlsdock revert` put the host back. The daemon
 	// does not provision it again until `tlsdock provision` does.
 	RevertedAt time.Time `json:"reverted_at,omitzero"`
+	// Pending is the set the rotation daemon waits to install because its
+	// notBefore is ahead; nil when none.
+	Pending *PendingSet `json:"pending,omitempty"`
 }
 
 // Apply records one run of the sequence.

@@ -23,7 +23,63 @@ type Status struct {
 	Docker      DockerUnit `json:"docker"`
 	LastApply   Apply      `json:"last_apply"`
 	LastError   string     `json:"last_error,omitempty"`
-	Provisioned bool       `json:"provisioned"`
+	// Pending is the source set `tlsdock run` installs once it is valid.
+	Pending     *PendingInfo `json:"pending,omitempty"`
+	Provisioned bool         `json:"provisioned"`
+}
+
+// PendingSet is a valid source set whose notBefore is ahead: the rotation
+// daemon keeps serving the installed set and installs this one at
+// InstallAt, notBeforeMargin after it became valid.
+type PendingSet struct {
+	Serial    string    `json:"serial"`
+	NotBefore time.Time `json:"not_before"`
+	InstallAt time.Time `json:"install_at"`
+	Source    string    `json:"source,omitempty"`
+}
+
+func (p *PendingSet) equal(q *PendingSet) bool {
+	if p == nil || q == nil {
+		return p == q
+	}
+	return p.Serial == q.Serial && p.NotBefore.Equal(q.NotBefore) && p.InstallAt.Equal(q.InstallAt) && p.Source == q.Source
+}
+
+// PendingInfo is the pending set as status shows it, with Summary saying
+// at the time of the status what happens next.
+type PendingInfo struct {
+	PendingSet
+	Summary string `json:"summary"`
+}
+
+// statusTime is how status shows a time.
+const statusTime = "2006-01-02 15:04:05 MST"
+
+// summary says what becomes of the pending set, seen at now: "serial S,
+// valid from T (in 3m)", never a validity start in the past.
+func (p *PendingSet) summary(now time.Time) string {
+	nb, at := p.NotBefore.UTC().Format(statusTime), p.InstallAt.UTC().Format(statusTime)
+	switch {
+	case now.Before(p.NotBefore):
+		return fmt.Sprintf("serial %s, valid from %s (in %s)", p.Serial, nb, span(p.NotBefore.Sub(now)))
+	case now.Before(p.InstallAt):
+		return fmt.Sprintf("serial %s, valid since %s; installed at %s (in %s)", p.Serial, nb, at, span(p.InstallAt.Sub(now)))
+	}
+	return fmt.Sprintf("serial %s, valid since %s (%s ago) but not installed yet: `tlsdock run` was to install it at %s; check that it runs (systemctl status tlsdock)",
+		p.Serial, nb, span(now.Sub(p.NotBefore)), at)
+}
+
+// span is a duration for a person: "20s", "3m", "5h", "3 days".
+func span(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Round(time.Second)/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Round(time.Minute)/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Round(time.Hour)/time.Hour))
+	}
+	return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
 }
 
 // CertInfo describes the installed server certificate.
@@ -68,6 +124,10 @@ func (a *Agent) Status(ctx context.Context) (*Status, error) {
 		s.Mode, s.Hosts, s.LastApply, s.LastError = st.Mode, st.Hosts, st.LastApply, st.LastError
 		s.TCPHeldBy = st.TCPHeldBy
 	}
+	var pending *PendingSet
+	if st != nil {
+		pending = st.Pending
+	}
 	store := certstore.Store{Dir: a.o.Paths.SSL()}
 	set, err := store.Load()
 	if err != nil {
@@ -81,6 +141,9 @@ func (a *Agent) Status(ctx context.Context) (*Status, error) {
 			ci.IPAddresses = append(ci.IPAddresses, ip.String())
 		}
 		s.Certificate = ci
+	}
+	if pending != nil && (set == nil || set.Serial() != pending.Serial) { // a provision may have installed it meanwhile
+		s.Pending = &PendingInfo{PendingSet: *pending, Summary: pending.summary(a.o.Now())}
 	}
 	for _, f := range []struct {
 		name string

@@ -70,6 +70,9 @@ result of the last provision or rotation. It changes nothing.`,
 			} else {
 				fmt.Fprintln(w, "certificate: none installed")
 			}
+			if p := s.Pending; p != nil {
+				fmt.Fprintf(w, "pending:     %s\n", p.Summary)
+			}
 			for _, f := range s.Files {
 				mark := "ok"
 				if !f.OK {
