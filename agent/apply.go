@@ -58,6 +58,9 @@ var ErrRollbackFailed = errors.New("rollback failed")
 // lockPath serialises provision, run and revert on one host.
 const lockPath = "/run/tlsdock/lock"
 
+// errLockHeld: another tlsdock holds the lock.
+var errLockHeld = errors.New("lock held")
+
 func (a *Agent) lock() (func(), error) {
 	path := a.o.Paths.Abs(lockPath)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -69,7 +72,7 @@ func (a *Agent) lock() (func(), error) {
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil && !a.waitLock(f) {
 		f.Close()
-		return nil, fmt.Errorf("another tlsdock is applying changes (lock %s is held): wait for it to finish", lockPath)
+		return nil, fmt.Errorf("another tlsdock is applying changes (lock %s is held): wait for it to finish: %w", lockPath, errLockHeld)
 	}
 	return func() { f.Close() }, nil
 }

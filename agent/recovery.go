@@ -374,9 +374,19 @@ func (a *Agent) recoverJournal() (found bool, target *Snapshot, restored, notes 
 // files, or the certificates they name, docker restarts on them and its
 // local socket must answer. The result is recorded in state.json (last
 // apply "recovered", or "failed") and logged. It returns nil, nil when
-// there was nothing to undo.
+// there was nothing to undo, or when another tlsdock holds the lock (it
+// recovers the journal itself, under the lock). It never waits for the
+// lock.
 func (a *Agent) Recover(ctx context.Context, cfg Config) (*Result, error) {
-	unlock, err := a.lock()
+	o := a.o
+	o.LockWait = 0
+	unlock, err := (&Agent{o: o}).lock()
+	if errors.Is(err, errLockHeld) {
+		// A provision or a revert runs (in proxy mode, the one that
+		// starts this daemon and waits for it): it recovers itself.
+		a.o.Logger.Info("another tlsdock holds the lock; it undoes an interrupted apply itself", "lock", lockPath)
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}

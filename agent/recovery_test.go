@@ -476,3 +476,24 @@ func TestRotatorAfterRevert(t *testing.T) {
 		t.Fatalf("log:\n%s", g.logs.String())
 	}
 }
+
+// TestRecoverLeavesTheJournalToTheLockHolder: in proxy mode a provision
+// starts tlsdock.service while it holds the lock and waits for it. The
+// daemon's start-up then neither waits for the lock nor fails: the
+// provision recovers the journal itself.
+func TestRecoverLeavesTheJournalToTheLockHolder(t *testing.T) {
+	h := newFakeHost(t)
+	crashedProvision(t, h, generateCfg(), "written")
+	unlock, err := h.agent(nil).lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	res, err := h.agent(nil, func(o *Options) { o.LockWait = time.Hour }).Recover(context.Background(), generateCfg())
+	if res != nil || err != nil {
+		t.Fatalf("recover with the lock held: %+v, %v; want nothing done", res, err)
+	}
+	if _, err := os.Stat(filepath.Join(h.root, StateDir, "journal.json")); err != nil {
+		t.Fatalf("the journal is gone: %v", err)
+	}
+}

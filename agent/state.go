@@ -29,8 +29,9 @@ type State struct {
 	// Written records what tlsdock last wrote to each file it manages: the
 	// SHA-256 (hex) of the content, "" when it removed the file. revert
 	// puts back only files whose content is still tlsdock's. nil in the
-	// state of an older tlsdock.
-	Written map[string]string `json:"written,omitempty"`
+	// state of an older tlsdock (never omitted, so that an empty record
+	// is not taken for one).
+	Written map[string]string `json:"written"`
 	// RevertedAt is when `tlsdock revert` put the host back. The daemon
 	// does not provision it again until `tlsdock provision` does.
 	RevertedAt time.Time `json:"reverted_at,omitzero"`

@@ -141,12 +141,15 @@ finish, gives attach and exec streams a grace and writes out the audit log.`,
 			testHooks(&o, env.Root) // a no-op unless built with -tags tlsdock_testhooks
 			// Before anything else (the proxy, the first rotation, the
 			// status), what a killed run left is undone.
+			// A tlsdock holding the lock (a provision) recovers
+			// the journal itself; a failure here is retried by the
+			// first rotation, which recovers too.
 			ro := o
 			if env.Agent != nil {
 				env.Agent(&ro)
 			}
 			if _, err := agent.New(ro).Recover(ctx, cfg.Config); err != nil {
-				return fmt.Errorf("recovering at start-up: %w", err)
+				logger.Error("undoing an interrupted apply at start-up failed; the first rotation tries again", "err", err)
 			}
 			var rotHup <-chan os.Signal = hup
 			var pd *proxyRun
