@@ -125,8 +125,9 @@ func plannedWrites(plan *Plan) map[string]string {
 // state was changed by someone else after the apply began, and is left as
 // it is. The certificate set is one unit, and so are dockerd's files: if
 // one of them is someone else's, the others are left as they are too (and
-// the set, when dockerd's files name it and restoring would remove it). A journal of an older tlsdock, without
-// Targets, is judged by legacyTlsdocks.
+// the set, when dockerd's files name it and restoring would remove it). A
+// journal of an older tlsdock, without Targets, is judged by
+// legacyTlsdocks.
 func (j *Snapshot) onto(cur *Snapshot) (target *Snapshot, restored, notes []string) {
 	theirs := map[string]bool{}
 	for _, f := range j.Files {
