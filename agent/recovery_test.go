@@ -497,3 +497,31 @@ func TestRecoverLeavesTheJournalToTheLockHolder(t *testing.T) {
 		t.Fatalf("the journal is gone: %v", err)
 	}
 }
+
+// TestRecoveryKeepsAnEditAfterAKilledFirstProvision is the sweep's S1: a
+// first provision killed anywhere between its journal and its commit,
+// then an edit of daemon.json. The next provision keeps the edit and
+// converges.
+func TestRecoveryKeepsAnEditAfterAKilledFirstProvision(t *testing.T) {
+	for _, step := range []string{"backed-up", "live-restore", "certs-installed", "written", "restarted"} {
+		t.Run(step, func(t *testing.T) {
+			h := newFakeHost(t)
+			writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+			cfg := certsCfg(writeSet(t, h.root, "127.0.0.1"))
+			crashedProvision(t, h, cfg, step)
+			editDaemonJSON(t, h)
+			mustProvision(t, h.agent(&fakeVerifier{}), cfg)
+			doc, err := daemonjson.Parse([]byte(readFile(t, h.root, DaemonJSONPath)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if on, _, _ := doc.Bool("debug"); !on {
+				t.Fatalf("the edit is lost:\n%s", readFile(t, h.root, DaemonJSONPath))
+			}
+			if again := mustProvision(t, h.agent(&fakeVerifier{}), cfg); again.Changed {
+				t.Fatal("not converged: a third run still changes things")
+			}
+			noJournal(t, h)
+		})
+	}
+}
