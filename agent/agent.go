@@ -67,12 +67,15 @@ type Options struct {
 	// LiveRestoreWait bounds how long to wait for dockerd to report
 	// live-restore after SIGHUP.
 	LiveRestoreWait time.Duration
-	// RollbackWait is the least time a rollback waits for the units it
-	// puts back (it waits --timeout when that is longer); default 2m.
-	RollbackWait time.Duration
 	// Pause, when set, is called at each named step of the sequence. The
 	// crash tests use it to stop tlsdock at a chosen point.
 	Pause func(step string)
+	// Step, when set, is called after every file operation of the
+	// sequence (a write, rename, removal, certificate-set install,
+	// directory create or remove), with what it did ("write
+	// /etc/docker/daemon.json"). The crash-consistency test copies the
+	// host's files there: a crash right after each operation.
+	Step func(op string)
 
 	// Proxy is the running proxy when the agent runs inside `tlsdock run
 	// --mode proxy`: proxy mode's serve step then swaps the set into it.
@@ -132,12 +135,13 @@ func New(o Options) *Agent {
 	if o.LiveRestoreWait == 0 {
 		o.LiveRestoreWait = 10 * time.Second
 	}
-	if o.RollbackWait == 0 {
-		o.RollbackWait = 2 * time.Minute
-	}
 	if o.Pause == nil {
 		o.Pause = func(string) {}
 	}
+	if o.Step == nil {
+		o.Step = func(string) {}
+	}
+	o.Paths.step = o.Step
 	if o.Executable == nil {
 		o.Executable = os.Executable
 	}

@@ -60,17 +60,16 @@ func TestProvisionGenerateFreshHost(t *testing.T) {
   "tlsverify": true,
   "tlscacert": "/etc/docker/ssl/ca.pem",
   "tlscert": "/etc/docker/ssl/server-cert.pem",
-  "tlskey": "/etc/docker/ssl/server-key.pem",
-  "hosts": [
-    "fd://",
-    "tcp://0.0.0.0:2376"
-  ]
+  "tlskey": "/etc/docker/ssl/server-key.pem"
 }
 `
 	if got := readFile(t, h.root, DaemonJSONPath); got != wantJSON {
 		t.Fatalf("daemon.json:\n%s\nwant:\n%s", got, wantJSON)
 	}
-	wantDropIn := "# Written by tlsdock. `tlsdock revert` removes it; edits are overwritten.\n[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock $DOCKER_OPTS\n"
+	// docker.socket is not there (the fake host has no unit): dockerd
+	// holds the TCP listener, passed with -H where the unit passes its
+	// own (-H fd://).
+	wantDropIn := "# Written by tlsdock. `tlsdock revert` removes it; edits are overwritten.\n[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock $DOCKER_OPTS -H fd:// -H tcp://0.0.0.0:2376\n"
 	if got := readFile(t, h.root, DropInPath); got != wantDropIn {
 		t.Fatalf("drop-in:\n%s\nwant:\n%s", got, wantDropIn)
 	}
@@ -299,6 +298,10 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{
 			name: "wrapper in ExecStart",
 			setup: func(t *testing.T, h *fakeHost, _ *Config) {
+				writeFile(t, h.root, "/usr/local/bin/run-docker", "#!/bin/sh\n")
+				if err := os.Chmod(filepath.Join(h.root, "/usr/local/bin/run-docker"), 0o755); err != nil {
+					t.Fatal(err)
+				}
 				writeFile(t, h.root, "/etc/systemd/system/docker.service.d/override.conf", "[Service]\nExecStart=\nExecStart=/usr/local/bin/run-docker -H fd://\n")
 			},
 			field: "override.conf", want: "not dockerd",

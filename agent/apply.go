@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -97,8 +98,10 @@ func (a *Agent) Provision(ctx context.Context, cfg Config) (*Result, error) {
 		return res, err
 	}
 	defer unlock()
+	ctx, cancel := withBudget(ctx, cfg)
+	defer cancel()
 	a.removeTemps()
-	forceRestart, _, _, recovered, err := a.recoverJournal()
+	forceRestart, _, _, recovered, err := a.recoverJournal(ctx)
 	res.Notes = append(res.Notes, recovered...)
 	if err != nil {
 		res.Error = err.Error()
@@ -175,18 +178,24 @@ func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) 
 
 // change is the sequence between the plan and the commit, one step after
 // the other: back up → save a new local CA → turn live-restore on first →
-// write → serve → verify. A failure after the backup rolls back.
+// write → serve → verify. A failure after the backup rolls back. The steps
+// end rollbackReserve before the command's deadline (ctx's), so that a
+// step that hangs leaves the rollback time to put the host back.
 func (a *Agent) change(ctx context.Context, cfg Config, plan *Plan, res *Result, now time.Time) error {
 	snap, err := a.backUp(plan, now)
 	if err != nil {
 		return err
 	}
 	var done served
-	fail := func(err error) error { return a.rollback(ctx, cfg, plan, snap, res, err, &done) }
+	whole := ctx
+	fail := func(err error) error { return a.rollback(whole, cfg, plan, snap, res, err, &done) }
+	ctx, cancel := context.WithDeadline(ctx, commandEnd(ctx, cfg).Add(-rollbackReserve(cfg)))
+	defer cancel()
 	if plan.NewCA != nil {
 		if err := plan.NewCA.Save(a.o.Paths.CA()); err != nil {
 			return fail(fmt.Errorf("saving the local CA: %w", err))
 		}
+		a.o.Step("save the local CA in " + CADir)
 	}
 	if plan.LiveRestoreFirst {
 		if err := a.enableLiveRestore(ctx, plan); err != nil {
@@ -201,6 +210,7 @@ func (a *Agent) change(ctx context.Context, cfg Config, plan *Plan, res *Result,
 		if err := snap.Save(a.journalPath()); err != nil {
 			return err
 		}
+		a.o.Step("write " + StateDir + "/journal.json")
 		a.o.Pause("live-restore")
 	}
 	if err := a.write(ctx, cfg, plan, &done); err != nil {
@@ -233,11 +243,13 @@ func (a *Agent) backUp(plan *Plan, now time.Time) (*Snapshot, error) {
 		if err := snap.Save(a.originalPath()); err != nil {
 			return nil, err
 		}
+		a.o.Step("write " + StateDir + "/original.json")
 	}
 	snap.Targets = planTargets(plan)
 	if err := snap.Save(a.journalPath()); err != nil {
 		return nil, err
 	}
+	a.o.Step("write " + StateDir + "/journal.json")
 	a.o.Pause("backed-up")
 	return snap, nil
 }
@@ -253,11 +265,13 @@ func (a *Agent) commit(cfg Config, plan *Plan, res *Result, now time.Time) error
 	if err := os.Remove(a.journalPath()); err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}
+	a.o.Step("remove " + StateDir + "/journal.json")
 	st := &State{Mode: plan.Mode, Hosts: plan.Hosts, TCPHosts: plan.TCPHosts, TCPHeldBy: plan.TCPHeldBy, Fingerprint: plan.Set.Fingerprint(), Serial: plan.Set.Serial(), NotAfter: plan.Set.Cert.NotAfter,
 		LastApply: Apply{Time: now, Result: "ok", Changed: true, Serial: plan.Set.Serial(), Warnings: plan.Warnings}, Written: written}
 	if err := a.saveState(st); err != nil {
 		return err
 	}
+	a.o.Step("write " + StateDir + "/state.json")
 	a.o.Logger.Info("applied", "serial", st.Serial, "restarted", plan.Restart, "hosts", strings.Join(plan.Hosts, ","))
 	return a.writeClientBundle(cfg, plan, res, now)
 }
@@ -314,6 +328,7 @@ func (a *Agent) write(ctx context.Context, cfg Config, plan *Plan, done *served)
 		if _, err := (certstore.Store{Dir: a.o.Paths.SSL()}).Install(plan.Set); err != nil {
 			return fmt.Errorf("installing certificates in %s: %w", SSLDir, err)
 		}
+		a.o.Step("install the certificate set in " + SSLDir)
 	}
 	a.o.Pause("certs-installed")
 	// docker.socket gives up tlsdock's listeners first. Its reload
@@ -328,10 +343,13 @@ func (a *Agent) write(ctx context.Context, cfg Config, plan *Plan, done *served)
 			if err := os.Remove(a.o.Paths.Abs(f.Path)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("removing %s: %w", f.Path, err)
 			}
+			a.o.Step("remove " + f.Path)
 		} else if err := a.writeFile(f.Path, f.new, f.mode); err != nil {
 			return err
 		}
-		if f.load {
+		// A unit file written after a load is loaded too: the serve step
+		// reloads only when nothing was loaded yet.
+		if f.load || done.loaded && contains(unitPaths, f.Path) {
 			done.loaded = true
 			rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 			err := a.o.Systemd.DaemonReload(rctx)
@@ -346,12 +364,16 @@ func (a *Agent) write(ctx context.Context, cfg Config, plan *Plan, done *served)
 
 func (a *Agent) writeFile(hostPath string, data []byte, mode os.FileMode) error {
 	abs := a.o.Paths.Abs(hostPath)
-	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", filepath.Dir(hostPath), err)
+	if _, err := os.Stat(filepath.Dir(abs)); err != nil {
+		if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+			return fmt.Errorf("creating %s: %w", filepath.Dir(hostPath), err)
+		}
+		a.o.Step("mkdir " + filepath.Dir(hostPath))
 	}
 	if err := certstore.WriteFileAtomic(abs, data, mode); err != nil {
 		return fmt.Errorf("writing %s: %w", hostPath, err)
 	}
+	a.o.Step("write " + hostPath)
 	return nil
 }
 
@@ -419,45 +441,68 @@ func (a *Agent) verify(ctx context.Context, plan *Plan) ([]Check, error) {
 	return all, errors.Join(errs...)
 }
 
-// rollbackTimeout bounds a rollback: the command's --timeout, as for each
-// step it undoes, but never less than Options.RollbackWait. A rollback
-// restarts the same units as the step that failed, often for the same
-// reason (a docker.service slower to start than --timeout, a containerd
-// that comes back late: dockerd 20.10 waits 60 s for it), and giving up
-// there leaves docker down.
-func (a *Agent) rollbackTimeout(cfg Config) time.Duration {
-	return max(cfg.Timeout, a.o.RollbackWait)
+// withBudget gives a command its one deadline: --timeout from now (or
+// ctx's own, when that is earlier). The plan, every step and the rollback
+// share it, so the command ends within --timeout, its rollback included.
+func withBudget(ctx context.Context, cfg Config) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, cfg.Timeout)
+}
+
+// commandEnd is the command's deadline: ctx's, or --timeout from now for a
+// sequence run without a budget.
+func commandEnd(ctx context.Context, cfg Config) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return time.Now().Add(cfg.Timeout)
+}
+
+// rollbackReserve is the share of --timeout that the steps leave to a
+// rollback: half. A rollback restarts the same units as the step that
+// failed, often for the same reason (a docker.service slow to start, a
+// containerd that comes back late), so it gets as long as the steps had:
+// a restart that hangs until the steps' deadline still leaves the rollback
+// time to restore the files, queue the restart back and wait for it. A
+// step that fails early leaves the rollback the rest of the budget too.
+func rollbackReserve(cfg Config) time.Duration {
+	return cfg.Timeout / 2
 }
 
 // rollback restores the snapshot and has the plan's server put back into
 // service what its serve step changed (done): only a unit that was
-// restarted or stopped is restarted. It is bounded by rollbackTimeout, and
-// runs even when ctx is cancelled.
+// restarted or stopped is restarted. It runs even when ctx is cancelled,
+// until the command's deadline (commandEnd); when that comes first, the
+// error says what systemd is still doing and where the backup is.
 func (a *Agent) rollback(ctx context.Context, cfg Config, plan *Plan, snap *Snapshot, res *Result, cause error, done *served) error {
 	a.o.Logger.Error("apply failed; rolling back", "err", cause)
+	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), commandEnd(ctx, cfg))
+	defer cancel()
 	if done.touched(systemd.DockerUnit) {
-		jctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		jctx, cancel := context.WithTimeout(rctx, 5*time.Second)
 		res.Journal = a.o.Journal(jctx, systemd.DockerUnit, 20)
 		cancel()
 		noteSocketFailure(res, cause)
 	}
+	restored := false
 	failed := func(err error) error {
 		a.recordApply(Apply{Time: a.o.Now(), Result: "failed", Error: cause.Error() + "; rollback: " + err.Error()})
+		if rctx.Err() != nil {
+			return fmt.Errorf("%w (%w: --timeout %v ran out: %v; %s; backup kept in %s)", cause, ErrRollbackFailed, cfg.Timeout, err, a.pending(done, restored), StateDir+"/journal.json")
+		}
 		return fmt.Errorf("%w (%w: %v; backup kept in %s)", cause, ErrRollbackFailed, err, StateDir+"/journal.json")
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.rollbackTimeout(cfg))
-	defer cancel()
 	// Restoring docker.socket's drop-in restarts docker through
 	// docker.socket; removing it releases the listeners first.
 	if done.socketBack = a.socketRestored(snap); done.socketBack && !done.touched(systemd.DockerUnit) {
 		done.touch(systemd.DockerUnit)
 	}
-	if err := a.releaseBeforeRestore(rctx, snap, a.rollbackTimeout(cfg)); err != nil {
+	if err := a.releaseBeforeRestore(rctx, snap, timeUntil(rctx)); err != nil {
 		return failed(err)
 	}
 	if err := snap.Restore(a.o.Paths); err != nil {
 		return failed(err)
 	}
+	restored = true
 	var notServed notServedError
 	uerr := plan.srv.undo(rctx, snap, done, res)
 	if uerr != nil && !errors.As(uerr, &notServed) {
@@ -473,10 +518,54 @@ func (a *Agent) rollback(ctx context.Context, cfg Config, plan *Plan, snap *Snap
 	if err := os.Remove(a.journalPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return failed(err)
 	}
+	a.o.Step("remove " + StateDir + "/journal.json")
 	if uerr != nil {
 		return fmt.Errorf("%w (%w: %v)", cause, ErrRollbackFailed, uerr)
 	}
 	res.RolledBack = true
 	a.recordApply(Apply{Time: a.o.Now(), Result: "rolled-back", Changed: false, Error: cause.Error()})
 	return fmt.Errorf("%w (%w: docker is active on its previous configuration)", cause, ErrRolledBack)
+}
+
+// pendingWait bounds the questions pending asks systemd once the budget
+// is spent: the command still ends within a few seconds of --timeout.
+const pendingWait = 2 * time.Second
+
+// pending says, for a rollback that ran out of time, whether the files
+// are restored and what each unit it puts back is doing now: a restart
+// job that systemd queued runs on after tlsdock exits.
+func (a *Agent) pending(done *served, restored bool) string {
+	parts := []string{"the files are not restored yet (the next tlsdock provision or revert restores them)"}
+	if restored {
+		parts[0] = "the files are restored"
+	}
+	units := append([]string(nil), done.units...)
+	if done.socketBack && !slices.Contains(units, systemd.SocketUnit) {
+		units = append(units, systemd.SocketUnit)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pendingWait)
+	defer cancel()
+	seen := map[string]bool{}
+	for _, u := range units {
+		if seen[u] {
+			continue
+		}
+		seen[u] = true
+		info, err := a.o.Systemd.Unit(ctx, u)
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("systemd did not say what %s is doing (%v): check `systemctl status %s`", u, err, u))
+			continue
+		}
+		switch info.ActiveState {
+		case "activating", "reloading":
+			parts = append(parts, fmt.Sprintf("%s is still %s: its restart job was queued and systemd carries it on after tlsdock exits; check `systemctl status %s`", u, info.ActiveState, u))
+		case "deactivating":
+			parts = append(parts, fmt.Sprintf("%s is still stopping: its restart job was queued; check `systemctl status %s`", u, u))
+		case "active":
+			parts = append(parts, u+" is active")
+		default:
+			parts = append(parts, fmt.Sprintf("%s is %s (%s): see `journalctl -u %s`, then `systemctl restart %s`", u, orWord(info.ActiveState, "unknown"), info.SubState, u, u))
+		}
+	}
+	return strings.Join(parts, "; ")
 }

@@ -46,7 +46,7 @@ type Config struct {
 	KeyType     certstore.KeyType
 	LiveRestore bool
 	ProbeClient string        // directory with cert.pem and key.pem for the client probe
-	Timeout     time.Duration // bound on each systemd job
+	Timeout     time.Duration // bound on the whole command, its rollback included (withBudget)
 	DryRun      bool
 	// RenewBefore, with Generate: reissue the server certificate this long
 	// before it expires; 0 reissues at two thirds of its lifetime (RenewAt).
@@ -89,7 +89,7 @@ func Defaults() Config {
 		Hosts:       []string{DefaultHost},
 		KeyType:     certstore.ECDSAP256,
 		LiveRestore: true,
-		Timeout:     90 * time.Second,
+		Timeout:     3 * time.Minute,
 
 		AuditLog:        DefaultAuditLog,
 		AuditLogMaxSize: DefaultAuditLogMaxSize,

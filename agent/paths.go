@@ -10,6 +10,16 @@ import (
 // ("/" on a real host, a temporary directory in tests).
 type Paths struct {
 	Root string
+	// step is Options.Step, for the file operations of functions that
+	// take Paths (Snapshot.Restore).
+	step func(op string)
+}
+
+// did reports a file operation to Options.Step.
+func (p Paths) did(op string) {
+	if p.step != nil {
+		p.step(op)
+	}
 }
 
 // Abs returns where a host path lives under the root.

@@ -85,6 +85,12 @@ type Plan struct {
 	// socketRestart: docker.socket restarts on tlsdock's drop-in;
 	// releaseSocket: it gives up tlsdock's listeners first.
 	socketRestart, releaseSocket bool
+	// interim are the states daemon.json and tlsdock's drop-in go
+	// through, written before Files, when the TLS settings move between
+	// them (planInterim). dropInFirst: tlsdock's drop-in is written
+	// before daemon.json (writeOrder).
+	interim     []FileChange
+	dropInFirst bool
 }
 
 // Changed reports whether applying the plan changes anything.
@@ -166,12 +172,8 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("asking systemd about %s (waited at most --timeout %v): %w: check that systemd answers (systemctl status)", systemd.DockerUnit, cfg.Timeout, err)
 	}
-	switch unitInfo.LoadState {
-	case "loaded":
-	case "bad-setting", "error":
-		return nil, &InputError{Field: systemd.DockerUnit, Err: fmt.Errorf("systemd refuses its unit files (load state %s; %s): see why with `systemctl status docker.service`, fix them and run systemctl daemon-reload", unitInfo.LoadState, strings.Join(append([]string{unitInfo.FragmentPath}, unitInfo.DropInPaths...), ", "))}
-	default:
-		return nil, fmt.Errorf("docker.service is %s: install docker.io or docker-ce first", orWord(unitInfo.LoadState, "unknown"))
+	if err := preflightUnit(unitInfo); err != nil {
+		return nil, err
 	}
 	plan.DockerActive = unitInfo.ActiveState == "active"
 	dropIns := a.dropIns(unitInfo)
@@ -188,6 +190,9 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	}
 	if svc.ExecStart == nil {
 		return nil, &InputError{Field: unitInfo.FragmentPath, Err: errors.New("docker.service has no ExecStart: repair the docker package")}
+	}
+	if err := a.preflightStart(sctx, svc, doc); err != nil {
+		return nil, err
 	}
 
 	st, err := a.loadState()
@@ -294,6 +299,12 @@ func (a *Agent) planDockerdFiles(plan *Plan, h *hostConfig, newDoc *daemonjson.D
 			plan.Files[i].load = plan.Files[i].Path == DropInPath
 		}
 	}
+	// The drop-in comes first unless it adds TCP listeners or TLS flags:
+	// then daemon.json has the TLS settings (or has lost them) first.
+	plan.dropInFirst = cmd == nil || !passesTCPOrTLS(cmd)
+	if plan.changes(DropInPath) && plan.changes(DaemonJSONPath) {
+		a.planInterim(plan, h, oldDropIn, dropInExists, newDoc, cmd)
+	}
 	if err := a.planSocketFile(plan); err != nil {
 		return err
 	}
@@ -301,6 +312,119 @@ func (a *Agent) planDockerdFiles(plan *Plan, h *hostConfig, newDoc *daemonjson.D
 		plan.Notes = append(plan.Notes, plan.changeNotes...)
 	}
 	return nil
+}
+
+// passesTCPOrTLS reports whether cmd passes a TCP listener (-H) or a
+// --tls* flag.
+func passesTCPOrTLS(cmd systemd.Command) bool {
+	_, hosts, tlsFlags := cmd.WithoutFlags(true)
+	return len(tlsFlags) > 0 || len(hosts) != len(nonTCP(hosts))
+}
+
+// withoutTCP is cmd without its TCP -H flags (other flags kept).
+func withoutTCP(cmd systemd.Command) systemd.Command {
+	rest, hosts, _ := cmd.WithoutFlags(false)
+	for _, h := range nonTCP(hosts) {
+		rest = rest.Append("-H", h)
+	}
+	return rest
+}
+
+// docWithoutTCP is doc without the TCP listeners of its "hosts".
+func docWithoutTCP(doc *daemonjson.Doc) *daemonjson.Doc {
+	out := doc.Clone()
+	hosts, err := out.Hosts()
+	if err != nil || len(hosts) == len(nonTCP(hosts)) {
+		return out
+	}
+	if keep := nonTCP(hosts); len(keep) > 0 {
+		_ = out.Set("hosts", keep)
+	} else {
+		out.Delete("hosts")
+	}
+	return out
+}
+
+// hasTLSKeys reports whether doc sets any of dockerd's TLS settings.
+func hasTLSKeys(doc *daemonjson.Doc) bool {
+	for _, k := range daemonjson.TLSKeys {
+		if _, ok := doc.Get(k); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// passesTCP reports whether cmd passes a TCP listener (-H).
+func passesTCP(cmd systemd.Command) bool {
+	_, hosts, _ := cmd.WithoutFlags(false)
+	return len(hosts) != len(nonTCP(hosts))
+}
+
+// planInterim plans the states daemon.json and tlsdock's drop-in go
+// through when the TLS settings move from one to the other (the unit's
+// --tls* flags into daemon.json, or daemon.json's into dropin mode's
+// flags). Either order of the two writes has a state with them in both
+// (dockerd refuses to start) or in neither (a TCP listener without TLS),
+// so the TCP listeners go first, wherever they are; then the file that
+// loses the TLS settings is written, then the one that gains them, and
+// the final files (Files) bring the listeners back, with TLS. Each
+// drop-in state is loaded as soon as it is written.
+func (a *Agent) planInterim(plan *Plan, h *hostConfig, oldDropIn []byte, dropInExists bool, newDoc *daemonjson.Doc, cmd systemd.Command) {
+	oldCmd := h.svc.ExecStart
+	if dropInExists {
+		files := append(append([]string{}, h.svc.Files[1:]...), DropInPath)
+		if cur, err := systemd.ReadService(a.o.Paths.Root, h.svc.Files[0], files); err == nil && cur.ExecStart != nil {
+			oldCmd = cur.ExecStart
+		}
+	}
+	_, _, oldFlags := oldCmd.WithoutFlags(true)
+	newFlags := cmd != nil && passesTLSFlags(cmd)
+	toFlags := hasTLSKeys(h.doc) && !hasTLSKeys(newDoc) && newFlags
+	toFile := len(oldFlags) > 0 && !newFlags && hasTLSKeys(newDoc)
+	if !toFlags && !toFile {
+		return
+	}
+	curJSON, curDropIn, dropInOn := h.json, oldDropIn, dropInExists
+	addJSON := func(doc *daemonjson.Doc) {
+		if b := doc.Render(); !bytes.Equal(b, curJSON) {
+			plan.interim = append(plan.interim, FileChange{Path: DaemonJSONPath, Action: "update", new: b, mode: 0o644})
+			curJSON = b
+		}
+	}
+	addDropIn := func(c systemd.Command) {
+		if c == nil {
+			if dropInOn {
+				plan.interim = append(plan.interim, FileChange{Path: DropInPath, Action: "delete", load: true})
+				dropInOn = false
+			}
+			return
+		}
+		if b := systemd.RenderDropIn(c); !dropInOn || !bytes.Equal(b, curDropIn) {
+			plan.interim = append(plan.interim, FileChange{Path: DropInPath, Action: "update", new: b, mode: 0o644, load: true})
+			curDropIn, dropInOn = b, true
+		}
+	}
+	// No TCP listener, the TLS settings where they were.
+	if passesTCP(oldCmd) {
+		addDropIn(withoutTCP(oldCmd))
+	}
+	addJSON(docWithoutTCP(h.doc))
+	if toFlags {
+		addJSON(docWithoutTCP(newDoc))
+		return
+	}
+	if cmd == nil {
+		addDropIn(nil)
+	} else {
+		addDropIn(withoutTCP(cmd))
+	}
+	addJSON(docWithoutTCP(newDoc))
+}
+
+func passesTLSFlags(cmd systemd.Command) bool {
+	_, _, tlsFlags := cmd.WithoutFlags(true)
+	return len(tlsFlags) > 0
 }
 
 // dropIns lists docker.service's drop-ins as systemd will load them at
@@ -439,24 +563,54 @@ func (a *Agent) planHosts(plan *Plan, h *hostConfig) (rest systemd.Command, unit
 	return rest, unitHosts, unitTLS, nil
 }
 
-// daemonJSONSettings puts the TLS settings and hosts into daemon.json, and
-// plans the drop-in that drops -H from the unit when it has -H or --tls*
-// flags.
+// daemonJSONSettings is daemon-json mode with dockerd holding the TCP
+// listeners (the fallback). The TLS settings go into daemon.json; the
+// listeners stay where dockerd already takes them from, so that no write
+// moves them between two files (a kill in between would leave them in
+// both, which dockerd refuses, or in neither, and a dockerd without -H
+// replaces docker.socket's /run/docker.sock with its own):
+//
+//   - daemon.json has "hosts", or the unit passes no -H at all: "hosts"
+//     (with the TCP listeners) and the TLS settings change in one write;
+//   - the unit passes -H (Debian's -H fd://): tlsdock's drop-in repeats
+//     ExecStart with the full -H list, and daemon.json gets the TLS
+//     settings only.
+//
+// The unit's own --tls* flags are dropped either way (daemon.json has the
+// TLS settings); planDockerdFiles plans that move through states valid
+// on their own.
 func (a *Agent) daemonJSONSettings(plan *Plan, h *hostConfig, newDoc *daemonjson.Doc, rest systemd.Command, unitHosts, unitTLS []string) (systemd.Command, error) {
 	caPath, certPath, keyPath := certstore.Store{Dir: SSLDir}.Paths()
-	if err := daemonjson.SetTLS(newDoc, daemonjson.TLS{Hosts: plan.Hosts, CACert: caPath, Cert: certPath, Key: keyPath}); err != nil {
+	docHosts, _ := newDoc.Hosts() // planHosts reported a bad "hosts"
+	if len(docHosts) > 0 || len(unitHosts) == 0 {
+		if err := daemonjson.SetTLS(newDoc, daemonjson.TLS{Hosts: plan.Hosts, CACert: caPath, Cert: certPath, Key: keyPath}); err != nil {
+			return nil, err
+		}
+		if len(unitHosts) == 0 && len(unitTLS) == 0 {
+			return nil, nil
+		}
+		if err := checkProgram(h.svc); err != nil {
+			return nil, err
+		}
+		if len(unitHosts) > 0 {
+			plan.changeNote("dropped %s from docker.service's ExecStart (tlsdock's drop-in): the listeners are in daemon.json's hosts, and dockerd refuses hosts given both as a flag and in the file", strings.Join(unitHosts, " "))
+		}
+		return rest, nil
+	}
+	// SetTLS sets "hosts" too; the drop-in's -H flags are the hosts here.
+	if err := daemonjson.SetTLS(newDoc, daemonjson.TLS{Hosts: []string{"fd://"}, CACert: caPath, Cert: certPath, Key: keyPath}); err != nil {
 		return nil, err
 	}
-	if len(unitHosts) == 0 && len(unitTLS) == 0 {
-		return nil, nil
-	}
+	newDoc.Delete("hosts")
 	if err := checkProgram(h.svc); err != nil {
 		return nil, err
 	}
-	if len(unitHosts) > 0 {
-		plan.changeNote("moved %s from docker.service's ExecStart into daemon.json: dockerd refuses hosts given both as a flag and in the file", strings.Join(unitHosts, " "))
+	cmd := rest
+	for _, host := range plan.Hosts {
+		cmd = cmd.Append("-H", host)
 	}
-	return rest, nil
+	plan.changeNote("TCP listeners: passed with -H on docker.service's ExecStart (tlsdock's drop-in), next to its own %s", strings.Join(unitHosts, " "))
+	return cmd, nil
 }
 
 // dropInSettings puts the hosts and TLS flags on the drop-in's ExecStart and

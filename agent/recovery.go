@@ -346,7 +346,8 @@ func undoTlsdockKeys(o, c FileState) ([]byte, error) {
 // inputs (a set, the settings), which the journal does not hold and which
 // may have changed since. The next apply (the daemon's first step, or the
 // provision at hand) then installs what the source holds now, verified.
-func (a *Agent) recoverJournal() (found bool, target *Snapshot, restored, notes []string, err error) {
+// It is bounded by ctx, the command's budget.
+func (a *Agent) recoverJournal(ctx context.Context) (found bool, target *Snapshot, restored, notes []string, err error) {
 	j, err := LoadSnapshot(a.journalPath())
 	if err != nil || j == nil {
 		return false, nil, nil, nil, err
@@ -360,13 +361,17 @@ func (a *Agent) recoverJournal() (found bool, target *Snapshot, restored, notes 
 	for _, n := range notes {
 		a.o.Logger.Warn(n, "journal", a.journalPath())
 	}
-	if err := a.releaseBeforeRestore(context.Background(), target, a.o.RollbackWait); err != nil {
+	if err := a.releaseBeforeRestore(ctx, target, timeUntil(ctx)); err != nil {
 		return true, nil, nil, nil, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
 	}
 	if err := target.Restore(a.o.Paths); err != nil {
 		return true, nil, nil, nil, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
 	}
-	return true, target, restored, notes, os.Remove(a.journalPath())
+	if err := os.Remove(a.journalPath()); err != nil {
+		return true, target, restored, notes, err
+	}
+	a.o.Step("remove " + StateDir + "/journal.json")
+	return true, target, restored, notes, nil
 }
 
 // Recover is what `tlsdock run` does before anything else: under the lock
@@ -392,8 +397,11 @@ func (a *Agent) Recover(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer unlock()
+	// Bounded by --timeout, and not cut short by SIGTERM.
+	ctx, cancel := withBudget(context.WithoutCancel(ctx), cfg)
+	defer cancel()
 	a.removeTemps()
-	found, target, restored, notes, err := a.recoverJournal()
+	found, target, restored, notes, err := a.recoverJournal(ctx)
 	if !found {
 		return nil, err
 	}
@@ -417,17 +425,15 @@ func (a *Agent) Recover(ctx context.Context, cfg Config) (*Result, error) {
 		return slices.Contains(dockerdPaths, p) || servesCerts && slices.Contains(sslPaths, p)
 	})
 	units := slices.ContainsFunc(restored, func(p string) bool { return slices.Contains(unitPaths, p) })
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.rollbackTimeout(cfg))
-	defer cancel()
 	switch {
 	case dockerd:
 		res.Restarted = true
 		done := &served{socketBack: slices.Contains(restored, SocketDropInPath)}
-		if err := a.dockerBack(rctx, target, done); err != nil {
+		if err := a.dockerBack(ctx, target, done); err != nil {
 			return fail(fmt.Errorf("restarting docker on the restored files: %w", err))
 		}
 	case units:
-		if err := a.o.Systemd.DaemonReload(rctx); err != nil {
+		if err := a.o.Systemd.DaemonReload(ctx); err != nil {
 			return fail(fmt.Errorf("loading the restored unit files (systemd daemon-reload): %w", err))
 		}
 	}

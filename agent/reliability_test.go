@@ -710,12 +710,13 @@ func checkEffective(t *testing.T, name string, h *fakeHost, res *Result, want []
 }
 
 // TestRollbackIsBoundedByTimeout: when docker.service hangs both at the
-// restart and at the restart back, the rollback gives up after --timeout
-// (here longer than RollbackWait) too, and says the host needs attention.
+// restart and at the restart back, the rollback gives up at the command's
+// deadline (--timeout, shared with the steps) and says the host needs
+// attention.
 func TestRollbackIsBoundedByTimeout(t *testing.T) {
 	h := newFakeHost(t)
 	sd := &hangingSystemd{fakeHost: h, hang: map[string]bool{"restart": true}}
-	a := h.agent(&fakeVerifier{}, noDNS, func(o *Options) { o.Systemd = sd; o.RollbackWait = 100 * time.Millisecond })
+	a := h.agent(&fakeVerifier{}, noDNS, func(o *Options) { o.Systemd = sd })
 	cfg := generateCfg()
 	cfg.Timeout = 300 * time.Millisecond
 	start := time.Now()

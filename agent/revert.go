@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"time"
 
@@ -40,8 +41,10 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 		return res, err
 	}
 	defer unlock()
+	ctx, cancel := withBudget(ctx, cfg)
+	defer cancel()
 	a.removeTemps()
-	forceRestart, _, _, recovered, err := a.recoverJournal()
+	forceRestart, _, _, recovered, err := a.recoverJournal(ctx)
 	res.Notes = append(res.Notes, recovered...)
 	if err != nil {
 		return res, err
@@ -75,7 +78,7 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	srv := originalServer{dockerdServer: dockerdServer{a: a}, orig: target}
 	plan := &Plan{srv: srv, Restart: forceRestart}
-	if err := srv.plan(plan, &hostConfig{cfg: cfg}); err != nil {
+	if err := srv.plan(plan, &hostConfig{cfg: cfg, ctx: ctx}); err != nil {
 		return res, err
 	}
 	res.Files, res.Notes = plan.Files, append(append(res.Notes, notes...), plan.Notes...)
@@ -96,6 +99,7 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return res, err
 		}
+		a.o.Step("remove " + p)
 	}
 	for _, n := range notes {
 		a.o.Logger.Info(n)
@@ -124,17 +128,98 @@ type originalServer struct {
 	orig *Snapshot
 }
 
-// plan makes the original snapshot the target (p.restore), keeping
-// live-restore on when dockerd restarts with cfg.LiveRestore, and lists the
+// plan makes the original snapshot the target (p.restore) and lists the
 // files that change. dockerd restarts when one of its own files changes,
-// or when the certificates change and its files name them.
+// or when the certificates change and its files name them; otherwise it
+// keeps running, and its containers with it. When it restarts:
+//   - with cfg.LiveRestore, the restored daemon.json keeps "live-restore":
+//     true, and a running dockerd without live-restore gets it first
+//     (p.LiveRestoreFirst: SIGHUP, as provision does), since only a
+//     dockerd that has it when it stops leaves its containers running;
+//   - without, the notes say plainly whether the restart stops containers.
 func (s originalServer) plan(p *Plan, h *hostConfig) error {
 	cfg := h.cfg
 	cur, err := TakeSnapshot(s.a.o.Paths, s.a.o.Now())
 	if err != nil {
 		return err
 	}
-	for _, f := range s.orig.Files {
+	forced := p.Restart
+	// dockerd serves the installed certificates when its files name them
+	// (not in proxy mode, where the proxy does).
+	servesCerts := false
+	for _, hp := range dockerdPaths {
+		servesCerts = servesCerts || bytes.Contains(cur.File(hp).Content, []byte(SSLDir+"/"))
+	}
+	target := *s.orig
+	target.Files = append([]FileState(nil), s.orig.Files...)
+	s.diff(p, cur, &target)
+	restarts := func() bool {
+		certs := p.changes(SSLDir+"/"+certstore.CAFile, SSLDir+"/"+certstore.CertFile, SSLDir+"/"+certstore.KeyFile)
+		return forced || p.changes(dockerdPaths...) || certs && servesCerts
+	}
+	p.Restart = restarts()
+	if p.Restart && cfg.LiveRestore {
+		if err := keepLiveRestore(&target); err != nil {
+			return err
+		}
+		// The only difference may have been live-restore itself.
+		s.diff(p, cur, &target)
+		p.Restart = restarts()
+	}
+	p.restore = &target
+	if p.Restart {
+		if err := s.preflight(h, &target); err != nil {
+			return err
+		}
+	}
+	if err := s.planContainers(p, h, &target); err != nil {
+		return err
+	}
+	if p.removes(ProxyDropInPath) {
+		p.note("stopped " + ProxyUnit + ": proxy mode is reverted")
+	}
+	return nil
+}
+
+// preflight refuses a revert that restarts dockerd onto target when docker
+// cannot start on this host (agent/preflight.go): the restart would fail,
+// and so would its rollback's, leaving docker down. Nothing changes, and
+// once the host is repaired the same revert goes through. A revert that
+// leaves dockerd running does not depend on it and goes ahead.
+func (s originalServer) preflight(h *hostConfig, target *Snapshot) error {
+	ctx := h.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+	defer cancel()
+	u, err := s.a.o.Systemd.Unit(ctx, systemd.DockerUnit)
+	if err != nil {
+		return fmt.Errorf("asking systemd about %s (waited at most --timeout %v): %w: check that systemd answers (systemctl status)", systemd.DockerUnit, h.cfg.Timeout, err)
+	}
+	if err := preflightUnit(u); err != nil {
+		return err
+	}
+	// The unit as the revert leaves it: without tlsdock's drop-in, which
+	// the original snapshot never has.
+	svc, err := systemd.ReadService(s.a.o.Paths.Root, u.FragmentPath, s.a.dropIns(u), DropInPath)
+	if err != nil {
+		return &InputError{Field: systemd.DockerUnit, Err: err}
+	}
+	if svc.ExecStart == nil {
+		return &InputError{Field: u.FragmentPath, Err: errors.New("docker.service has no ExecStart: repair the docker package")}
+	}
+	doc, err := daemonjson.Parse([]byte(orWord(string(target.File(DaemonJSONPath).Content), "{}")))
+	if err != nil {
+		doc, _ = daemonjson.Parse([]byte("{}"))
+	}
+	return s.a.preflightStart(ctx, svc, doc)
+}
+
+// diff lists in p.Files the files that restoring target changes.
+func (originalServer) diff(p *Plan, cur, target *Snapshot) {
+	p.Files = nil
+	for _, f := range target.Files {
 		c := cur.File(f.Path)
 		if c.Exists != f.Exists || !bytes.Equal(c.Content, f.Content) {
 			action := "update"
@@ -146,32 +231,62 @@ func (s originalServer) plan(p *Plan, h *hostConfig) error {
 			p.Files = append(p.Files, FileChange{Path: f.Path, Action: action})
 		}
 	}
-	// dockerd serves the installed certificates when its files name them
-	// (not in proxy mode, where the proxy does).
-	servesCerts := false
-	for _, hp := range dockerdPaths {
-		servesCerts = servesCerts || bytes.Contains(cur.File(hp).Content, []byte(SSLDir+"/"))
+}
+
+// planContainers decides what a revert's restart does to the running
+// containers: it asks the running dockerd whether it has live-restore
+// (and is in a swarm, which does not allow it), turns it on first when
+// cfg.LiveRestore asks to keep containers, and says which it is.
+func (s originalServer) planContainers(p *Plan, h *hostConfig, target *Snapshot) error {
+	if !p.Restart {
+		p.note("dockerd keeps running, and its containers with it: its own files are as they were before provision")
+		return nil
 	}
-	certs := p.changes(SSLDir+"/"+certstore.CAFile, SSLDir+"/"+certstore.CertFile, SSLDir+"/"+certstore.KeyFile)
-	p.Restart = p.Restart || p.changes(dockerdPaths...) || certs && servesCerts
-	target := *s.orig
-	target.Files = append([]FileState(nil), s.orig.Files...)
-	if p.Restart && cfg.LiveRestore {
-		if err := keepLiveRestore(&target); err != nil {
-			return err
+	ctx := h.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+	defer cancel()
+	unit, err := s.a.o.Systemd.Unit(ctx, systemd.DockerUnit)
+	if err != nil {
+		return fmt.Errorf("asking systemd about %s (waited at most --timeout %v): %w: check that systemd answers (systemctl status)", systemd.DockerUnit, h.cfg.Timeout, err)
+	}
+	p.DockerActive = unit.ActiveState == "active"
+	var info DockerInfo
+	if p.DockerActive {
+		if info, err = s.a.o.Docker.Info(ctx); err != nil {
+			s.a.o.Logger.Warn("dockerd's local API did not answer; assuming no live-restore", "err", err)
 		}
 	}
-	p.restore = &target
-	switch {
-	case p.Restart && cfg.LiveRestore:
-		p.note("kept \"live-restore\": true in daemon.json, so running containers survive")
-	case p.Restart:
-		p.note("dockerd restarts as it was before provision; without live-restore it stops running containers")
-	default:
-		p.note("dockerd keeps running: its own files are as they were before provision")
+	restored := string(target.File(DaemonJSONPath).Content)
+	restoredHasIt := false
+	if doc, err := daemonjson.Parse([]byte(orWord(restored, "{}"))); err == nil {
+		restoredHasIt, _, _ = doc.Bool("live-restore")
 	}
-	if p.removes(ProxyDropInPath) {
-		p.note("stopped " + ProxyUnit + ": proxy mode is reverted")
+	after := "the restored dockerd runs without live-restore, as before provision"
+	if restoredHasIt {
+		after = "the restored dockerd keeps \"live-restore\": true"
+	}
+	switch {
+	case !p.DockerActive:
+		p.note("dockerd starts as it was before provision (it is not running now)")
+	case info.LiveRestoreEnabled:
+		p.note("dockerd restarts as it was before provision; running containers survive (the running dockerd has live-restore on); %s", after)
+	case info.SwarmActive():
+		p.note("warning: dockerd restarts as it was before provision, and this node is in swarm mode, which does not allow live-restore: the restart stops every running container")
+	case h.cfg.LiveRestore:
+		doc, _, err := daemonjson.Load(s.a.o.Paths.DaemonJSON())
+		if err != nil {
+			return &InputError{Field: DaemonJSONPath, Err: err}
+		}
+		if err := daemonjson.SetLiveRestore(doc, true); err != nil {
+			return err
+		}
+		p.LiveRestoreFirst, p.liveRestoreDoc = true, doc.Render()
+		p.note("live-restore: turning it on and reloading dockerd first, so running containers survive the restart; %s", after)
+	default:
+		p.note("dockerd restarts as it was before provision, and the running dockerd has no live-restore: the restart stops every running container (pass --keep-live-restore to keep them running)")
 	}
 	return nil
 }

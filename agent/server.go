@@ -62,7 +62,10 @@ func (a *Agent) server(m Mode) (server, error) {
 
 // hostConfig is what the plan read of dockerd's configuration.
 type hostConfig struct {
-	cfg  Config
+	cfg Config
+	// ctx bounds what a server's plan still asks systemd and dockerd
+	// (revert's): the command's budget.
+	ctx  context.Context
 	doc  *daemonjson.Doc // daemon.json
 	json []byte          // daemon.json as it is on disk (nil: absent)
 	// exists says whether daemon.json exists.

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -190,10 +191,18 @@ func readPrivate(path string) ([]byte, error) {
 // restored as one unit.
 func (s *Snapshot) Restore(p Paths) error {
 	var errs []error
+	// The set comes back before the files that name it, and goes after
+	// the files that stop naming it.
+	setFirst := s.namesSet()
+	if setFirst && !s.keepSSL {
+		if err := s.restoreSSL(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := s.restoreSocketFile(p, true); err != nil {
 		errs = append(errs, err)
 	}
-	for _, hp := range []string{DaemonJSONPath, DropInPath} {
+	for _, hp := range s.dockerdOrder() {
 		if err := restoreFile(p, s.File(hp)); err != nil {
 			errs = append(errs, err)
 		}
@@ -210,19 +219,71 @@ func (s *Snapshot) Restore(p Paths) error {
 			}
 		}
 	}
-	if !s.keepSSL {
+	if !setFirst && !s.keepSSL {
 		if err := s.restoreSSL(p); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if s.Dirs != nil {
 		for _, d := range createdDirs {
+			if s.Dirs[d] {
+				// An empty directory an earlier step removed comes back.
+				if _, err := os.Lstat(p.Abs(d)); errors.Is(err, os.ErrNotExist) && os.MkdirAll(p.Abs(d), 0o755) == nil {
+					p.did("mkdir " + d)
+				}
+				continue
+			}
 			if !s.Dirs[d] {
-				_ = os.Remove(p.Abs(d)) // only succeeds when empty
+				if os.Remove(p.Abs(d)) == nil { // only succeeds when empty
+					p.did("rmdir " + d)
+				}
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// dockerdOrder is the order daemon.json and tlsdock's drop-in are restored
+// in (as writeOrder writes them): the drop-in first, taking its -H and
+// --tls* flags away, unless the restored drop-in passes a TCP listener or
+// --tls* flags, which need daemon.json's TLS settings in place (or gone,
+// for dropin mode) first.
+func (s *Snapshot) dockerdOrder() []string {
+	d := s.File(DropInPath)
+	if d.Exists && dropInAdds(d.Content) {
+		return []string{DaemonJSONPath, DropInPath}
+	}
+	return []string{DropInPath, DaemonJSONPath}
+}
+
+// dropInAdds reports whether a drop-in's ExecStart passes a TCP listener
+// or a --tls* flag (an unreadable one counts as passing them).
+func dropInAdds(content []byte) bool {
+	var last string
+	for _, line := range strings.Split(string(content), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "ExecStart="); ok && strings.TrimSpace(v) != "" {
+			last = v
+		}
+	}
+	if last == "" {
+		return false
+	}
+	cmd, err := systemd.ParseCommand(last)
+	return err != nil || passesTCPOrTLS(cmd)
+}
+
+// namesSet reports whether the snapshot's dockerd files name the installed
+// set and the snapshot has one.
+func (s *Snapshot) namesSet() bool {
+	if !s.File(SSLDir + "/" + certstore.CertFile).Exists {
+		return false
+	}
+	for _, hp := range dockerdPaths {
+		if bytes.Contains(s.File(hp).Content, []byte(SSLDir+"/")) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Snapshot) restoreSSL(p Paths) error {
@@ -235,12 +296,15 @@ func (s *Snapshot) restoreSSL(p Paths) error {
 		if err != nil {
 			return fmt.Errorf("restoring the certificate set: %w", err)
 		}
-		_, err = store.Install(set)
+		if _, err = store.Install(set); err == nil {
+			p.did("install the certificate set in " + SSLDir)
+		}
 		return err
 	}
 	if err := store.Remove(); err != nil {
 		return err
 	}
+	p.did("remove the certificate set in " + SSLDir)
 	var errs []error
 	for _, f := range []FileState{ca, cert, key} {
 		if err := restoreFile(p, f); err != nil {
@@ -261,6 +325,7 @@ func restoreFile(p Paths, f FileState) error {
 		if err := os.Remove(abs); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("restoring %s: %w", f.Path, err)
 		}
+		p.did("remove " + f.Path)
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
@@ -269,6 +334,7 @@ func restoreFile(p Paths, f FileState) error {
 	if err := certstore.WriteFileAtomic(abs, f.Content, f.Mode); err != nil {
 		return fmt.Errorf("restoring %s: %w", f.Path, err)
 	}
+	p.did("restore " + f.Path)
 	if os.Geteuid() == 0 && (f.UID != 0 || f.GID != 0) {
 		if err := os.Lchown(abs, f.UID, f.GID); err != nil {
 			return fmt.Errorf("restoring owner of %s: %w", f.Path, err)

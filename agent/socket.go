@@ -112,7 +112,7 @@ func (a *Agent) chooseSocket(plan *Plan, h *hostConfig) error {
 			}
 		}
 	} else {
-		plan.changeNote("TCP listeners: dockerd holds them (hosts in daemon.json), because %s; connections are refused while dockerd restarts", c.Why)
+		plan.changeNote("TCP listeners: dockerd holds them (on the -H flags or in daemon.json's hosts, wherever it takes its listeners from now), because %s; connections are refused while dockerd restarts", c.Why)
 	}
 	return nil
 }
@@ -132,11 +132,27 @@ func listenStream(l Listener) (string, bool) {
 // planSocketDockerd is daemon-json mode with docker.socket holding the TCP
 // listeners: daemon.json gets the TLS settings and no "hosts" (the unit
 // keeps its -H flags), and docker.service's ExecStart is rewritten only if
-// it carries TLS flags or TCP listeners of its own.
+// it carries TLS flags or TCP listeners of its own. On a host whose
+// daemon.json has "hosts" (an earlier tlsdock put fd:// there, with a
+// drop-in without -H), the local listeners stay there: moving fd:// to
+// the unit's -H has no order that a kill cannot split (in both files
+// dockerd refuses to start; in neither it replaces docker.socket's
+// /run/docker.sock with its own).
 func planSocketDockerd(plan *Plan, newDoc *daemonjson.Doc, svc *systemd.Service) (systemd.Command, error) {
 	rest, unitHosts, unitTLS := svc.ExecStart.WithoutFlags(true)
 	ssl := certstore.Store{Dir: SSLDir}
 	caPath, certPath, keyPath := ssl.Paths()
+	if docHosts, _ := newDoc.Hosts(); len(docHosts) > 0 {
+		keep := dedup(nonTCP(append(append([]string{}, unitHosts...), docHosts...)))
+		if err := daemonjson.SetTLS(newDoc, daemonjson.TLS{Hosts: keep, CACert: caPath, Cert: certPath, Key: keyPath}); err != nil {
+			return nil, err
+		}
+		plan.Hosts = append(keep, plan.TCPHosts...)
+		if len(unitHosts) == 0 && len(unitTLS) == 0 {
+			return nil, nil
+		}
+		return rest, nil
+	}
 	// SetTLS sets "hosts" too; the unit's -H flags are the hosts here.
 	if err := daemonjson.SetTLS(newDoc, daemonjson.TLS{Hosts: []string{"fd://"}, CACert: caPath, Cert: certPath, Key: keyPath}); err != nil {
 		return nil, err
@@ -152,6 +168,16 @@ func planSocketDockerd(plan *Plan, newDoc *daemonjson.Doc, svc *systemd.Service)
 		cmd = cmd.Append("-H", h)
 	}
 	return cmd, nil
+}
+
+func dedup(list []string) []string {
+	var out []string
+	for _, s := range list {
+		if !contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // planSocketFile plans docker.socket's drop-in: written when docker.socket
@@ -201,28 +227,28 @@ func (p *Plan) socketGoes() bool {
 }
 
 // writeOrder is the order write() takes the plan's files in, so that a
-// kill between any two writes leaves no plain TCP listener, on disk or in
-// systemd: daemon.json (with the TLS settings) comes before docker.socket's
-// drop-in, which comes last. docker.socket's drop-in is removed before any
-// of them, by releaseSocket.
+// kill between any two writes leaves a dockerd that starts, with its local
+// socket and no plain TCP listener, on disk or in systemd. The interim
+// states come first (planInterim). Then tlsdock's drop-in, when it adds no
+// TCP listener and no TLS flag (it takes -H or --tls* flags away, or
+// repeats ExecStart without -H for "hosts" in daemon.json), before
+// daemon.json; otherwise after it, once daemon.json has the TLS settings
+// (or, for dropin mode, has lost them). docker.socket's drop-in comes last,
+// after daemon.json's TLS settings; it is removed before any of them, by
+// releaseSocket.
 func writeOrder(plan *Plan) []FileChange {
 	rank := func(f FileChange) int {
 		switch {
 		case f.Path == SocketDropInPath:
 			return 3
-		case plan.socket.Held && f.Path == DaemonJSONPath:
+		case f.Path == DropInPath && plan.dropInFirst:
 			return 0
-		case plan.socket.Held && f.Path == DropInPath:
+		case f.Path == DaemonJSONPath:
 			return 1
-		case f.load && f.Path == DropInPath:
-			// hosts in daemon.json: the drop-in without -H first (and
-			// loaded at once), for dockerd refuses hosts both as a flag
-			// and in the file.
-			return 0
 		}
 		return 2
 	}
-	var files []FileChange
+	files := append([]FileChange{}, plan.interim...)
 	for r := 0; r <= 3; r++ {
 		for _, f := range plan.Files {
 			if rank(f) == r {
@@ -243,6 +269,7 @@ func (a *Agent) releaseSocket(ctx context.Context, timeout time.Duration) error 
 	if err := os.Remove(a.o.Paths.Abs(SocketDropInPath)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing %s: %w", SocketDropInPath, err)
 	}
+	a.o.Step("remove " + SocketDropInPath)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := a.o.Systemd.DaemonReload(ctx); err != nil {

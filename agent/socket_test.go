@@ -282,9 +282,19 @@ func TestSocketFallsBackToHosts(t *testing.T) {
 			if !strings.Contains(strings.Join(res.Notes, "\n"), tt.why) {
 				t.Errorf("notes do not say %q: %q", tt.why, res.Notes)
 			}
+			// The TCP listener goes where dockerd takes its listeners
+			// from: the drop-in's -H when the unit passes -H, else
+			// daemon.json's hosts.
 			hosts, _ := mustDoc(t, h.root).Hosts()
-			if len(hosts) == 0 {
-				t.Errorf("no hosts in daemon.json")
+			dropIn := ""
+			if h.exists(DropInPath) {
+				dropIn = readFile(t, h.root, DropInPath)
+			}
+			if len(hosts) > 0 == strings.Contains(dropIn, " -H ") {
+				t.Errorf("hosts in daemon.json %q, drop-in %q: want the listeners in one of them", hosts, dropIn)
+			}
+			if d, err := h.WouldStartAfterReload(); err != nil || len(d.TCP()) == 0 {
+				t.Errorf("dockerd would not serve TCP: %+v %v", d, err)
 			}
 		})
 	}
@@ -318,12 +328,30 @@ func TestSocketMigratesFromHostsInDaemonJSON(t *testing.T) {
 	if err := h.fakeHost.DaemonReload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	res := mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
-	if res.TCPHeldBy != HeldBySocket || h.exists(DropInPath) || !h.exists(SocketDropInPath) {
-		t.Fatalf("held by %q; ExecStart drop-in %v; socket drop-in %v", res.TCPHeldBy, h.exists(DropInPath), h.exists(SocketDropInPath))
+	// Rewrite the earlier shape by hand: hosts (with the TCP listener) in
+	// daemon.json, the drop-in without -H.
+	writeFile(t, h.root, DropInPath, "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock $DOCKER_OPTS\n")
+	writeFile(t, h.root, DaemonJSONPath, `{"live-restore": true, "tls": true, "tlsverify": true, "tlscacert": "/etc/docker/ssl/ca.pem", "tlscert": "/etc/docker/ssl/server-cert.pem", "tlskey": "/etc/docker/ssl/server-key.pem", "hosts": ["fd://", "tcp://0.0.0.0:2376"]}`)
+	if err := h.fakeHost.DaemonReload(context.Background()); err != nil {
+		t.Fatal(err)
 	}
-	if _, ok := mustDoc(t, h.root).Get("hosts"); ok {
-		t.Error("daemon.json kept hosts")
+	if err := h.fakeHost.Restart(context.Background(), systemd.DockerUnit); err != nil {
+		t.Fatal(err)
+	}
+	res := mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
+	if res.TCPHeldBy != HeldBySocket || !h.exists(SocketDropInPath) {
+		t.Fatalf("held by %q; socket drop-in %v", res.TCPHeldBy, h.exists(SocketDropInPath))
+	}
+	// fd:// stays where it is (moving it to -H has no order a kill cannot
+	// split); the TCP listener leaves daemon.json for docker.socket.
+	if got := readFile(t, h.root, DropInPath); strings.Contains(got, "-H") || !strings.Contains(got, "ExecStart=/usr/sbin/dockerd --containerd") {
+		t.Errorf("the drop-in without -H changed:\n%s", got)
+	}
+	if hosts, _ := mustDoc(t, h.root).Hosts(); !reflect.DeepEqual(hosts, []string{"fd://"}) {
+		t.Errorf("daemon.json hosts %q, want [fd://]", hosts)
+	}
+	if err := h.LocalSocket(); err != nil {
+		t.Error(err)
 	}
 	if again := mustProvision(t, h.agent(&fakeVerifier{}), generateCfg()); again.Changed {
 		t.Error("not converged after the migration")
@@ -429,36 +457,32 @@ func TestSocketInterruptedApplyConverges(t *testing.T) {
 }
 
 // A kill between two writes must leave daemon.json's TLS settings on disk
-// before docker.socket's drop-in, whatever the plan lists first.
+// before docker.socket's drop-in, whatever the plan lists first; tlsdock's
+// drop-in comes first when it takes -H or --tls* flags away, after
+// daemon.json when it adds them.
 func TestSocketWriteOrder(t *testing.T) {
-	plan := &Plan{Mode: ModeDaemonJSON, socket: socketChoice{Held: true}, Files: []FileChange{
+	order := func(plan *Plan) []string {
+		var got []string
+		for _, f := range writeOrder(plan) {
+			got = append(got, f.Path)
+		}
+		return got
+	}
+	plan := &Plan{Mode: ModeDaemonJSON, socket: socketChoice{Held: true}, dropInFirst: true, Files: []FileChange{
 		{Path: SocketDropInPath, Action: "create"}, {Path: DropInPath, Action: "delete"}, {Path: DaemonJSONPath, Action: "update"},
 	}}
-	var got []string
-	for _, f := range writeOrder(plan) {
-		got = append(got, f.Path)
-	}
-	if want := []string{DaemonJSONPath, DropInPath, SocketDropInPath}; !reflect.DeepEqual(got, want) {
+	if got, want := order(plan), []string{DropInPath, DaemonJSONPath, SocketDropInPath}; !reflect.DeepEqual(got, want) {
 		t.Errorf("socket-held order %q, want %q", got, want)
 	}
-	// daemon-json mode's plan marks its drop-in (ExecStart without -H) to
-	// be loaded at once.
-	plan = &Plan{Mode: ModeDaemonJSON, Files: []FileChange{{Path: DaemonJSONPath, Action: "update"}, {Path: DropInPath, Action: "create", load: true}}}
-	got = nil
-	for _, f := range writeOrder(plan) {
-		got = append(got, f.Path)
+	// dockerd holds the listeners, on the drop-in's -H: daemon.json (TLS
+	// settings) first.
+	plan = &Plan{Mode: ModeDaemonJSON, Files: []FileChange{{Path: DropInPath, Action: "create", load: true}, {Path: DaemonJSONPath, Action: "update"}}}
+	if got, want := order(plan), []string{DaemonJSONPath, DropInPath}; !reflect.DeepEqual(got, want) {
+		t.Errorf("-H on the drop-in order %q, want %q", got, want)
 	}
-	if want := []string{DropInPath, DaemonJSONPath}; !reflect.DeepEqual(got, want) {
-		t.Errorf("hosts-in-daemon.json order %q, want %q", got, want)
-	}
-	// dropin mode: the plan's order stays, daemon.json (losing "hosts")
-	// before the drop-in that adds -H.
-	plan = &Plan{Mode: ModeDropIn, Files: []FileChange{{Path: DaemonJSONPath, Action: "update"}, {Path: DropInPath, Action: "create"}}}
-	got = nil
-	for _, f := range writeOrder(plan) {
-		got = append(got, f.Path)
-	}
-	if want := []string{DaemonJSONPath, DropInPath}; !reflect.DeepEqual(got, want) {
+	// The interim states come before everything.
+	plan = &Plan{Mode: ModeDropIn, interim: []FileChange{{Path: DropInPath, Action: "update"}}, Files: []FileChange{{Path: DropInPath, Action: "create"}, {Path: DaemonJSONPath, Action: "update"}}}
+	if got, want := order(plan), []string{DropInPath, DaemonJSONPath, DropInPath}; !reflect.DeepEqual(got, want) {
 		t.Errorf("dropin order %q, want %q", got, want)
 	}
 }
@@ -486,8 +510,8 @@ func TestSocketGoneAfterProvision(t *testing.T) {
 			t.Errorf("called %q on a docker.socket that is gone", c)
 		}
 	}
-	if hosts, _ := mustDoc(t, h.root).Hosts(); !reflect.DeepEqual(hosts, []string{"fd://", "tcp://0.0.0.0:2376"}) {
-		t.Errorf("daemon.json hosts = %q", hosts)
+	if got := readFile(t, h.root, DropInPath); !strings.Contains(got, "-H fd:// -H tcp://0.0.0.0:2376") {
+		t.Errorf("drop-in:\n%s", got)
 	}
 	h.assertNeverPlain(t)
 }

@@ -54,14 +54,14 @@ func (p Probe) Run(ctx context.Context) ([]Check, error) {
 		return []Check{c}, fmt.Errorf("%s: %s", p.Addr, c.Detail)
 	}
 	checks := []Check{
-		p.check("plain HTTP is refused", p.plainHTTP),
-		p.check("a client without a certificate is refused", p.noClientCert),
-		p.check("a client certificate from a foreign CA is refused", p.foreignClient),
-		p.check("TLS 1.1 is refused", p.oldTLS),
-		p.check("the installed certificate is served", p.servedCert),
+		p.check(ctx, "plain HTTP is refused", p.plainHTTP),
+		p.check(ctx, "a client without a certificate is refused", p.noClientCert),
+		p.check(ctx, "a client certificate from a foreign CA is refused", p.foreignClient),
+		p.check(ctx, "TLS 1.1 is refused", p.oldTLS),
+		p.check(ctx, "the installed certificate is served", p.servedCert),
 	}
 	if p.Client != nil {
-		checks = append(checks, p.check("a valid client gets /_ping = OK", p.validClient))
+		checks = append(checks, p.check(ctx, "a valid client gets /_ping = OK", p.validClient))
 	} else {
 		checks = append(checks, Check{Endpoint: p.Addr, Name: "a valid client gets /_ping = OK", OK: true, Detail: "skipped: no client certificate to probe with (set probe-client)"})
 	}
@@ -77,8 +77,8 @@ func (p Probe) Run(ctx context.Context) ([]Check, error) {
 	return checks, nil
 }
 
-func (p Probe) check(name string, fn func(context.Context) error) Check {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+func (p Probe) check(ctx context.Context, name string, fn func(context.Context) error) Check {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	c := Check{Endpoint: p.Addr, Name: name, OK: true}
 	if err := fn(ctx); err != nil {

@@ -245,3 +245,26 @@ func TestRenderDropIn(t *testing.T) {
 		t.Fatalf("round trip gave %q", svc.ExecStart.String())
 	}
 }
+
+// TestReadServiceRequires: Requires= and BindsTo= of the fragment and the
+// drop-ins, in order; an empty assignment resets the list.
+func TestReadServiceRequires(t *testing.T) {
+	const frag = "/lib/systemd/system/docker.service"
+	root := t.TempDir()
+	writeUnit(t, root, frag, "[Unit]\nRequires=docker.socket containerd.service\n\n[Service]\nExecStart=/usr/sbin/dockerd -H fd://\n")
+	svc, err := ReadService(root, frag, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(svc.Requires, " "); got != "docker.socket containerd.service" {
+		t.Fatalf("Requires = %q", got)
+	}
+	const reset = "/etc/systemd/system/docker.service.d/override.conf"
+	writeUnit(t, root, reset, "[Unit]\nRequires=\nBindsTo=containerd.service\n")
+	if svc, err = ReadService(root, frag, []string{reset}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(svc.Requires, " "); got != "containerd.service" {
+		t.Fatalf("Requires after a reset = %q", got)
+	}
+}

@@ -37,6 +37,9 @@ type Service struct {
 	// Files lists the files read, fragment first, in the order systemd
 	// applies them.
 	Files []string
+	// Requires lists the units of Requires= and BindsTo=: a start of the
+	// service fails when one of them cannot start (systemd.unit(5)).
+	Requires []string
 }
 
 // ReadService parses a service's fragment and drop-ins (paths as systemd
@@ -67,6 +70,13 @@ func ReadService(root, fragment string, dropIns []string, skip ...string) (*Serv
 			return nil, err
 		}
 		for _, o := range opts {
+			if o.Section == "Unit" && (o.Name == "Requires" || o.Name == "BindsTo") {
+				if strings.TrimSpace(o.Value) == "" {
+					svc.Requires = nil
+				}
+				svc.Requires = append(svc.Requires, strings.Fields(o.Value)...)
+				continue
+			}
 			if o.Section != "Service" {
 				continue
 			}

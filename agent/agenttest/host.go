@@ -19,6 +19,7 @@ const (
 	DockerFragment = "/lib/systemd/system/docker.service"
 	SocketFragment = "/lib/systemd/system/docker.socket"
 	DaemonJSON     = "/etc/docker/daemon.json"
+	Dockerd        = "/usr/sbin/dockerd"
 	DockerUnit     = "docker.service"
 	SocketUnit     = "docker.socket"
 )
@@ -80,6 +81,10 @@ type Host struct {
 	failRestart func(daemonJSON string) bool
 	version     string
 	strict      bool
+	// sockGone: a dockerd that listened on /run/docker.sock itself
+	// deleted it when it stopped (ownsSocketFile); docker.socket's socket
+	// has no path until docker.socket binds it again.
+	sockGone bool
 }
 
 // SetStrictSocket makes a host without a docker.socket unit behave as
@@ -115,6 +120,11 @@ func NewHost(t testing.TB) *Host {
 	t.Helper()
 	root := t.TempDir()
 	WriteFile(t, root, DockerFragment, DebianUnit)
+	// docker.io's dockerd, which the unit runs (a stub: it is never run).
+	WriteFile(t, root, Dockerd, "#!/bin/sh\n")
+	if err := os.Chmod(filepath.Join(root, Dockerd), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, d := range []string{"/etc/systemd/system", "/var/lib", "/run"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -325,7 +335,7 @@ func (h *Host) bootLocked() {
 // startSocketLocked (re)binds docker.socket from the unit as loaded.
 func (h *Host) startSocketLocked() {
 	s := h.unit(SocketUnit)
-	if h.loadedSocket == nil || h.loadedSocket.Fragment == "" {
+	if h.loadedSocket == nil || h.loadedSocket.Fragment == "" || h.loadedSocket.Masked {
 		s.active, h.listening = "inactive", nil
 		return
 	}
@@ -335,6 +345,7 @@ func (h *Host) startSocketLocked() {
 		return
 	}
 	s.active, h.listening = "active", listen
+	h.sockGone = false
 }
 
 func (h *Host) loadLocked() error {
@@ -356,6 +367,9 @@ func (h *Host) judgeLocked(svc *unitFiles, listening []string) (*Daemon, error) 
 	if svc == nil || svc.Fragment == "" {
 		return nil, refuse(ReasonUnit, "Unit docker.service not found.")
 	}
+	if svc.Masked {
+		return nil, refuse(ReasonUnit, "Unit docker.service is masked.")
+	}
 	s, err := svc.parse()
 	if err != nil {
 		return nil, refuse(ReasonUnit, "%v", err)
@@ -376,6 +390,9 @@ func (h *Host) judgeLocked(svc *unitFiles, listening []string) (*Daemon, error) 
 			if name == SocketUnit && (h.loadedSocket == nil || h.loadedSocket.Fragment == "") {
 				return nil, refuse(ReasonUnit, "Unit docker.socket not found.")
 			}
+			if name == SocketUnit && h.loadedSocket.Masked {
+				return nil, refuse(ReasonUnit, "Unit docker.socket is masked.")
+			}
 		}
 	}
 	in.env, err = s.environment(h.Root)
@@ -387,6 +404,7 @@ func (h *Host) judgeLocked(svc *unitFiles, listening []string) (*Daemon, error) 
 
 // startDockerd starts dockerd from the loaded unit, or records why not.
 func (h *Host) startDockerd(u *unitState) error {
+	h.dockerdStopsLocked()
 	d, err := h.judgeLocked(h.loaded, h.listening)
 	if err == nil && h.failRestart != nil {
 		js, _ := os.ReadFile(filepath.Join(h.Root, DaemonJSON))
@@ -400,6 +418,10 @@ func (h *Host) startDockerd(u *unitState) error {
 		return err
 	}
 	u.active, h.running, h.liveRestore = "active", d, d.LiveRestore
+	if ownsSocketFile(d, h.socketListeningLocked()) {
+		// Its own file is there while it runs.
+		h.sockGone = false
+	}
 	return nil
 }
 
@@ -446,7 +468,11 @@ func (h *Host) Restart(_ context.Context, name string) error {
 	if name == SocketUnit {
 		// Restarting docker.socket binds its ListenStream= values as
 		// loaded now, and restarts docker.service, which requires it (a
-		// restart propagates along Requires=, systemd.unit(5)).
+		// restart propagates along Requires=, systemd.unit(5)): dockerd
+		// stops first.
+		if h.unit(DockerUnit).active == "active" {
+			h.dockerdStopsLocked()
+		}
 		h.startSocketLocked()
 		if h.listening == nil {
 			return jobFailed(name, refuse(ReasonUnit, "docker.socket cannot listen"))
@@ -476,7 +502,8 @@ func (h *Host) Restart(_ context.Context, name string) error {
 		return nil
 	}
 	if err := h.startLimitLocked(u); err != nil {
-		u.active, h.running = "failed", nil
+		h.dockerdStopsLocked()
+		u.active = "failed"
 		h.lastErr = err
 		return jobFailed(name, err)
 	}
@@ -542,11 +569,11 @@ func (h *Host) Stop(_ context.Context, name string) error {
 	switch name {
 	case SocketUnit:
 		// docker.service requires the socket: it stops too.
+		h.dockerdStopsLocked()
 		h.listening = nil
 		h.unit(DockerUnit).active = "inactive"
-		h.running = nil
 	case DockerUnit:
-		h.running = nil
+		h.dockerdStopsLocked()
 	}
 	return nil
 }
@@ -605,6 +632,9 @@ func (h *Host) Unit(_ context.Context, name string) (systemd.UnitInfo, error) {
 	if loaded != nil {
 		if loaded.Fragment == "" {
 			info.LoadState = "not-found"
+		}
+		if loaded.Masked {
+			info.LoadState = "masked"
 		}
 		info.FragmentPath = loaded.Fragment
 		info.DropInPaths = append([]string(nil), loaded.DropIns...)
@@ -666,6 +696,9 @@ func (h *Host) Ping(context.Context) error {
 	h.bootLocked()
 	if h.running == nil {
 		return fmt.Errorf("docker is %s: %w", h.unit(DockerUnit).active, errNotRunning)
+	}
+	if h.sockGone {
+		return fmt.Errorf("dial unix /var/run/docker.sock: connect: no such file or directory (a dockerd that listened on it itself deleted docker.socket's file when it stopped): %w", errNotRunning)
 	}
 	return nil
 }

@@ -30,6 +30,10 @@ var unitDirs = []string{"/etc/systemd/system", "/run/systemd/system", "/lib/syst
 type unitFiles struct {
 	Fragment string
 	DropIns  []string
+	// Masked: the fragment is a link to /dev/null (systemctl mask). systemd
+	// then loads nothing of the unit, its drop-ins neither, and refuses to
+	// start it (systemd.unit(5), "masked").
+	Masked bool
 	// content is every file as it was read, to tell whether the files
 	// on disk changed since (NeedDaemonReload).
 	content map[string]string
@@ -44,6 +48,11 @@ func findUnit(root, name string) (*unitFiles, error) {
 	u := &unitFiles{content: map[string]string{}}
 	for _, d := range unitDirs {
 		p := path.Join(d, name)
+		if target, err := os.Readlink(filepath.Join(root, p)); err == nil && target == os.DevNull {
+			u.Fragment, u.Masked = p, true
+			u.content[p] = ""
+			return u, nil
+		}
 		if b, err := os.ReadFile(filepath.Join(root, p)); err == nil {
 			u.Fragment = p
 			u.content[p] = string(b)

@@ -96,6 +96,26 @@ func (h *fakeHostCLI) run(args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
+// putExecutable writes an executable stub at path under root.
+func putExecutable(t *testing.T, root, path string) {
+	t.Helper()
+	putFile(t, filepath.Join(root, path), "#!/bin/sh\n")
+	if err := os.Chmod(filepath.Join(root, path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// putLink makes path under root a symbolic link to target.
+func putLink(t *testing.T, root, path, target string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(root, path)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(root, path)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func putFile(t *testing.T, path, body string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -603,15 +623,70 @@ func badInputCases() []badInputCase {
 				return []string{"provision", "--generate"}
 			},
 		},
-		generateCase("ExecStart runs a wrapper", "",
-			map[string]string{"override.conf": "[Service]\nExecStart=\nExecStart=/usr/local/bin/start-docker -H fd://\n"},
-			"override.conf", "remove -H and --tls flags from it yourself"),
+		{
+			name: "ExecStart runs a wrapper", field: "override.conf", hint: "remove -H and --tls flags from it yourself",
+			setup: func(t *testing.T, h *fakeHostCLI) []string {
+				putExecutable(t, h.root, "/usr/local/bin/start-docker")
+				putFile(t, filepath.Join(h.root, systemd.DropInDir, "override.conf"), "[Service]\nExecStart=\nExecStart=/usr/local/bin/start-docker -H fd://\n")
+				return []string{"provision", "--generate"}
+			},
+		},
 		generateCase("a drop-in after tlsdock's sets ExecStart", "",
 			map[string]string{"zzz-later.conf": "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd://\n"},
 			"zzz-later.conf", "merge it into an override.conf"),
 		generateCase("two ExecStart lines", "",
 			map[string]string{"override.conf": "[Service]\nExecStart=/usr/sbin/dockerd -H fd:// --debug\n"},
 			"override.conf", `add an empty "ExecStart=" before the last one`),
+		// docker.service cannot start as the host is (agent/preflight.go).
+		{
+			name: "docker.socket masked, docker.service requires it", field: "docker.socket", hint: "systemctl unmask docker.socket",
+			setup: func(t *testing.T, h *fakeHostCLI) []string {
+				putFile(t, filepath.Join(h.root, agenttest.SocketFragment), agenttest.DebianSocket)
+				putLink(t, h.root, "/etc/systemd/system/docker.socket", os.DevNull)
+				return []string{"provision", "--generate"}
+			},
+		},
+		{
+			name: "docker.socket masked, ExecStart passes -H fd://", field: "docker.socket", hint: "systemctl unmask docker.socket",
+			setup: func(t *testing.T, h *fakeHostCLI) []string {
+				putFile(t, filepath.Join(h.root, agenttest.DockerFragment), strings.Replace(debianUnit, "Requires=docker.socket\n", "Wants=docker.socket\n", 1))
+				putFile(t, filepath.Join(h.root, agenttest.SocketFragment), agenttest.DebianSocket)
+				putLink(t, h.root, "/etc/systemd/system/docker.socket", os.DevNull)
+				return []string{"provision", "--generate", "--mode", "proxy"}
+			},
+		},
+		{
+			name: "dockerd missing", field: debianFragment, hint: "install docker.io (Debian, Ubuntu) or docker-ce",
+			setup: func(t *testing.T, h *fakeHostCLI) []string {
+				if err := os.Remove(filepath.Join(h.root, agenttest.Dockerd)); err != nil {
+					t.Fatal(err)
+				}
+				return []string{"provision", "--generate"}
+			},
+		},
+		{
+			name: "dockerd not executable", field: debianFragment, hint: "chmod 0755 /usr/sbin/dockerd",
+			setup: func(t *testing.T, h *fakeHostCLI) []string {
+				if err := os.Chmod(filepath.Join(h.root, agenttest.Dockerd), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return []string{"provision", "--generate"}
+			},
+		},
+		{
+			name: "docker.service masked", field: "docker.service", hint: "systemctl unmask docker.service",
+			setup: func(t *testing.T, h *fakeHostCLI) []string {
+				h.sd.SetLoadState("masked")
+				return []string{"provision", "--generate"}
+			},
+		},
+		{
+			name: "docker.service not found", field: "docker.service", hint: "install docker.io (Debian, Ubuntu) or docker-ce",
+			setup: func(t *testing.T, h *fakeHostCLI) []string {
+				h.sd.SetLoadState("not-found")
+				return []string{"provision", "--generate"}
+			},
+		},
 		{
 			name: "systemd refuses the unit (bad-setting)", field: "docker.service", hint: "systemctl status docker.service",
 			setup: func(t *testing.T, h *fakeHostCLI) []string {

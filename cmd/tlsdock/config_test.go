@@ -32,7 +32,7 @@ func TestConfigCommand(t *testing.T) {
 			stdout: []string{
 				"generate              true",
 				"tlsdock.conf:2", "tcp://[::]:2377", "tlsdock.conf:4",
-				"timeout               1m30s",
+				"timeout               3m0s",
 				"Configured to provision: run `tlsdock provision`.",
 			},
 		},

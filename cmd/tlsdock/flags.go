@@ -26,7 +26,7 @@ func (f *settingsFlags) register(fs *pflag.FlagSet) {
 	fs.String("key-type", string(d.KeyType), "key type of issued certificates: ecdsa-p256, rsa-2048, rsa-3072 or rsa-4096")
 	fs.Bool("live-restore", d.LiveRestore, "turn on dockerd's live-restore first, so containers survive the restart (skipped in swarm mode)")
 	fs.String("probe-client", "", "with --certs: directory with cert.pem and key.pem of a client, used to check that a valid client gets in")
-	fs.Duration("timeout", d.Timeout, "how long to wait for docker.service to restart")
+	fs.Duration("timeout", d.Timeout, "bound on the whole command, its rollback included: the steps (restarts, reloads, verification) share the first half and end at the latest then, so that a rollback always keeps at least the second half to restore the files and restart docker back. Past it tlsdock exits 3 or 4 and says what systemd is still doing")
 	fs.String("policy", "", "proxy mode: policy file (JSON, see README) deciding each client's requests; default: group read-only may GET and HEAD, others have full access")
 	fs.String("allow-source-owner", "", "with --certs: let this one account (USER or USER:GROUP, a PKI agent's service user) own and write the source; otherwise only root may be able to change it. Whoever controls that account controls dockerd: tlsdock warns on every run")
 	fs.StringArray("crl", nil, "proxy mode: external CRL file (PEM or DER) to enforce (repeatable); the local CA's "+agent.LocalCRLPath+" is enforced whenever it exists")

@@ -21,9 +21,11 @@ its own files change (a proxy-mode revert only stops tlsdock.service) and
 checks that the local unix socket answers. The local CA in /etc/tlsdock/ca is
 kept, so client bundles issued from it stay valid for a later provision.
 
-A dockerd that starts without live-restore stops every running container.
-If live-restore was off before provision, pass --keep-live-restore to keep
-it on (the only difference from the original files) so containers survive.`,
+A restart stops every running container unless the dockerd being stopped
+has live-restore on. With --keep-live-restore, revert keeps it on in
+daemon.json (the only difference from the original files) and, when the
+running dockerd has none, turns it on first (SIGHUP, as provision does), so
+containers survive; without it, revert says when containers stop.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, closer, err := env.newAgent(cmd.Context(), false)
@@ -53,6 +55,6 @@ it on (the only difference from the original files) so containers survive.`,
 		},
 	}
 	cmd.Flags().BoolVar(&keepLiveRestore, "keep-live-restore", false, "keep \"live-restore\": true in daemon.json so running containers survive the revert")
-	cmd.Flags().DurationVar(&timeout, "timeout", agent.Defaults().Timeout, "how long to wait for docker.service to restart")
+	cmd.Flags().DurationVar(&timeout, "timeout", agent.Defaults().Timeout, "bound on the whole command, its rollback included: the steps (restarts, reloads, verification) share the first half and end at the latest then, so that a rollback always keeps at least the second half to restore the files and restart docker back. Past it tlsdock exits 3 or 4 and says what systemd is still doing")
 	return cmd
 }

@@ -398,14 +398,18 @@ func TestSocketMigratesFromHosts(t *testing.T) {
 
 	out := mustTlsdock(t, ctx, h, "provision", "--generate", "--client-out", "/root/client")
 	t.Logf("provision:\n%s", out)
-	if !strings.Contains(out, "delete /etc/systemd/system/docker.service.d/zz-tlsdock.conf") || !strings.Contains(out, "tcp held by: docker.socket") {
+	if !strings.Contains(out, "tcp held by: docker.socket") {
 		t.Errorf("the plan does not show the move:\n%s", out)
 	}
-	if got := execArgv(t, ctx, h); got != execStart {
-		t.Errorf("ExecStart after the move:\n%s\nwant:\n%s", got, execStart)
+	// fd:// stays in daemon.json's hosts and ExecStart stays without -H:
+	// moving fd:// to the unit's -H has no write order a kill cannot
+	// split (in both files dockerd refuses to start, in neither it takes
+	// docker.socket's /run/docker.sock). Only the TCP listener moves.
+	if got := execArgv(t, ctx, h); got == execStart || strings.Contains(got, "-H") {
+		t.Errorf("ExecStart after the move:\n%s\n(the unit's: %s)", got, execStart)
 	}
-	if got := string(mustRead(t, h, "/etc/docker/daemon.json")); strings.Contains(got, "hosts") {
-		t.Errorf("daemon.json kept hosts:\n%s", got)
+	if got := string(mustRead(t, h, "/etc/docker/daemon.json")); !strings.Contains(got, `"fd://"`) || strings.Contains(got, "tcp://") {
+		t.Errorf("daemon.json hosts after the move:\n%s", got)
 	}
 	if out := run(t, ctx, h, "ss", "-Hltnp", "sport = :2376"); !strings.Contains(out, `"systemd",pid=1,`) {
 		t.Errorf("2376 is not held by systemd after the move: %s", out)
@@ -416,7 +420,53 @@ func TestSocketMigratesFromHosts(t *testing.T) {
 		t.Fatalf("mutual TLS after the move: %v", err)
 	}
 	plainRefused(t, h, c)
+	// The local socket is docker.socket's, and stays after a restart.
+	run(t, ctx, h, "systemctl", "restart", "docker.service")
+	run(t, ctx, h, "docker", "info")
 	if out := mustTlsdock(t, ctx, h, "provision", "--generate"); !strings.Contains(out, "No changes") {
 		t.Errorf("not converged:\n%s", out)
 	}
+}
+
+// TestSocketFallbackOnTheCommandLine: with a --host that names no IP
+// address, dockerd holds the TCP listener. On Debian's unit (-H fd://) it
+// is passed on the drop-in's ExecStart next to fd://, and daemon.json gets
+// the TLS settings only: no write moves a listener between the two files
+// (issue 13: a kill between them left a dockerd without -H, which took
+// docker.socket's /run/docker.sock and deleted it on stop). Real dockerd
+// 20.10 serves -H fd:// -H tcp://localhost:2376 with daemon.json's TLS, and
+// the local socket is still docker.socket's after restarts.
+func TestSocketFallbackOnTheCommandLine(t *testing.T) {
+	h := startWithTlsdock(t)
+	ctx := ctxFor(t, 5*time.Minute)
+	out := mustTlsdock(t, ctx, h, "provision", "--generate", "--host", "tcp://localhost:2376", "--client-out", "/root/client")
+	t.Logf("provision:\n%s", out)
+	if !strings.Contains(out, "tcp held by: dockerd") {
+		t.Errorf("not the fallback:\n%s", out)
+	}
+	if got := execArgv(t, ctx, h); !strings.Contains(got, "-H fd:// -H tcp://localhost:2376") {
+		t.Errorf("ExecStart: %s", got)
+	}
+	if got := string(mustRead(t, h, "/etc/docker/daemon.json")); strings.Contains(got, "hosts") || !strings.Contains(got, "tlsverify") {
+		t.Errorf("daemon.json:\n%s", got)
+	}
+	dir := fetchBundle(t, h, "/root/client")
+	c := &pkgSet{Pool: poolOf(t, dir), Client: loadPair(t, dir)}
+	if _, err := pkgPing(h, c.Pool, &c.Client); err != nil {
+		t.Fatalf("mutual TLS: %v", err)
+	}
+	plainRefused(t, h, c)
+	for i := 0; i < 2; i++ {
+		run(t, ctx, h, "systemctl", "restart", "docker.service")
+		run(t, ctx, h, "docker", "info")
+	}
+	if out := run(t, ctx, h, "ss", "-Hlxp", "src /run/docker.sock"); !strings.Contains(out, `"systemd",pid=1,`) {
+		t.Errorf("/run/docker.sock is not docker.socket's: %s", out)
+	}
+	if out := mustTlsdock(t, ctx, h, "provision", "--generate", "--host", "tcp://localhost:2376"); !strings.Contains(out, "No changes") {
+		t.Errorf("not converged:\n%s", out)
+	}
+	mustTlsdock(t, ctx, h, "revert")
+	run(t, ctx, h, "systemctl", "restart", "docker.service")
+	run(t, ctx, h, "docker", "info")
 }
