@@ -205,12 +205,15 @@ func TestProxyRollbackFromCLIStopsTheProxy(t *testing.T) {
 }
 
 func TestRevertLeavesProxyMode(t *testing.T) {
-	// Proxy mode after daemon-json mode: revert restores dockerd's files,
-	// so dockerd restarts, once the proxy gave up the TCP listeners.
+	// Proxy mode after daemon-json mode: revert restores dockerd's files
+	// (without --keep-live-restore, daemon.json loses live-restore), so
+	// dockerd restarts, once the proxy gave up the TCP listeners.
 	h := newFakeHost(t)
 	mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
 	mustProvision(t, h.agent(&fakeVerifier{}, withExe), proxyCfg())
-	res, err := h.agent(nil).Revert(context.Background(), Defaults())
+	cfg := Defaults()
+	cfg.LiveRestore = false
+	res, err := h.agent(nil).Revert(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +271,9 @@ func TestFailedRevertStartsTheProxyAgain(t *testing.T) {
 		return fails >= 0
 	})
 	n := len(h.Calls())
-	_, err := h.agent(nil).Revert(context.Background(), Defaults())
+	cfg := Defaults()
+	cfg.LiveRestore = false // daemon.json loses live-restore: dockerd restarts
+	_, err := h.agent(nil).Revert(context.Background(), cfg)
 	if !errors.Is(err, ErrRolledBack) {
 		t.Fatalf("err = %v, want rolled back", err)
 	}
