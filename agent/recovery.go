@@ -46,6 +46,10 @@ func sameContent(a, b FileState) bool {
 // sslPaths are the installed set's stable paths, restored as one unit.
 var sslPaths = []string{SSLDir + "/" + certstore.CAFile, SSLDir + "/" + certstore.CertFile, SSLDir + "/" + certstore.KeyFile}
 
+// ownFiles are tlsdock's own drop-ins, which only tlsdock writes: revert
+// always puts them back.
+var ownFiles = []string{DropInPath, SocketDropInPath, ProxyDropInPath}
+
 // tlsdockKeys are the daemon.json keys tlsdock sets.
 var tlsdockKeys = append(append([]string{}, daemonjson.TLSKeys...), "hosts", "live-restore")
 
@@ -251,7 +255,7 @@ func legacyWritten(orig, cur *Snapshot) map[string]string {
 // changed since tlsdock wrote it is the administrator's and is kept, except
 // daemon.json, whose keys tlsdock sets go back to the original (the rest
 // of the administrator's edit stays), so that dockerd starts on the
-// restored unit. The certificate set goes back as one unit, or not at all.
+// restored unit, and tlsdock's own drop-ins (ownFiles), which always go. The certificate set goes back as one unit, or not at all.
 func revertTarget(orig, cur *Snapshot, written map[string]string) (*Snapshot, []string, error) {
 	type fate int
 	const (
@@ -260,12 +264,18 @@ func revertTarget(orig, cur *Snapshot, written map[string]string) (*Snapshot, []
 		theirs
 	)
 	fates := map[string]fate{}
+	var notes []string
 	for _, f := range orig.Files {
 		c := cur.File(f.Path)
 		w, ok := written[f.Path]
 		switch {
 		case sameContent(c, f) || ok && c.digest() == w:
 			fates[f.Path] = restore
+		case slices.Contains(ownFiles, f.Path):
+			// tlsdock's own drop-ins: their first line says that
+			// revert removes them and that edits are overwritten.
+			fates[f.Path] = restore
+			notes = append(notes, fmt.Sprintf("put tlsdock's %s back as before provision although it changed since tlsdock wrote it: it is tlsdock's own drop-in, whose edits revert does not keep", f.Path))
 		case !ok:
 			fates[f.Path] = untouched
 		default:
@@ -275,7 +285,6 @@ func revertTarget(orig, cur *Snapshot, written map[string]string) (*Snapshot, []
 	keepSSL := slices.ContainsFunc(sslPaths, func(p string) bool { return fates[p] != restore })
 	t := *orig
 	t.Files = nil
-	var notes []string
 	for _, f := range orig.Files {
 		c := cur.File(f.Path)
 		switch {

@@ -525,3 +525,27 @@ func TestRecoveryKeepsAnEditAfterAKilledFirstProvision(t *testing.T) {
 		})
 	}
 }
+
+// TestRevertTakesTlsdocksOwnDropInEvenEdited: tlsdock's drop-in says that
+// revert removes it and that edits are overwritten; an edited one goes
+// too (with a note), so that dockerd gets its unit's -H back.
+func TestRevertTakesTlsdocksOwnDropInEvenEdited(t *testing.T) {
+	h := newFakeHost(t)
+	writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+	before := treeHash(t, h.root)
+	mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
+	writeFile(t, h.root, DropInPath, readFile(t, h.root, DropInPath)+"# edited\n")
+	res, err := h.agent(nil).Revert(context.Background(), exactRevert())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(res.Notes, "\n"), "put tlsdock's "+DropInPath+" back") {
+		t.Fatalf("notes %q", res.Notes)
+	}
+	if d := diffTrees(before, treeHash(t, h.root)); len(d) > 0 {
+		t.Fatalf("revert left differences: %q", d)
+	}
+	if err := h.LocalSocket(); err != nil {
+		t.Fatalf("after revert: %v", err)
+	}
+}
