@@ -59,6 +59,9 @@ var ErrRollbackFailed = errors.New("rollback failed")
 // lockPath serialises provision, run and revert on one host.
 const lockPath = "/run/tlsdock/lock"
 
+// errLockHeld: another tlsdock holds the lock.
+var errLockHeld = errors.New("lock held")
+
 func (a *Agent) lock() (func(), error) {
 	path := a.o.Paths.Abs(lockPath)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -70,7 +73,7 @@ func (a *Agent) lock() (func(), error) {
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil && !a.waitLock(f) {
 		f.Close()
-		return nil, fmt.Errorf("another tlsdock is applying changes (lock %s is held): wait for it to finish", lockPath)
+		return nil, fmt.Errorf("another tlsdock is applying changes (lock %s is held): wait for it to finish: %w", lockPath, errLockHeld)
 	}
 	return func() { f.Close() }, nil
 }
@@ -97,8 +100,19 @@ func (a *Agent) Provision(ctx context.Context, cfg Config) (*Result, error) {
 	defer unlock()
 	ctx, cancel := withBudget(ctx, cfg)
 	defer cancel()
-	forceRestart, err := a.recoverJournal(ctx)
+	a.removeTemps()
+	forceRestart, _, _, recovered, err := a.recoverJournal(ctx)
+	res.Notes = append(res.Notes, recovered...)
 	if err != nil {
+		res.Error = err.Error()
+		return res, err
+	}
+	if cfg.daemon {
+		if err := a.refuseReverted(); err != nil {
+			res.Error = err.Error()
+			return res, err
+		}
+	} else if err := a.clearReverted(); err != nil {
 		res.Error = err.Error()
 		return res, err
 	}
@@ -137,28 +151,6 @@ func (a *Agent) describe(res *Result, plan *Plan) {
 	}
 }
 
-// recoverJournal undoes an apply that was interrupted (its journal is still
-// there). It reports whether docker must be restarted to match the files.
-// It is bounded by ctx, the command's budget.
-func (a *Agent) recoverJournal(ctx context.Context) (bool, error) {
-	j, err := LoadSnapshot(a.journalPath())
-	if err != nil || j == nil {
-		return false, err
-	}
-	a.o.Logger.Warn("an earlier apply was interrupted; restoring its backup", "journal", a.journalPath(), "taken", j.Taken)
-	if err := a.releaseBeforeRestore(ctx, j, timeUntil(ctx)); err != nil {
-		return false, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
-	}
-	if err := j.Restore(a.o.Paths); err != nil {
-		return false, fmt.Errorf("undoing an interrupted apply from %s: %w", StateDir+"/journal.json", err)
-	}
-	if err := os.Remove(a.journalPath()); err != nil {
-		return true, err
-	}
-	a.o.Step("remove " + StateDir + "/journal.json")
-	return true, nil
-}
-
 // apply runs the plan: it is a no-op when nothing changed and the endpoint
 // passes verification; otherwise it changes the host and commits.
 func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) error {
@@ -190,7 +182,7 @@ func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) 
 // end rollbackReserve before the command's deadline (ctx's), so that a
 // step that hangs leaves the rollback time to put the host back.
 func (a *Agent) change(ctx context.Context, cfg Config, plan *Plan, res *Result, now time.Time) error {
-	snap, err := a.backUp(now)
+	snap, err := a.backUp(plan, now)
 	if err != nil {
 		return err
 	}
@@ -214,6 +206,7 @@ func (a *Agent) change(ctx context.Context, cfg Config, plan *Plan, res *Result,
 		if snap, err = TakeSnapshot(a.o.Paths, now); err != nil {
 			return err
 		}
+		snap.Targets = planTargets(plan)
 		if err := snap.Save(a.journalPath()); err != nil {
 			return err
 		}
@@ -236,9 +229,10 @@ func (a *Agent) change(ctx context.Context, cfg Config, plan *Plan, res *Result,
 	return nil
 }
 
-// backUp saves the rollback journal, and the original snapshot (what revert
-// restores) before the first change.
-func (a *Agent) backUp(now time.Time) (*Snapshot, error) {
+// backUp saves the rollback journal, with what plan may write (its
+// Targets), and the original snapshot (what revert restores) before the
+// first change.
+func (a *Agent) backUp(plan *Plan, now time.Time) (*Snapshot, error) {
 	snap, err := TakeSnapshot(a.o.Paths, now)
 	if err != nil {
 		return nil, err
@@ -251,6 +245,7 @@ func (a *Agent) backUp(now time.Time) (*Snapshot, error) {
 		}
 		a.o.Step("write " + StateDir + "/original.json")
 	}
+	snap.Targets = planTargets(plan)
 	if err := snap.Save(a.journalPath()); err != nil {
 		return nil, err
 	}
@@ -260,14 +255,19 @@ func (a *Agent) backUp(now time.Time) (*Snapshot, error) {
 }
 
 // commit ends a provision: the journal goes, the state records what is
-// served, and the client bundle is written.
+// served and what tlsdock wrote (State.Written), and the client bundle is
+// written.
 func (a *Agent) commit(cfg Config, plan *Plan, res *Result, now time.Time) error {
+	written, err := a.written(plan)
+	if err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
 	if err := os.Remove(a.journalPath()); err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}
 	a.o.Step("remove " + StateDir + "/journal.json")
 	st := &State{Mode: plan.Mode, Hosts: plan.Hosts, TCPHosts: plan.TCPHosts, TCPHeldBy: plan.TCPHeldBy, Fingerprint: plan.Set.Fingerprint(), Serial: plan.Set.Serial(), NotAfter: plan.Set.Cert.NotAfter,
-		LastApply: Apply{Time: now, Result: "ok", Changed: true, Serial: plan.Set.Serial(), Warnings: plan.Warnings}}
+		LastApply: Apply{Time: now, Result: "ok", Changed: true, Serial: plan.Set.Serial(), Warnings: plan.Warnings}, Written: written}
 	if err := a.saveState(st); err != nil {
 		return err
 	}

@@ -70,6 +70,9 @@ type Config struct {
 	// the plan uses it instead of reading Certs again, so that what was
 	// checked is what is installed. It still checks the requirements.
 	SourceSet *certstore.Set `json:"-"`
+	// daemon marks the rotation daemon's provisions (daemonApplier): a
+	// host that `tlsdock revert` put back refuses them.
+	daemon bool
 }
 
 // DefaultAuditLog is proxy mode's audit log; tlsdock.service's

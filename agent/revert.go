@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/tlsdock/tlsdock/certstore"
 	"github.com/tlsdock/tlsdock/daemonjson"
@@ -17,12 +18,18 @@ var ErrNotProvisioned = errors.New("tlsdock has not provisioned this host: nothi
 
 // Revert restores the host exactly as it was before the first provision
 // (daemon.json, tlsdock's drop-in, tlsdock.service's files, /etc/docker/ssl)
-// and checks that the unix socket answers. It is the sequence with the
-// original snapshot as its target: the same backup, write, serve, verify
-// and rollback as a provision. dockerd restarts only when its own files
-// change (or the certificates they name); leaving
-// proxy mode stops tlsdock.service first. On failure it goes back to the
-// provisioned state.
+// and checks that the unix socket answers. It puts back only what tlsdock
+// wrote (revertTarget): a file tlsdock never wrote is left alone, one
+// changed since is kept (daemon.json loses only tlsdock's keys), each
+// with a note. It leaves a record of the revert in state.json, so that
+// the daemon (`tlsdock run`, still running or started at the next boot)
+// does not provision the host again until `tlsdock provision` does.
+//
+// It is the sequence with the original snapshot as its target: the same
+// backup, write, serve, verify and rollback as a provision. dockerd
+// restarts only when its own files change (or the certificates they
+// name); leaving proxy mode stops tlsdock.service first. On failure it
+// goes back to the provisioned state.
 //
 // A dockerd that starts without live-restore stops the containers it finds
 // running, so with cfg.LiveRestore the restored daemon.json keeps
@@ -36,7 +43,9 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 	defer unlock()
 	ctx, cancel := withBudget(ctx, cfg)
 	defer cancel()
-	forceRestart, err := a.recoverJournal(ctx)
+	a.removeTemps()
+	forceRestart, _, _, recovered, err := a.recoverJournal(ctx)
+	res.Notes = append(res.Notes, recovered...)
 	if err != nil {
 		return res, err
 	}
@@ -47,24 +56,67 @@ func (a *Agent) Revert(ctx context.Context, cfg Config) (*Result, error) {
 	if orig == nil {
 		return res, ErrNotProvisioned
 	}
-	srv := originalServer{dockerdServer: dockerdServer{a: a}, orig: orig}
+	st, err := a.loadState()
+	if err != nil {
+		return res, err
+	}
+	now := a.o.Now()
+	cur, err := TakeSnapshot(a.o.Paths, now)
+	if err != nil {
+		return res, err
+	}
+	var written map[string]string
+	if st != nil {
+		written = st.Written
+	}
+	if written == nil {
+		written = legacyWritten(orig, cur)
+	}
+	target, notes, err := revertTarget(orig, cur, written)
+	if err != nil {
+		return res, err
+	}
+	srv := originalServer{dockerdServer: dockerdServer{a: a}, orig: target}
 	plan := &Plan{srv: srv, Restart: forceRestart}
 	if err := srv.plan(plan, &hostConfig{cfg: cfg, ctx: ctx}); err != nil {
 		return res, err
 	}
-	res.Files, res.Notes = plan.Files, plan.Notes
+	res.Files, res.Notes = plan.Files, append(append(res.Notes, notes...), plan.Notes...)
 	res.Changed, res.Restarted = true, plan.Restart
-	if err := a.change(ctx, cfg, plan, res, a.o.Now()); err != nil {
+	if err := a.change(ctx, cfg, plan, res, now); err != nil {
 		return res, err
 	}
-	for _, p := range []string{a.journalPath(), a.originalPath(), a.statePath()} {
+	if a.daemonActive(ctx) {
+		res.Notes = append(res.Notes, ProxyUnit+" keeps running, and does not provision this host again until `tlsdock provision` is run")
+	}
+	// The record first: a kill before the backups go leaves a host that
+	// a second revert finds reverted already, never one the daemon
+	// provisions again.
+	if err := a.saveState(&State{RevertedAt: now, LastApply: Apply{Time: now, Result: "reverted", Changed: true, Notes: res.Notes}}); err != nil {
+		return res, err
+	}
+	for _, p := range []string{a.journalPath(), a.originalPath()} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return res, err
 		}
 		a.o.Step("remove " + p)
 	}
+	for _, n := range notes {
+		a.o.Logger.Info(n)
+	}
 	a.o.Logger.Info("reverted", "unit", systemd.DockerUnit, "restarted", plan.Restart)
 	return res, nil
+}
+
+// daemonActive reports whether tlsdock.service (the daemon) is active.
+func (a *Agent) daemonActive(ctx context.Context) bool {
+	if a.o.Systemd == nil {
+		return false
+	}
+	uctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := a.o.Systemd.Unit(uctx, ProxyUnit)
+	return err == nil && (info.ActiveState == "active" || info.ActiveState == "activating" || info.ActiveState == "reloading")
 }
 
 // originalServer is revert's target: dockerd serving as it did before the

@@ -250,7 +250,7 @@ func NewRotator(app Applier, cfg RunConfig, o RunOptions) *Rotator {
 	if o.Notify == nil {
 		o.Notify = systemd.Notify
 	}
-	r := &Rotator{app: app, cfg: cfg, o: o, log: o.Logger.With("component", "rotate")}
+	r := &Rotator{app: daemonApplier{app}, cfg: cfg, o: o, log: o.Logger.With("component", "rotate")}
 	r.src = r.newSource()
 	return r
 }
@@ -499,6 +499,10 @@ func (r *Rotator) after(res *Result, err error, now time.Time, want string) bool
 		}
 		r.retry, r.lastFailure = retry{}, ""
 		return true
+	case errors.Is(err, ErrReverted):
+		r.lastFailure = "not provisioning: " + err.Error()
+		r.log.Warn("not provisioning: the host was reverted; run `tlsdock provision` to provision it again", "err", err)
+		return false
 	case errors.As(err, &ie):
 		r.o.Metrics.rotation("invalid")
 		r.lastFailure = fmt.Sprintf("rotation to %s refused: %v", orWord(want, "a new certificate"), err)

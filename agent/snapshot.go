@@ -39,6 +39,15 @@ type Snapshot struct {
 	ManagedSSL bool `json:"managed_ssl"`
 	// Dirs records which directories tlsdock may create existed.
 	Dirs map[string]bool `json:"dirs"`
+	// Targets, in a rollback journal, are what the apply it belongs to
+	// may write: per host path, the SHA-256 (hex) of each content it may
+	// put there, or "" when it may remove the file. Recovery puts back
+	// only a file that is in one of these states (Snapshot.onto). A
+	// journal of an older tlsdock has none.
+	Targets map[string][]string `json:"targets,omitempty"`
+	// keepSSL: Restore leaves /etc/docker/ssl as it is (the set there is
+	// the operator's, or one tlsdock never installed).
+	keepSSL bool
 }
 
 // createdDirs are directories a provision may create; revert removes them
@@ -185,7 +194,7 @@ func (s *Snapshot) Restore(p Paths) error {
 	// The set comes back before the files that name it, and goes after
 	// the files that stop naming it.
 	setFirst := s.namesSet()
-	if setFirst {
+	if setFirst && !s.keepSSL {
 		if err := s.restoreSSL(p); err != nil {
 			errs = append(errs, err)
 		}
@@ -210,7 +219,7 @@ func (s *Snapshot) Restore(p Paths) error {
 			}
 		}
 	}
-	if !setFirst {
+	if !setFirst && !s.keepSSL {
 		if err := s.restoreSSL(p); err != nil {
 			errs = append(errs, err)
 		}

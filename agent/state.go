@@ -26,6 +26,15 @@ type State struct {
 	// LastError is the current validation or apply error, shown by status
 	// until a later apply succeeds.
 	LastError string `json:"last_error,omitempty"`
+	// Written records what tlsdock last wrote to each file it manages: the
+	// SHA-256 (hex) of the content, "" when it removed the file. revert
+	// puts back only files whose content is still tlsdock's. nil in the
+	// state of an older tlsdock (never omitted, so that an empty record
+	// is not taken for one).
+	Written map[string]string `json:"written"`
+	// RevertedAt is when `tlsdock revert` put the host back. The daemon
+	// does not provision it again until `tlsdock provision` does.
+	RevertedAt time.Time `json:"reverted_at,omitzero"`
 	// Pending is the set the rotation daemon waits to install because its
 	// notBefore is ahead; nil when none.
 	Pending *PendingSet `json:"pending,omitempty"`
@@ -33,13 +42,18 @@ type State struct {
 
 // Apply records one run of the sequence.
 type Apply struct {
-	Time    time.Time `json:"time,omitzero"`
-	Result  string    `json:"result,omitempty"` // ok, unchanged, rolled-back, failed
-	Changed bool      `json:"changed"`
-	Error   string    `json:"error,omitempty"`
-	Serial  string    `json:"serial,omitempty"`
+	Time time.Time `json:"time,omitzero"`
+	// ok, unchanged, rolled-back, failed; recovered (`tlsdock run` undid
+	// an interrupted apply at start-up), reverted.
+	Result  string `json:"result,omitempty"`
+	Changed bool   `json:"changed"`
+	Error   string `json:"error,omitempty"`
+	Serial  string `json:"serial,omitempty"`
 	// Warnings of the run (allow-source-owner), shown by status.
 	Warnings []string `json:"warnings,omitempty"`
+	// Notes of a recovery or a revert: what was restored, and what was
+	// left as someone else's.
+	Notes []string `json:"notes,omitempty"`
 }
 
 func (a *Agent) statePath() string    { return filepath.Join(a.o.Paths.State(), "state.json") }

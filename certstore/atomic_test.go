@@ -177,3 +177,58 @@ func assertOnlyEntries(t *testing.T, dir string, want ...string) {
 		t.Errorf("%s holds %v, want exactly %v (no temporary files)", dir, got, want)
 	}
 }
+
+// killInWrite runs WriteFileAtomic and "kills" it right after it created
+// its temporary file, as a SIGKILL there would: the temporary file stays.
+func killInWrite(t *testing.T, path string, data []byte, mode os.FileMode) {
+	t.Helper()
+	afterTempCreate = func(string) { panic("killed") }
+	defer func() {
+		afterTempCreate = func(string) {}
+		if recover() == nil {
+			t.Fatal("the write was not killed")
+		}
+	}()
+	_ = WriteFileAtomic(path, data, mode)
+}
+
+func TestRemoveTempsRemovesOnlyTlsdocksLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	killInWrite(t, filepath.Join(dir, "daemon.json"), []byte("{}"), 0o644)
+	var leftover string
+	for _, name := range listDir(t, dir) {
+		leftover = name
+	}
+	if !strings.HasPrefix(leftover, TempPrefix+"daemon.json.") {
+		t.Fatalf("a killed write left %q, want a name starting with %q", listDir(t, dir), TempPrefix+"daemon.json.")
+	}
+	// An older tlsdock's leftover, and what is not tlsdock's.
+	for name, body := range map[string]string{
+		".daemon.json.tmp-0123456789abcdef": "old tlsdock",
+		".notes.tmp-0123456789abcdef":       "someone else's",
+		".daemon.json.tmp-backup":           "someone else's",
+		"daemon.json":                       "{}",
+		"tlsdock-tmp.x":                     "someone else's",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("daemon.json", filepath.Join(dir, TempPrefix+"link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, TempPrefix+"dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := RemoveTemps(dir, "daemon.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 2 {
+		t.Errorf("removed %q, want the two temporary files of tlsdock", removed)
+	}
+	assertOnlyEntries(t, dir, ".daemon.json.tmp-backup", ".notes.tmp-0123456789abcdef", TempPrefix+"dir", TempPrefix+"link", "daemon.json", "tlsdock-tmp.x")
+	if removed, err := RemoveTemps(filepath.Join(dir, "missing")); err != nil || len(removed) != 0 {
+		t.Errorf("a missing directory: %q, %v", removed, err)
+	}
+}

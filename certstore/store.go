@@ -455,3 +455,44 @@ func (st Store) Remove() error {
 	st.removeOld("")
 	return syncDir(st.Dir)
 }
+
+// Cleanup removes what a killed Install or WriteFileAtomic left in Dir:
+// generation directories that ..data does not point at (half-written
+// ones hold a key), temporary links, and temporary files in Dir and in
+// the current generation. The set in use is never touched, nor anything
+// tlsdock did not create. It returns the paths it removed. The caller
+// must hold tlsdock's lock.
+func (st Store) Cleanup() ([]string, error) {
+	if fi, err := os.Lstat(st.Dir); err != nil || !fi.IsDir() {
+		return nil, nil
+	}
+	current := ""
+	if t, err := os.Readlink(filepath.Join(st.Dir, dataLink)); err == nil && strings.HasPrefix(t, GenerationPrefix) && !strings.Contains(t, "/") {
+		current = t
+	}
+	var removed []string
+	if entries, err := os.ReadDir(st.Dir); err == nil {
+		for _, e := range entries {
+			name := e.Name()
+			stale := strings.HasPrefix(name, GenerationPrefix) && name != current && e.IsDir() ||
+				(name == dataTmpLink || strings.HasPrefix(name, ".") && strings.Contains(name, linkTmpInfix)) && e.Type()&os.ModeSymlink != 0
+			if stale {
+				removed = append(removed, filepath.Join(st.Dir, name))
+			}
+		}
+	}
+	st.removeOld(current)
+	var errs []error
+	names := []string{CAFile, CertFile, KeyFile}
+	for _, dir := range []string{st.Dir, filepath.Join(st.Dir, current)} {
+		r, err := RemoveTemps(dir, names...)
+		removed = append(removed, r...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if current == "" {
+			break
+		}
+	}
+	return removed, errors.Join(errs...)
+}

@@ -524,3 +524,51 @@ func TestNewCASaveRefusesOverwrite(t *testing.T) {
 		t.Fatalf("KeyTypeOf = %q", KeyTypeOf(ca.Key))
 	}
 }
+
+func TestCleanupRemovesWhatAKilledInstallLeft(t *testing.T) {
+	st := Store{Dir: filepath.Join(t.TempDir(), "ssl")}
+	if err := os.MkdirAll(st.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(st.Dir, "registry-ca.pem"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set := newSet(t)
+	if _, err := st.Install(set); err != nil {
+		t.Fatal(err)
+	}
+	before := listDir(t, st.Dir)
+	current := readlink(t, filepath.Join(st.Dir, dataLink))
+
+	// What a kill while the next set's key is written leaves (a SIGKILL
+	// runs no deferred cleanup): a half-written generation holding the
+	// new CA and a temporary copy of the key.
+	dead := filepath.Join(st.Dir, GenerationPrefix+"dead")
+	if err := os.Mkdir(dead, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{CAFile: "ca", TempPrefix + KeyFile + ".0123": "key"} {
+		if err := os.WriteFile(filepath.Join(dead, name), []byte(body), 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	killInWrite(t, filepath.Join(st.Dir, current, CAFile), []byte("x"), 0o444)
+	if len(listDir(t, st.Dir)) == len(before) {
+		t.Fatal("the killed install left nothing behind; the test does not test anything")
+	}
+
+	removed, err := st.Cleanup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 2 {
+		t.Errorf("removed %q, want the half-written generation and the temporary file", removed)
+	}
+	if got := listDir(t, st.Dir); strings.Join(got, ",") != strings.Join(before, ",") {
+		t.Errorf("after Cleanup %s holds %v, want %v", st.Dir, got, before)
+	}
+	assertOnlyEntries(t, filepath.Join(st.Dir, current), CAFile, CertFile, KeyFile)
+	if got, err := st.Load(); err != nil || got.Fingerprint() != set.Fingerprint() {
+		t.Fatalf("the installed set changed: %v", err)
+	}
+}

@@ -77,7 +77,13 @@ certificate served is warned about 30, 7 and 1 days before it expires.
 With --generate it renews the server certificate from the local CA at two
 thirds of its lifetime (or --renew-before its expiry), with a little jitter.
 
-At start it rotates if the installed set differs from a valid source set.
+At start, before anything else, it undoes an apply that was interrupted
+(a killed tlsdock left its journal): the files that apply was writing go
+back to what they were, docker restarts on them if they are its own, and
+a file changed by someone else since is left alone; the log and
+` + "`tlsdock status`" + ` say what was done. Then it rotates if the installed set
+differs from a valid source set. After ` + "`tlsdock revert`" + ` it provisions
+nothing until ` + "`tlsdock provision`" + ` is run.
 SIGHUP re-reads the settings and checks at once; SIGTERM waits for a
 rotation in progress, then exits. A failed rotation is retried with backoff
 (30s, doubling, at most 10m) and never stops the daemon.
@@ -132,6 +138,19 @@ finish, gives attach and exec streams a grace and writes out the audit log.`,
 			}
 			defer closer()
 			o := agent.Options{Paths: agent.Paths{Root: env.Root}, Systemd: sd, Logger: logger}
+			testHooks(&o, env.Root) // a no-op unless built with -tags tlsdock_testhooks
+			// Before anything else (the proxy, the first rotation, the
+			// status), what a killed run left is undone.
+			// A tlsdock holding the lock (a provision) recovers
+			// the journal itself; a failure here is retried by the
+			// first rotation, which recovers too.
+			ro := o
+			if env.Agent != nil {
+				env.Agent(&ro)
+			}
+			if _, err := agent.New(ro).Recover(ctx, cfg.Config); err != nil {
+				logger.Error("undoing an interrupted apply at start-up failed; the first rotation tries again", "err", err)
+			}
 			var rotHup <-chan os.Signal = hup
 			var pd *proxyRun
 			if cfg.Mode == agent.ModeProxy {

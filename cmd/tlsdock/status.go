@@ -88,6 +88,9 @@ result of the last provision or rotation. It changes nothing.`,
 				}
 				fmt.Fprintln(w)
 			}
+			for _, note := range s.LastApply.Notes {
+				fmt.Fprintf(w, "  note:      %s\n", note)
+			}
 			for _, warn := range s.LastApply.Warnings {
 				fmt.Fprintf(w, "WARNING:     %s\n", strings.TrimPrefix(warn, "warning: "))
 			}
