@@ -55,7 +55,7 @@ type sweepScenario struct {
 	cmd []string
 	// quick and powerQuick are the delays of SIGKILL and of power loss in
 	// the normal e2e run, as fractions of cmd's measured duration: a
-	// few, placed where the full sweep found a window (sweep.findings).
+	// few, placed where the full sweep found a window.
 	quick, powerQuick []float64
 }
 
@@ -326,20 +326,18 @@ const (
 	chkDockerAfter = "docker-after"   // docker answers after recovery
 )
 
-// knownFindings are failures that happen today for a defect filed in
-// /work/wt/notes/sweep.findings and not fixed on main yet: by scenario
+// knownFindings are failures that happen today for a known defect (filed
+// as an issue) that is not fixed yet: by scenario
 // prefix, check, and a text the failure's detail contains. A point whose
 // every failure is known is skipped with the finding's id; any other
 // failure fails the test. Remove an entry when its fix is merged.
 var knownFindings = []struct {
 	id, scenario, check, detail string
 }{
-	// The journal, taken before the operator's edit, is restored over it.
-	{"S1", "provision", chkEditKept, ""},
-	{"S1", "rotate", chkEditKept, ""},
-	// A kill inside the atomic write leaves .NAME.tmp-* behind.
-	{"S2", "", chkTempFiles, ".tmp-"},
-	{"S2", "", chkIdentical, ".tmp-"},
+	// None open: S1 (a journal restored over a later edit), S2 (temporary
+	// files left by a kill inside a write), S3/S5 (a revert's restore
+	// naming a removed set) and S4 (the daemon-json fallback's window)
+	// are fixed, and their points fail again if they come back.
 }
 
 // consequences are the checks that fail after an earlier check failed
