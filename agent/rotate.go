@@ -137,32 +137,32 @@ func (a *Agent) Installed() (*certstore.Set, error) {
 // `tlsdock status` shows, and changes nothing else. An empty msg clears
 // it. The next apply replaces it with its own result.
 func (a *Agent) RecordError(msg string) error {
-	unlock, err := a.lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	st, err := a.loadState()
-	if err != nil {
-		return err
-	}
-	if st == nil {
-		if msg == "" {
-			return nil
+	return a.updateState(msg == "", func(st *State) bool {
+		if st.LastError == msg {
+			return false
 		}
-		st = &State{}
-	}
-	if st.LastError == msg {
-		return nil
-	}
-	st.LastError = msg
-	return a.saveState(st)
+		st.LastError = msg
+		return true
+	})
 }
 
 // RecordPending records p as the set waiting to become valid in
 // state.json, which `tlsdock status` shows, and changes nothing else. A
 // nil p clears it.
 func (a *Agent) RecordPending(p *PendingSet) error {
+	return a.updateState(p == nil, func(st *State) bool {
+		if st.Pending.equal(p) {
+			return false
+		}
+		st.Pending = p
+		return true
+	})
+}
+
+// updateState changes state.json under the lock: change reports whether
+// it changed the state, which is saved only then. clears says the change
+// only clears a field, so a host without state.json keeps none.
+func (a *Agent) updateState(clears bool, change func(st *State) bool) error {
 	unlock, err := a.lock()
 	if err != nil {
 		return err
@@ -173,15 +173,14 @@ func (a *Agent) RecordPending(p *PendingSet) error {
 		return err
 	}
 	if st == nil {
-		if p == nil {
+		if clears {
 			return nil
 		}
 		st = &State{}
 	}
-	if st.Pending.equal(p) {
+	if !change(st) {
 		return nil
 	}
-	st.Pending = p
 	return a.saveState(st)
 }
 
