@@ -123,7 +123,11 @@ func (a *Agent) Provision(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	a.describe(res, plan)
 	if forceRestart {
-		plan.Restart = true
+		// What docker.socket listens on after an interrupted apply is
+		// unknown: a drop-in the apply wrote and loaded may never have
+		// been listened on.
+		plan.Restart, plan.socketRestart = true, plan.socketRestart || plan.socket.Held
+		res.Restarted, res.SocketRestarted = true, res.SocketRestarted || plan.socketRestart
 		res.Notes = append(res.Notes, "an earlier run was interrupted: its changes were undone and docker is restarted")
 	}
 	err = a.apply(ctx, cfg, plan, res)

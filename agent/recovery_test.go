@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -547,5 +548,67 @@ func TestRevertTakesTlsdocksOwnDropInEvenEdited(t *testing.T) {
 	}
 	if err := h.LocalSocket(); err != nil {
 		t.Fatalf("after revert: %v", err)
+	}
+}
+
+// listeningVerifier passes a probe only where the fake host's
+// docker.socket listens, as a real client's connection would.
+type listeningVerifier struct{ h *fakeHost }
+
+func (v listeningVerifier) Verify(_ context.Context, p Probe) ([]Check, error) {
+	_, port, _ := net.SplitHostPort(p.Addr)
+	for _, l := range v.h.SocketListening() {
+		if l == port || strings.HasSuffix(l, ":"+port) {
+			return []Check{{Endpoint: p.Addr, Name: "listening", OK: true}}, nil
+		}
+	}
+	err := fmt.Errorf("%s: connection refused", p.Addr)
+	return []Check{{Endpoint: p.Addr, Name: "listening", Detail: err.Error()}}, err
+}
+
+// TestRecoveryRestartsTheSocketItLeftLoaded: a first provision in
+// daemon-json mode is killed after docker.socket's drop-in was written
+// and loaded, before docker.socket restarted on it; the administrator
+// then edits daemon.json, so the recovery leaves dockerd's files (the
+// drop-in with them) as the apply wrote them. The plan sees nothing to
+// change, yet docker.socket never listened on the drop-in's address: the
+// recovery's restart takes docker.socket along.
+func TestRecoveryRestartsTheSocketItLeftLoaded(t *testing.T) {
+	h := newFakeHost(t)
+	withSocket(t, h)
+	writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+	cfg := certsCfg(writeSet(t, h.root, "127.0.0.1"))
+	crashedProvision(t, h, cfg, "written")
+	editDaemonJSON(t, h)
+	res, err := h.agent(listeningVerifier{h}).Provision(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("recovery provision: %v\nnotes %q", err, res.Notes)
+	}
+	if !res.SocketRestarted {
+		t.Errorf("result says docker.socket did not restart")
+	}
+}
+
+// TestUnchangedPlanFailingVerificationRestartsTheSocket: the same state,
+// recovered by `tlsdock run`'s start-up (which restarts nothing when it
+// leaves dockerd's files as the apply wrote them): the daemon's next
+// provision finds nothing to change, fails verification, and restarts
+// docker.socket with docker.
+func TestUnchangedPlanFailingVerificationRestartsTheSocket(t *testing.T) {
+	h := newFakeHost(t)
+	withSocket(t, h)
+	writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+	cfg := certsCfg(writeSet(t, h.root, "127.0.0.1"))
+	crashedProvision(t, h, cfg, "written")
+	editDaemonJSON(t, h)
+	if _, err := h.agent(&fakeVerifier{}).Recover(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.agent(listeningVerifier{h}).Provision(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("provision after the start-up recovery: %v\nnotes %q", err, res.Notes)
+	}
+	if !strings.Contains(strings.Join(res.Notes, "\n"), "docker.socket and docker are restarted") {
+		t.Errorf("notes %q do not say docker.socket restarted", res.Notes)
 	}
 }

@@ -128,6 +128,13 @@ func (s dockerdServer) serve(ctx context.Context, cfg Config, p *Plan, done *ser
 
 func (dockerdServer) again(p *Plan) string {
 	p.Restart = true
+	if p.socket.Held {
+		// docker.socket may have the drop-in loaded and still not listen
+		// on its addresses (an interrupted apply, a daemon-reload
+		// without a restart): it restarts too.
+		p.socketRestart = true
+		return "the endpoint did not pass verification, so docker.socket and docker are restarted: "
+	}
 	return "the endpoint did not pass verification, so docker is restarted: "
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -475,8 +476,7 @@ func checkRecovers(ctx context.Context, sh *sweepHost, sc sweepScenario, o killO
 		}
 	}
 
-	// (c) the edit survived (revert restores the files as they were before
-	// the first provision, by its contract, edits since included).
+	// (c) the edit survived (for revert, (e) checks it).
 	if !sc.reverts() && edited != nil {
 		if got, _ := h.ReadFile("/etc/docker/daemon.json"); !bytes.Contains(got, []byte(label)) {
 			fail(chkEditKept, "the label %q added to daemon.json right after the fault is gone after the recovery:\n%s", label, got)
@@ -504,12 +504,37 @@ func checkRecovers(ctx context.Context, sh *sweepHost, sc sweepScenario, o killO
 		slices.Sort(lines) // as userTree's sort (LANG=C) does
 		want = strings.Join(lines, "\n") + "\n"
 	}
+	if recorded && edited != nil {
+		// The edit came while tlsdock had the host recorded: revert
+		// takes out tlsdock's keys and keeps the operator's, so
+		// daemon.json is the user's plus the label, as a JSON object
+		// (revert renders the file it edits).
+		got, _ := h.ReadFile("/etc/docker/daemon.json")
+		if sameObject(got, labelEdit(sh.userJSON, label)) {
+			want = strings.Replace(want, sha256Line(sh.userJSON), sha256Line(got), 1)
+			lines := strings.Split(strings.TrimSuffix(want, "\n"), "\n")
+			slices.Sort(lines)
+			want = strings.Join(lines, "\n") + "\n"
+		} else {
+			fail(chkIdentical, "daemon.json after revert is not the user's plus the operator's label:\n%s", got)
+		}
+	}
 	if got, err := userTree(ctx, h); err != nil {
 		fail(chkIdentical, "%v", err)
 	} else if got != want {
 		fail(chkIdentical, "the user's files after revert differ from before the first provision:\n%s", lineDiff(want, got))
 	}
 	return fails, state
+}
+
+// sameObject reports whether a and b are JSON objects with the same keys
+// and values.
+func sameObject(a, b []byte) bool {
+	var ma, mb map[string]any
+	if json.Unmarshal(a, &ma) != nil || json.Unmarshal(b, &mb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(ma, mb)
 }
 
 // sha256Line is daemon.json's line in userTree for content b.
