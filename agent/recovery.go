@@ -290,6 +290,18 @@ func revertTarget(orig, cur *Snapshot, written map[string]string) (*Snapshot, []
 		switch {
 		case slices.Contains(sslPaths, f.Path) && keepSSL:
 			t.Files = append(t.Files, c)
+		case f.Path == DaemonJSONPath && fates[f.Path] == restore && c.Exists && !sameContent(c, f) && !onlyTlsdockKeysDiffer(f, c):
+			// tlsdock wrote this content, but around an edit made
+			// after the original snapshot (an edit a recovery kept, or
+			// one made between provisions): only tlsdock's keys go back.
+			merged, err := undoTlsdockKeys(f, c)
+			if err != nil {
+				return nil, nil, err
+			}
+			m := c
+			m.Content = merged
+			t.Files = append(t.Files, m)
+			notes = append(notes, fmt.Sprintf("kept the keys of %s that changed since before provision; only the keys tlsdock sets (%s) are as before provision", DaemonJSONPath, strings.Join(tlsdockKeys, ", ")))
 		case fates[f.Path] == restore:
 			t.Files = append(t.Files, f)
 		case fates[f.Path] == untouched:

@@ -612,3 +612,34 @@ func TestUnchangedPlanFailingVerificationRestartsTheSocket(t *testing.T) {
 		t.Errorf("notes %q do not say docker.socket restarted", res.Notes)
 	}
 }
+
+// TestRevertKeepsAnEditTlsdockWroteAround: the first provision is killed
+// at each step, the administrator adds a key to daemon.json, and the
+// next provision recovers and writes daemon.json around that edit. It is
+// tlsdock's write now, but revert still keeps the administrator's key and
+// takes out only tlsdock's.
+func TestRevertKeepsAnEditTlsdockWroteAround(t *testing.T) {
+	for _, step := range []string{"live-restore", "written"} {
+		t.Run(step, func(t *testing.T) {
+			h := newFakeHost(t)
+			writeFile(t, h.root, DaemonJSONPath, operatorsJSON)
+			cfg := certsCfg(writeSet(t, h.root, "127.0.0.1"))
+			crashedProvision(t, h, cfg, step)
+			editDaemonJSON(t, h)
+			mustProvision(t, h.agent(&fakeVerifier{}), cfg)
+			if _, err := h.agent(nil).Revert(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			doc, err := daemonjson.Parse([]byte(readFile(t, h.root, DaemonJSONPath)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if on, _, _ := doc.Bool("debug"); !on {
+				t.Fatalf("daemon.json after revert lost the administrator's key:\n%s", doc.Render())
+			}
+			if _, ok := doc.Get("tlscacert"); ok {
+				t.Fatalf("daemon.json after revert keeps tlsdock's keys:\n%s", doc.Render())
+			}
+		})
+	}
+}
