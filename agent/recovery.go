@@ -269,7 +269,15 @@ func revertTarget(orig, cur *Snapshot, written map[string]string) (*Snapshot, []
 		c := cur.File(f.Path)
 		w, ok := written[f.Path]
 		switch {
-		case sameContent(c, f) || ok && c.digest() == w:
+		case sameContent(c, f):
+			fates[f.Path] = restore
+		case f.Path == DaemonJSONPath && ok && c.Exists && !onlyTlsdockKeysDiffer(f, c):
+			// Keys other than tlsdock's changed since the original
+			// snapshot: an administrator's edit, even when tlsdock's
+			// last write carried it (one a recovery kept, then
+			// provisioned around). Only tlsdock's keys go back.
+			fates[f.Path] = theirs
+		case ok && c.digest() == w:
 			fates[f.Path] = restore
 		case slices.Contains(ownFiles, f.Path):
 			// tlsdock's own drop-ins: their first line says that
@@ -290,18 +298,6 @@ func revertTarget(orig, cur *Snapshot, written map[string]string) (*Snapshot, []
 		switch {
 		case slices.Contains(sslPaths, f.Path) && keepSSL:
 			t.Files = append(t.Files, c)
-		case f.Path == DaemonJSONPath && fates[f.Path] == restore && c.Exists && !sameContent(c, f) && !onlyTlsdockKeysDiffer(f, c):
-			// tlsdock wrote this content, but around an edit made
-			// after the original snapshot (an edit a recovery kept, or
-			// one made between provisions): only tlsdock's keys go back.
-			merged, err := undoTlsdockKeys(f, c)
-			if err != nil {
-				return nil, nil, err
-			}
-			m := c
-			m.Content = merged
-			t.Files = append(t.Files, m)
-			notes = append(notes, fmt.Sprintf("kept the keys of %s that changed since before provision; only the keys tlsdock sets (%s) are as before provision", DaemonJSONPath, strings.Join(tlsdockKeys, ", ")))
 		case fates[f.Path] == restore:
 			t.Files = append(t.Files, f)
 		case fates[f.Path] == untouched:
@@ -315,7 +311,7 @@ func revertTarget(orig, cur *Snapshot, written map[string]string) (*Snapshot, []
 			m := c
 			m.Content = merged
 			t.Files = append(t.Files, m)
-			notes = append(notes, fmt.Sprintf("kept the changes made to %s since tlsdock wrote it; only the keys tlsdock sets (%s) are as before provision", DaemonJSONPath, strings.Join(tlsdockKeys, ", ")))
+			notes = append(notes, fmt.Sprintf("kept the changes made to %s since before provision; only the keys tlsdock sets (%s) are as before provision", DaemonJSONPath, strings.Join(tlsdockKeys, ", ")))
 		default:
 			t.Files = append(t.Files, c)
 			notes = append(notes, fmt.Sprintf("kept %s as it is: it changed since tlsdock wrote it, so it is someone else's now", f.Path))
