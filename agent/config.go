@@ -37,17 +37,21 @@ const DefaultHost = "tcp://0.0.0.0:2376"
 // Config is everything a provision or a rotation needs, from the config file
 // and flags. The zero value is not valid: use Defaults.
 type Config struct {
-	Mode        Mode
-	Certs       string // source directory; "" with Generate
-	Generate    bool
-	ClientOut   string
-	Hosts       []string
-	SANs        []string
-	KeyType     certstore.KeyType
-	LiveRestore bool
-	ProbeClient string        // directory with cert.pem and key.pem for the client probe
-	Timeout     time.Duration // bound on the whole command, its rollback included (withBudget)
-	DryRun      bool
+	Mode  Mode
+	Certs string // source directory; "" with Generate
+	// CAFile, CertFile and KeyFile are the file names of the source
+	// (--ca-file, --cert-file, --key-file): bare names inside Certs, the
+	// CA also an absolute path; "" is the default name (SourceNames).
+	CAFile, CertFile, KeyFile string
+	Generate                  bool
+	ClientOut                 string
+	Hosts                     []string
+	SANs                      []string
+	KeyType                   certstore.KeyType
+	LiveRestore               bool
+	ProbeClient               string        // directory with cert.pem and key.pem for the client probe
+	Timeout                   time.Duration // bound on the whole command, its rollback included (withBudget)
+	DryRun                    bool
 	// RenewBefore, with Generate: reissue the server certificate this long
 	// before it expires; 0 reissues at two thirds of its lifetime (RenewAt).
 	RenewBefore time.Duration
@@ -128,11 +132,14 @@ func (c Config) Validate() error {
 	}
 	switch {
 	case c.Certs == "" && !c.Generate:
-		return inputErr("--certs", "no certificates given: pass --certs DIR (with ca.pem, server-cert.pem and server-key.pem) or --generate to use a local CA")
+		return inputErr("--certs", "no certificates given: pass --certs DIR (with ca.pem, server-cert.pem and server-key.pem, or the names given by --ca-file, --cert-file and --key-file) or --generate to use a local CA")
 	case c.Certs != "" && c.Generate:
 		return inputErr("--generate", "--generate and --certs %s exclude each other: the local CA issues the server certificate itself", c.Certs)
 	case c.ClientOut != "" && !c.Generate:
 		return inputErr("--client-out", "a client bundle can only be issued by the local CA: add --generate, or issue client certificates with the CA that signed %s", c.Certs)
+	}
+	if err := c.checkSourceNames(); err != nil {
+		return err
 	}
 	if len(c.Hosts) == 0 {
 		return inputErr("--host", "no listener: give at least one --host such as %s", DefaultHost)
@@ -266,6 +273,43 @@ func checkSAN(s string) error {
 		if label == "" || len(label) > 63 || strings.Trim(label, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != "" {
 			return inputErr("--san", "%q is neither an IP address nor a DNS name: give a name such as docker.example.com or an address such as 10.0.0.5", s)
 		}
+	}
+	return nil
+}
+
+// SourceNames are the file names of the --certs source, defaults filled
+// in.
+func (c Config) SourceNames() certstore.SourceNames {
+	return certstore.SourceNames{CA: c.CAFile, Cert: c.CertFile, Key: c.KeyFile}.WithDefaults()
+}
+
+// SourcePaths are the files of the --certs source.
+func (c Config) SourcePaths() certstore.SetNames {
+	return c.SourceNames().Paths(c.Certs)
+}
+
+// checkSourceNames checks --ca-file, --cert-file and --key-file.
+func (c Config) checkSourceNames() error {
+	for _, f := range []struct {
+		flag, name string
+		absOK      bool
+	}{{"--ca-file", c.CAFile, true}, {"--cert-file", c.CertFile, false}, {"--key-file", c.KeyFile, false}} {
+		if f.name == "" {
+			continue
+		}
+		if c.Generate {
+			return inputErr(f.flag, "applies only with --certs: the local CA (--generate) writes its own files; remove %s", strings.TrimPrefix(f.flag, "--"))
+		}
+		if err := certstore.CheckSourceName(f.name, f.absOK); err != nil {
+			return &InputError{Field: f.flag, Err: err}
+		}
+	}
+	p := c.SourcePaths()
+	switch {
+	case p.Cert == p.Key:
+		return inputErr("--key-file", "%s is also the certificate (--cert-file): give the server key's own file", p.Key)
+	case p.CA == p.Key:
+		return inputErr("--ca-file", "%s is also the server key (--key-file): give the CA bundle's own file", p.CA)
 	}
 	return nil
 }

@@ -761,7 +761,7 @@ func (a *Agent) loadSource(cfg Config) (*certstore.Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	set, err := certstore.LoadSource(cfg.Certs, trust)
+	set, err := certstore.LoadSourceFiles(cfg.SourcePaths(), trust)
 	if err != nil {
 		return nil, err
 	}

@@ -319,6 +319,11 @@ func ProxyArgs(cfg Config) []string {
 		args = append(args, "--generate")
 	} else {
 		args = append(args, "--certs", abs(cfg.Certs))
+		for _, f := range []struct{ flag, name string }{{"--ca-file", cfg.CAFile}, {"--cert-file", cfg.CertFile}, {"--key-file", cfg.KeyFile}} {
+			if f.name != "" {
+				args = append(args, f.flag, f.name)
+			}
+		}
 	}
 	for _, s := range cfg.SANs {
 		args = append(args, "--san", s)

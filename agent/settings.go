@@ -20,7 +20,7 @@ var settingKeys = []struct {
 	name   string
 	repeat bool
 }{
-	{"certs", false}, {"allow-source-owner", false}, {"generate", false}, {"client-out", false},
+	{"certs", false}, {"ca-file", false}, {"cert-file", false}, {"key-file", false}, {"allow-source-owner", false}, {"generate", false}, {"client-out", false},
 	{"host", true}, {"san", true}, {"key-type", false}, {"mode", false}, {"live-restore", false},
 	{"probe-client", false}, {"timeout", false},
 	// tlsdock run
@@ -314,6 +314,9 @@ func merge(s Settings, run bool) (RunConfig, []Setting, error) {
 		return err
 	})
 	m.str("certs", &rc.Certs)
+	m.str("ca-file", &rc.CAFile)
+	m.str("cert-file", &rc.CertFile)
+	m.str("key-file", &rc.KeyFile)
 	m.boolean("generate", &rc.Generate)
 	m.str("client-out", &rc.ClientOut)
 	m.list("host", &rc.Hosts, func(v string) error { _, err := ParseHost(v); return err })
@@ -404,6 +407,12 @@ func (rc RunConfig) values(key string) []string {
 		v = string(rc.Mode)
 	case "certs":
 		v = rc.Certs
+	case "ca-file", "cert-file", "key-file":
+		if rc.Generate {
+			break
+		}
+		n := rc.SourceNames()
+		v = map[string]string{"ca-file": n.CA, "cert-file": n.Cert, "key-file": n.Key}[key]
 	case "generate":
 		v = strconv.FormatBool(rc.Generate)
 	case "client-out":

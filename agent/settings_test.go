@@ -256,6 +256,16 @@ func TestMergeErrors(t *testing.T) {
 			want: confPath + `:2: timeout: "5x" is not a duration`},
 		{name: "a bad file host under --host", conf: "generate = true\nhost = tcp://0.0.0.0\n", flags: Flags{"host": {"tcp://0.0.0.0:2376"}}, field: "--host",
 			want: confPath + `:2: host: "tcp://0.0.0.0" has no port`},
+		{name: "ca-file with generate", conf: "generate = true\nca-file = root_ca.crt\n", field: "--ca-file",
+			want: confPath + `:2: ca-file: applies only with --certs`},
+		{name: "cert-file in a subdirectory", conf: "certs = /srv/step\ncert-file = certs/server.crt\n", field: "--cert-file",
+			want: confPath + `:2: cert-file: "certs/server.crt" is not a file name inside --certs`},
+		{name: "key-file as an absolute path", flags: Flags{"certs": {"/srv/step"}, "key-file": {"/srv/step/server.key"}}, field: "--key-file",
+			want: `--key-file: "/srv/step/server.key" is not a file name inside --certs`},
+		{name: "ca-file relative with a slash", conf: "certs = /srv/step\nca-file = ../root_ca.crt\n", field: "--ca-file",
+			want: confPath + `:2: ca-file: "../root_ca.crt" is neither a file name inside --certs nor an absolute path`},
+		{name: "key-file is the certificate", conf: "certs = /srv/k8s\ncert-file = tls.pem\nkey-file = tls.pem\n", field: "--key-file",
+			want: confPath + `:3: key-file: /srv/k8s/tls.pem is also the certificate`},
 		{name: "a flag that is no setting", flags: Flags{"dry-run": {"true"}}, field: "--dry-run", want: "is not a setting"},
 	}
 	for _, tt := range tests {
@@ -308,6 +318,38 @@ func TestMergeOrigins(t *testing.T) {
 		st := byKey[tc.key]
 		if st.From() != tc.from || !reflect.DeepEqual(st.Values, tc.values) {
 			t.Errorf("%s: %v from %s, want %v from %s", tc.key, st.Values, st.From(), tc.values, tc.from)
+		}
+	}
+}
+
+func TestMergeSourceNames(t *testing.T) {
+	s := Settings{Root: "/", File: parseConf(t, "certs = /etc/letsencrypt/live/h\ncert-file = fullchain.pem\nkey-file = privkey.pem\n"),
+		Flags: Flags{"ca-file": {"/etc/tlsdock/client-ca.pem"}}}
+	rc, got, err := MergeRun(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := certstore.SetNames{CA: "/etc/tlsdock/client-ca.pem", Cert: "/etc/letsencrypt/live/h/fullchain.pem", Key: "/etc/letsencrypt/live/h/privkey.pem"}
+	if p := rc.SourcePaths(); p != want {
+		t.Fatalf("paths %+v, want %+v", p, want)
+	}
+	from := map[string]string{}
+	for _, st := range got {
+		from[st.Key] = strings.Join(st.Values, ",") + " from " + st.From()
+	}
+	for k, w := range map[string]string{"ca-file": "/etc/tlsdock/client-ca.pem from --ca-file", "cert-file": "fullchain.pem from " + confPath + ":2", "key-file": "privkey.pem from " + confPath + ":3"} {
+		if from[k] != w {
+			t.Errorf("%s: %s, want %s", k, from[k], w)
+		}
+	}
+	// Unset, they show the defaults.
+	_, got, err = MergeRun(Settings{Root: "/", File: parseConf(t, "certs = /srv/c\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range got {
+		if st.Key == "cert-file" && (st.Values[0] != certstore.CertFile || st.From() != FromDefault) {
+			t.Errorf("cert-file unset: %v from %s", st.Values, st.From())
 		}
 	}
 }

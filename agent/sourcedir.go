@@ -42,7 +42,7 @@ func (d *dirSource) check() error {
 	if err != nil {
 		return err
 	}
-	if err := certstore.CheckSource(cfg.Certs, trust); err != nil {
+	if err := certstore.CheckSourceFiles(cfg.SourcePaths(), trust); err != nil {
 		return &InputError{Field: "--certs", Err: fmt.Errorf("%w; tlsdock run does not start on a source others can change", err)}
 	}
 	if w := cfg.SourceWarning(); w != "" {
@@ -55,7 +55,7 @@ func (d *dirSource) open() error {
 	if d.watch != nil {
 		return nil
 	}
-	w, err := newSourceWatch(d.r.cfg.Certs, d.r.log)
+	w, err := newSourceWatch(d.r.cfg.Certs, d.r.cfg.SourcePaths(), d.r.log)
 	if err != nil {
 		return err
 	}
@@ -169,7 +169,7 @@ func (d *dirSource) load(now time.Time) (*certstore.Set, time.Time, error) {
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	set, err := certstore.LoadSource(cfg.Certs, trust)
+	set, err := certstore.LoadSourceFiles(cfg.SourcePaths(), trust)
 	if err != nil {
 		return nil, time.Time{}, err
 	}

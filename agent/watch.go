@@ -21,16 +21,20 @@ import (
 //     place, Kubernetes' ..data symlink swapped);
 //   - the nearest existing ancestor, to see the source directory removed,
 //     recreated or swapped for a symlink;
-//   - the directory of every symlink hop of ca.pem, server-cert.pem and
-//     server-key.pem (certbot's live → archive links, ..data → ..2026_01).
+//   - the directory of every symlink hop of the three files (ca.pem,
+//     server-cert.pem and server-key.pem, or the names configured; a CA
+//     given by an absolute path is watched where it is), certbot's live →
+//     archive links, ..data → ..2026_01.
 //
 // Every path is resolved, so that one directory is never watched under two
 // names. sync recomputes the set and is cheap: it runs after every relevant
 // event and on a rescan.
 type sourceWatch struct {
-	dir string // the source as configured
-	w   *fsnotify.Watcher
-	log *slog.Logger
+	dir   string   // the source as configured
+	files []string // the absolute paths of the set's files
+	names []string // their base names
+	w     *fsnotify.Watcher
+	log   *slog.Logger
 
 	// Computed by sync.
 	self        string          // resolved source directory, "" while it is missing
@@ -40,10 +44,7 @@ type sourceWatch struct {
 	interesting map[string]bool // resolved paths whose events matter
 }
 
-// sourceFiles are the files of a source set.
-var sourceFiles = []string{certstore.CAFile, certstore.CertFile, certstore.KeyFile}
-
-func newSourceWatch(dir string, log *slog.Logger) (*sourceWatch, error) {
+func newSourceWatch(dir string, paths certstore.SetNames, log *slog.Logger) (*sourceWatch, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("watching %s: %w", dir, err)
@@ -53,6 +54,13 @@ func newSourceWatch(dir string, log *slog.Logger) (*sourceWatch, error) {
 		return nil, fmt.Errorf("watching %s: %w: raise fs.inotify.max_user_instances (sysctl) or stop other watchers", dir, err)
 	}
 	s := &sourceWatch{dir: abs, w: w, log: log}
+	for _, p := range []string{paths.CA, paths.Cert, paths.Key} {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(abs, filepath.Base(p))
+		}
+		s.files = append(s.files, p)
+		s.names = append(s.names, filepath.Base(p))
+	}
 	s.sync()
 	return s, nil
 }
@@ -130,15 +138,18 @@ func (s *sourceWatch) sync() {
 	if fi, err := os.Stat(s.dir); err == nil && fi.IsDir() {
 		s.self = resolve(s.dir)
 		want[s.self] = true
-		for _, name := range sourceFiles {
-			for _, p := range hops(filepath.Join(s.dir, name)) {
-				mark(p)
-				// A hop through a symlinked directory (Kubernetes'
-				// ..data): watch where that link lives too.
-				d := filepath.Dir(p)
-				if fi, err := os.Lstat(d); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-					mark(d)
-				}
+	}
+	for _, f := range s.files {
+		if s.self == "" && filepath.Dir(f) == s.dir {
+			continue
+		}
+		for _, p := range hops(f) {
+			mark(p)
+			// A hop through a symlinked directory (Kubernetes'
+			// ..data): watch where that link lives too.
+			d := filepath.Dir(p)
+			if fi, err := os.Lstat(d); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+				mark(d)
 			}
 		}
 	}
@@ -176,7 +187,7 @@ func (s *sourceWatch) classify(ev fsnotify.Event) (relevant, structural bool) {
 		return true, true // Kubernetes' ..data, ..data_tmp and generation dirs
 	}
 	if s.dirs[dir] && dir != s.anchor {
-		for _, f := range sourceFiles {
+		for _, f := range s.names {
 			if base == f {
 				return true, false
 			}

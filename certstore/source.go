@@ -299,13 +299,72 @@ func splitPath(p string) []string {
 	return out
 }
 
+// SourceNames are the file names of a certificate source: the CA bundle,
+// the server certificate (leaf first, then intermediates) and the server
+// key. Each is a bare name inside the source directory; the CA may also be
+// an absolute path, for a source that holds no client CA (certbot's live
+// directory). An empty name is the default (CAFile, CertFile, KeyFile).
+type SourceNames struct{ CA, Cert, Key string }
+
+// WithDefaults fills the empty names with the defaults.
+func (n SourceNames) WithDefaults() SourceNames {
+	if n.CA == "" {
+		n.CA = CAFile
+	}
+	if n.Cert == "" {
+		n.Cert = CertFile
+	}
+	if n.Key == "" {
+		n.Key = KeyFile
+	}
+	return n
+}
+
+// Paths are the files of the source dir under these names.
+func (n SourceNames) Paths(dir string) SetNames {
+	n = n.WithDefaults()
+	at := func(name string) string {
+		if filepath.IsAbs(name) {
+			return filepath.Clean(name)
+		}
+		return filepath.Join(dir, name)
+	}
+	return SetNames{CA: at(n.CA), Cert: at(n.Cert), Key: at(n.Key)}
+}
+
+// CheckSourceName checks one file name of a source: a bare name (no
+// slash, not . or ..), or with absOK an absolute path as well.
+func CheckSourceName(name string, absOK bool) error {
+	switch {
+	case name == "":
+		return nil
+	case absOK && filepath.IsAbs(name):
+		if filepath.Clean(name) == "/" {
+			return fmt.Errorf("%q is not a file: give the path of the CA bundle, such as /etc/tlsdock/client-ca.pem", name)
+		}
+		return nil
+	case strings.ContainsRune(name, '/') || name == "." || name == "..":
+		if absOK {
+			return fmt.Errorf("%q is neither a file name inside --certs nor an absolute path: give a bare name such as root_ca.crt, or an absolute path such as /etc/tlsdock/client-ca.pem", name)
+		}
+		return fmt.Errorf("%q is not a file name inside --certs: give a bare name such as tls.crt (the file must be in the source directory; a symlink there may point elsewhere)", name)
+	case strings.TrimSpace(name) != name:
+		return fmt.Errorf("%q starts or ends with white space: give the file name without it", name)
+	}
+	return nil
+}
+
 // CheckSource checks the trust of dir and of what its ca.pem,
 // server-cert.pem and server-key.pem resolve to, without reading them. It
 // returns an error wrapping ErrUnsafeSource, or nil (a missing file is not
 // its business: LoadSource reports it).
 func CheckSource(dir string, t SourceTrust) error {
-	for _, name := range []string{CAFile, CertFile, KeyFile} {
-		p := filepath.Join(dir, name)
+	return CheckSourceFiles(SourceNames{}.Paths(dir), t)
+}
+
+// CheckSourceFiles is CheckSource for the files of names (SourceNames.Paths).
+func CheckSourceFiles(names SetNames, t SourceTrust) error {
+	for i, p := range []string{names.CA, names.Cert, names.Key} {
 		final, fi, err := t.resolve(p)
 		if err != nil {
 			if errors.Is(err, ErrUnsafeSource) {
@@ -314,7 +373,7 @@ func CheckSource(dir string, t SourceTrust) error {
 			continue
 		}
 		if fi.Mode().IsRegular() {
-			if err := t.checkFile(final, p, fi, name == KeyFile); err != nil {
+			if err := t.checkFile(final, p, fi, i == 2); err != nil {
 				return err
 			}
 		}
@@ -354,11 +413,12 @@ func (t SourceTrust) checkFile(final, via string, fi os.FileInfo, key bool) erro
 // on the descriptors actually read (fstat), and must be the files the
 // checked resolution reached, so a swap between check and read is refused.
 func LoadSource(dir string, t SourceTrust) (*Set, error) {
-	names := SetNames{
-		CA:   filepath.Join(dir, CAFile),
-		Cert: filepath.Join(dir, CertFile),
-		Key:  filepath.Join(dir, KeyFile),
-	}
+	return LoadSourceFiles(SourceNames{}.Paths(dir), t)
+}
+
+// LoadSourceFiles is LoadSource for the files of names
+// (SourceNames.Paths), with the same checks.
+func LoadSourceFiles(names SetNames, t SourceTrust) (*Set, error) {
 	var data [3][]byte
 	for i, p := range []string{names.CA, names.Cert, names.Key} {
 		b, err := t.read(p, i == 2)
