@@ -699,6 +699,11 @@ func (a *Agent) planCerts(ctx context.Context, plan *Plan, cfg Config, now time.
 		installed = nil
 	}
 	if cfg.Certs != "" || cfg.SourceSet != nil {
+		if !cfg.daemon {
+			if err := a.checkSandbox(cfg); err != nil {
+				return err
+			}
+		}
 		set := cfg.SourceSet
 		if set == nil {
 			var err error
