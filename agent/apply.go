@@ -167,7 +167,9 @@ func (a *Agent) apply(ctx context.Context, cfg Config, plan *Plan, res *Result) 
 			if err := a.writeClientBundle(cfg, plan, res, now); err != nil {
 				return err
 			}
-			a.recordApply(Apply{Time: now, Result: "unchanged", Serial: res.Serial, Warnings: plan.Warnings})
+			a.recordApplyAnd(Apply{Time: now, Result: "unchanged", Serial: res.Serial, Warnings: plan.Warnings}, func(st *State) {
+				st.Source = sourceRecord(cfg, st, now)
+			})
 			a.o.Logger.Info("no changes", "serial", res.Serial)
 			return nil
 		}
@@ -270,7 +272,11 @@ func (a *Agent) commit(cfg Config, plan *Plan, res *Result, now time.Time) error
 		return fmt.Errorf("committing: %w", err)
 	}
 	a.o.Step("remove " + StateDir + "/journal.json")
-	st := &State{Mode: plan.Mode, Hosts: plan.Hosts, TCPHosts: plan.TCPHosts, TCPHeldBy: plan.TCPHeldBy, Fingerprint: plan.Set.Fingerprint(), Serial: plan.Set.Serial(), NotAfter: plan.Set.Cert.NotAfter,
+	prev, err := a.loadState()
+	if err != nil {
+		prev = nil // a damaged state is rebuilt: the record of the source goes with it
+	}
+	st := &State{Source: sourceRecord(cfg, prev, now), Mode: plan.Mode, Hosts: plan.Hosts, TCPHosts: plan.TCPHosts, TCPHeldBy: plan.TCPHeldBy, Fingerprint: plan.Set.Fingerprint(), Serial: plan.Set.Serial(), NotAfter: plan.Set.Cert.NotAfter,
 		LastApply: Apply{Time: now, Result: "ok", Changed: true, Serial: plan.Set.Serial(), Warnings: plan.Warnings}, Written: written}
 	if err := a.saveState(st); err != nil {
 		return err

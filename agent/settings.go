@@ -124,6 +124,10 @@ type Settings struct {
 	Root  string       // filesystem root; the daemon's default source is under it
 	File  FileSettings // the config file; nil: none
 	Flags Flags
+	// Recorded (run only) is the source the last provision by hand
+	// recorded (Agent.RecordedSource): the daemon's source when neither a
+	// flag nor the file sets certs or generate. nil: none.
+	Recorded *SourceRecord
 }
 
 // Where a setting's value came from.
@@ -131,6 +135,9 @@ const (
 	FromDefault = "default"
 	FromFile    = "file"
 	FromFlag    = "flag"
+	// FromProvision: recorded by the last `tlsdock provision` run by hand
+	// (State.Source), used by `tlsdock run` only.
+	FromProvision = "provision"
 )
 
 // Setting is one key's effective value and where it came from.
@@ -148,6 +155,8 @@ func (s Setting) From() string {
 	switch s.Source {
 	case FromFlag:
 		return "--" + s.Key
+	case FromProvision:
+		return "tlsdock provision (" + s.File + ")"
 	case FromFile:
 		lines := make([]string, len(s.Lines))
 		for i, l := range s.Lines {
@@ -348,7 +357,12 @@ func merge(s Settings, run bool) (RunConfig, []Setting, error) {
 	}
 
 	if run {
-		if _, set := m.origins["certs"]; !set && !rc.Generate {
+		_, certsSet := m.origins["certs"]
+		_, genSet := m.origins["generate"]
+		switch {
+		case !certsSet && !genSet && s.Recorded != nil:
+			m.recorded(&rc, s.Recorded)
+		case !certsSet && !rc.Generate:
 			rc.Certs = Paths{Root: s.Root}.Abs(DefaultSource)
 		}
 		if _, set := m.origins["min-restart-interval"]; !set && rc.Mode == ModeProxy {
@@ -374,6 +388,33 @@ func merge(s Settings, run bool) (RunConfig, []Setting, error) {
 		return RunConfig{}, out, m.locateOrigin(err)
 	}
 	return rc, out, nil
+}
+
+// recorded takes the daemon's source from the record of the last
+// provision: certs or generate, and each of the file names and
+// allow-source-owner that no flag or file line sets.
+func (m *merger) recorded(rc *RunConfig, r *SourceRecord) {
+	origin := func(key string) {
+		m.origins[key] = Setting{Key: key, Source: FromProvision, File: StateDir + "/state.json"}
+	}
+	if r.Generate {
+		rc.Generate = true
+		origin("generate")
+		return
+	}
+	rc.Certs = r.Certs // the path the provision read, as it read it
+	origin("certs")
+	for _, f := range []struct {
+		key      string
+		dst      *string
+		recorded string
+	}{{"ca-file", &rc.CAFile, r.CAFile}, {"cert-file", &rc.CertFile, r.CertFile}, {"key-file", &rc.KeyFile, r.KeyFile}, {"allow-source-owner", &rc.AllowSourceOwner, r.AllowSourceOwner}} {
+		if _, set := m.origins[f.key]; set || f.recorded == "" {
+			continue
+		}
+		*f.dst = f.recorded
+		origin(f.key)
+	}
 }
 
 // settings lists every key with its effective value and origin.

@@ -38,6 +38,57 @@ type State struct {
 	// Pending is the set the rotation daemon waits to install because its
 	// notBefore is ahead; nil when none.
 	Pending *PendingSet `json:"pending,omitempty"`
+	// Source is the certificate source of the last provision run by hand,
+	// which `tlsdock run` uses when neither its flags nor the config file
+	// name one (MergeRun); nil when none is recorded.
+	Source *SourceRecord `json:"source,omitempty"`
+}
+
+// SourceRecord is where a provision took its certificates from: a
+// directory with its file names (and the account allowed to own it), or
+// the local CA.
+type SourceRecord struct {
+	Certs            string    `json:"certs,omitempty"` // absolute
+	CAFile           string    `json:"ca_file,omitempty"`
+	CertFile         string    `json:"cert_file,omitempty"`
+	KeyFile          string    `json:"key_file,omitempty"`
+	AllowSourceOwner string    `json:"allow_source_owner,omitempty"`
+	Generate         bool      `json:"generate,omitempty"`
+	Time             time.Time `json:"time,omitzero"` // of the provision that recorded it
+}
+
+// sourceRecord is what a provision records of cfg's source. The daemon's
+// own provisions keep the record they found (prev's): what it serves
+// came from its settings, which may be the record itself.
+func sourceRecord(cfg Config, prev *State, now time.Time) *SourceRecord {
+	if cfg.daemon {
+		if prev == nil {
+			return nil
+		}
+		return prev.Source
+	}
+	if cfg.Generate {
+		return &SourceRecord{Generate: true, Time: now}
+	}
+	certs := cfg.Certs
+	if abs, err := filepath.Abs(certs); err == nil {
+		certs = abs
+	}
+	ca := cfg.CAFile
+	if ca != "" && filepath.IsAbs(ca) {
+		ca = filepath.Clean(ca)
+	}
+	return &SourceRecord{Certs: certs, CAFile: ca, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, AllowSourceOwner: cfg.AllowSourceOwner, Time: now}
+}
+
+// RecordedSource is the source the last provision by hand recorded in
+// state.json under p; nil when there is none (or no state).
+func RecordedSource(p Paths) (*SourceRecord, error) {
+	st, err := (&Agent{o: Options{Paths: p}}).loadState()
+	if err != nil || st == nil {
+		return nil, err
+	}
+	return st.Source, nil
 }
 
 // Apply records one run of the sequence.
@@ -88,13 +139,19 @@ func (a *Agent) saveState(st *State) error {
 }
 
 // recordApply updates the last-apply record, keeping the rest of the state.
-func (a *Agent) recordApply(ap Apply) {
+func (a *Agent) recordApply(ap Apply) { a.recordApplyAnd(ap, nil) }
+
+// recordApplyAnd is recordApply that lets also change update the state.
+func (a *Agent) recordApplyAnd(ap Apply, change func(st *State)) {
 	st, err := a.loadState()
 	if err != nil || st == nil {
 		st = &State{}
 	}
 	st.LastApply = ap
 	st.LastError = ap.Error
+	if change != nil {
+		change(st)
+	}
 	if err := a.saveState(st); err != nil {
 		a.o.Logger.Error("saving state", "err", err)
 	}

@@ -48,6 +48,19 @@ func (f *settingsFlags) settings(cmd *cobra.Command, root string) (agent.Setting
 	return agent.Settings{Root: root, File: file, Flags: givenFlags(cmd.Flags())}, nil
 }
 
+// runSettings are the settings of the daemon: those of settings, and
+// the source the last provision recorded (used when neither sets one).
+func (f *settingsFlags) runSettings(cmd *cobra.Command, root string) (agent.Settings, error) {
+	s, err := f.settings(cmd, root)
+	if err != nil {
+		return s, err
+	}
+	if s.Recorded, err = agent.RecordedSource(agent.Paths{Root: root}); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
 // config merges the settings of provision: a flag given on the command
 // line wins over the config file, and the file over the defaults.
 func (f *settingsFlags) config(cmd *cobra.Command) (agent.Config, error) {

@@ -39,7 +39,7 @@ func (rf *runFlags) register(fs *pflag.FlagSet) {
 // config merges the settings of the daemon (agent.MergeRun): the config
 // file under the flags given on the command line.
 func (rf *runFlags) config(cmd *cobra.Command, f *settingsFlags, root string) (agent.RunConfig, error) {
-	s, err := f.settings(cmd, root)
+	s, err := f.runSettings(cmd, root)
 	if err != nil {
 		return agent.RunConfig{}, err
 	}
@@ -65,7 +65,12 @@ func newRunCmd(env *Env) *cobra.Command {
 		Long: `Run is the rotation daemon, started by tlsdock.service (Type=notify). It reads
 the same config file and flags as provision.
 
-With --certs DIR (default /etc/tlsdock/certs) it watches DIR. When the files
+With --certs DIR it watches DIR (the files named by --ca-file, --cert-file
+and --key-file; a CA given by an absolute path is watched where it is).
+When neither a flag nor the config file sets certs or generate, it takes
+the source of the last ` + "`tlsdock provision`" + ` run by hand, as recorded in
+` + agent.StateDir + `/state.json (its directory and file names, or the local
+CA), else ` + agent.DefaultSource + `; ` + "`tlsdock status`" + ` shows which. When the files
 change it waits until they settle (--debounce, at most --max-wait), checks
 that the set is complete and valid, and rotates with the provision sequence:
 back up, install, restart docker.service, verify, roll back on failure. An
@@ -184,7 +189,7 @@ finish, gives attach and exec streams a grace and writes out the audit log.`,
 	f.register(cmd.Flags())
 	rf.register(cmd.Flags())
 	if fl := cmd.Flags().Lookup("certs"); fl != nil {
-		fl.Usage = "directory to watch for ca.pem, server-cert.pem and server-key.pem (unless --generate)"
+		fl.Usage = "directory to watch for ca.pem, server-cert.pem and server-key.pem or the names of --ca-file, --cert-file and --key-file (unless --generate; default: the source the last provision recorded, else " + agent.DefaultSource + ")"
 		fl.DefValue = agent.DefaultSource
 	}
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log every file event and check")

@@ -22,7 +22,10 @@ func newStatusCmd(env *Env) *cobra.Command {
 		Long: `Status shows what tlsdock set up on this host: the mode and listeners, the
 installed server certificate (subject, names, serial, expiry and days left),
 the modes and owners of the installed files, docker.service's state, and the
-result of the last provision or rotation. It changes nothing.`,
+result of the last provision or rotation, and where tlsdock.service takes
+its certificates from ("source:", with the setting that says so: a flag,
+the config file, the record of the last provision, or the default). It
+changes nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, closer, err := env.newAgent(cmd.Context(), false)
@@ -44,9 +47,10 @@ result of the last provision or rotation. It changes nothing.`,
 				enc.SetIndent("", "  ")
 				out := struct {
 					*agent.Status
-					Proxy      *proxy.Status `json:"proxy,omitempty"`
-					ProxyError string        `json:"proxy_error,omitempty"`
-				}{Status: s, Proxy: ps}
+					DaemonSource string        `json:"daemon_source,omitempty"`
+					Proxy        *proxy.Status `json:"proxy,omitempty"`
+					ProxyError   string        `json:"proxy_error,omitempty"`
+				}{Status: s, DaemonSource: daemonSource(env.Root, s.Mode), Proxy: ps}
 				if perr != nil {
 					out.ProxyError = perr.Error()
 				}
@@ -69,6 +73,9 @@ result of the last provision or rotation. It changes nothing.`,
 				fmt.Fprintf(w, "  expires:   %s (%d days left)\n", c.NotAfter.UTC().Format("2006-01-02 15:04 MST"), c.DaysLeft)
 			} else {
 				fmt.Fprintln(w, "certificate: none installed")
+			}
+			if ds := daemonSource(env.Root, s.Mode); ds != "" {
+				fmt.Fprintf(w, "source:      %s\n", ds)
 			}
 			if p := s.Pending; p != nil {
 				fmt.Fprintf(w, "pending:     %s\n", p.Summary)
@@ -117,6 +124,45 @@ func attention(s *agent.Status) string {
 		}
 	}
 	return strings.Join(keep, "; ")
+}
+
+// daemonSource says where tlsdock.service takes its certificates from,
+// and which setting says so: a flag of its command line (proxy mode's
+// drop-in), the config file, the record of the last provision, or the
+// default. "" when the settings do not merge (the daemon refuses them;
+// `tlsdock config` says why).
+func daemonSource(root string, mode agent.Mode) string {
+	if mode == agent.ModeProxy {
+		return "as on tlsdock.service's command line (" + agent.ProxyDropInPath + ", written by provision --mode proxy)"
+	}
+	p := agent.Paths{Root: root}
+	file, err := agent.LoadConfigFile(p.Abs(agent.ConfigFile))
+	if err != nil {
+		return ""
+	}
+	rec, err := agent.RecordedSource(p)
+	if err != nil {
+		return ""
+	}
+	rc, settings, err := agent.MergeRun(agent.Settings{Root: root, File: file, Recorded: rec})
+	if err != nil {
+		return ""
+	}
+	from := map[string]string{}
+	for _, st := range settings {
+		from[st.Key] = st.From()
+	}
+	if rc.Generate {
+		return fmt.Sprintf("the local CA %s (generate from %s)", agent.CADir, from["generate"])
+	}
+	n := rc.SourceNames()
+	out := fmt.Sprintf("%s (from %s), files %s, %s, %s", rc.Certs, from["certs"], n.CA, n.Cert, n.Key)
+	for _, k := range []string{"ca-file", "cert-file", "key-file"} {
+		if f := from[k]; f != agent.FromDefault && f != from["certs"] {
+			out += fmt.Sprintf("; %s from %s", k, f)
+		}
+	}
+	return out
 }
 
 func orDash(s string) string {

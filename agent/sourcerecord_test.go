@@ -1,0 +1,119 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestProvisionRecordsItsSource: a provision by hand records its source
+// with its file names, a repeated one (nothing changes) too, the daemon's
+// own provisions keep the record, and --generate records the local CA.
+func TestProvisionRecordsItsSource(t *testing.T) {
+	h := newFakeHost(t)
+	a := h.agent(&fakeVerifier{})
+	dir := writeSet(t, h.root, "127.0.0.1")
+	for from, to := range map[string]string{"ca.pem": "root_ca.crt", "server-cert.pem": "server.crt", "server-key.pem": "server.key"} {
+		must(t, os.Rename(filepath.Join(dir, from), filepath.Join(dir, to)))
+	}
+	cfg := Defaults()
+	cfg.Certs, cfg.CAFile, cfg.CertFile, cfg.KeyFile = dir, "root_ca.crt", "server.crt", "server.key"
+	want := SourceRecord{Certs: dir, CAFile: "root_ca.crt", CertFile: "server.crt", KeyFile: "server.key", Time: fixedNow}
+	recorded := func(what string) *SourceRecord {
+		t.Helper()
+		r, err := RecordedSource(Paths{Root: h.root})
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return r
+	}
+
+	mustProvision(t, a, cfg)
+	if r := recorded("first provision"); r == nil || *r != want {
+		t.Fatalf("recorded %+v, want %+v", r, want)
+	}
+	// A host provisioned before the record existed gets it on a
+	// provision that changes nothing.
+	st, err := a.loadState()
+	must(t, err)
+	st.Source = nil
+	must(t, a.saveState(st))
+	if res := mustProvision(t, a, cfg); res.Changed {
+		t.Fatal("the second provision changed the host")
+	}
+	if r := recorded("unchanged provision"); r == nil || *r != want {
+		t.Fatalf("after an unchanged provision: recorded %+v, want %+v", r, want)
+	}
+	// The daemon's provision (from another source, say a flag of its
+	// command line) keeps what provision recorded.
+	other := writeSet(t, h.root, "127.0.0.1")
+	dcfg := Defaults()
+	dcfg.Certs, dcfg.daemon = other, true
+	mustProvision(t, a, dcfg)
+	if r := recorded("daemon provision"); r == nil || *r != want {
+		t.Fatalf("after the daemon's provision: recorded %+v, want %+v", r, want)
+	}
+	// A dry run records nothing.
+	gcfg := generateCfg()
+	gcfg.DryRun = true
+	if _, err := a.Provision(context.Background(), gcfg); err != nil {
+		t.Fatal(err)
+	}
+	if r := recorded("dry run"); r == nil || *r != want {
+		t.Fatalf("after a dry run: recorded %+v", r)
+	}
+	mustProvision(t, a, generateCfg())
+	if r := recorded("generate"); r == nil || !r.Generate || r.Certs != "" {
+		t.Fatalf("after --generate: recorded %+v", r)
+	}
+}
+
+// TestMergeRunRecordedSource: the daemon takes the recorded source unless
+// a flag or the config file sets certs or generate; a file's file names
+// still win over the record's.
+func TestMergeRunRecordedSource(t *testing.T) {
+	rec := &SourceRecord{Certs: "/srv/step", CAFile: "root_ca.crt", CertFile: "server.crt", KeyFile: "server.key"}
+	origin := "tlsdock provision (" + StateDir + "/state.json)"
+	for _, tt := range []struct {
+		name              string
+		conf              string
+		flags             Flags
+		certs, cert, from string
+		generate          bool
+	}{
+		{name: "the record", certs: "/srv/step", cert: "server.crt", from: origin},
+		{name: "the file's certs wins", conf: "certs = /etc/tlsdock/certs\n", certs: "/etc/tlsdock/certs", cert: "server-cert.pem", from: confPath + ":1"},
+		{name: "a flag wins", flags: Flags{"certs": {"/srv/other"}}, certs: "/srv/other", cert: "server-cert.pem", from: "--certs"},
+		{name: "the file's generate wins", conf: "generate = true\n", generate: true, from: confPath + ":1"},
+		{name: "the file's cert-file applies to the record", conf: "cert-file = chain.crt\n", certs: "/srv/step", cert: "chain.crt", from: origin},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rc, settings, err := MergeRun(Settings{Root: "/", File: parseConf(t, tt.conf), Flags: tt.flags, Recorded: rec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := "certs"
+			if tt.generate {
+				key = "generate"
+			}
+			var from string
+			for _, s := range settings {
+				if s.Key == key {
+					from = s.From()
+				}
+			}
+			if rc.Certs != tt.certs || rc.Generate != tt.generate || from != tt.from || !tt.generate && rc.SourceNames().Cert != tt.cert {
+				t.Fatalf("certs %q generate %v cert %q from %q; want %q %v %q from %q", rc.Certs, rc.Generate, rc.SourceNames().Cert, from, tt.certs, tt.generate, tt.cert, tt.from)
+			}
+		})
+	}
+	rc, _, err := MergeRun(Settings{Root: "/", Recorded: &SourceRecord{Generate: true}})
+	if err != nil || !rc.Generate || rc.Certs != "" {
+		t.Fatalf("a recorded local CA: %+v, %v", rc.Config, err)
+	}
+	// Provision itself does not take the record.
+	if _, _, err := MergeProvision(Settings{Root: "/", Recorded: rec}); err == nil {
+		t.Fatal("provision took the record")
+	}
+}
