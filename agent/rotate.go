@@ -524,12 +524,37 @@ func (r *Rotator) failed(now time.Time, msg string) {
 }
 
 // expiryThresholds are how long before expiry the served certificate is
-// warned about. The local CA renews at two thirds of the lifetime, so only
-// the later ones apply to it.
+// warned about, scaled down for one valid less than expiryReference. The
+// local CA renews at two thirds of the lifetime, so only the later ones
+// apply to it.
 var (
 	expiryThresholds        = []time.Duration{30 * 24 * time.Hour, 7 * 24 * time.Hour, 24 * time.Hour}
 	expiryThresholdsLocalCA = []time.Duration{7 * 24 * time.Hour, 24 * time.Hour}
 )
+
+// expiryReference is the lifetime from which the expiry thresholds apply
+// as they are. A certificate valid for less has them scaled to its
+// lifetime (scaleThresholds): its first warning comes when a quarter of
+// it is left, later than any issuer's usual renewal (step, cert-manager
+// and the local CA renew at two thirds, certbot 30 days before a 90-day
+// certificate ends), so that a short-lived certificate renewed on time
+// never stands in "attention".
+const expiryReference = 120 * 24 * time.Hour
+
+// scaleThresholds are the thresholds th for a certificate valid for
+// lifetime: th as they are from expiryReference on, each scaled by
+// lifetime/expiryReference below (a 24-hour certificate: 6 h, 84 min and
+// 12 min before expiry instead of 30, 7 and 1 days).
+func scaleThresholds(th []time.Duration, lifetime time.Duration) []time.Duration {
+	if lifetime >= expiryReference || lifetime <= 0 {
+		return th
+	}
+	out := make([]time.Duration, len(th))
+	for i, d := range th {
+		out[i] = time.Duration(float64(d) * float64(lifetime) / float64(expiryReference)).Round(time.Second)
+	}
+	return out
+}
 
 // expiryMessage is the warning for a certificate at level.
 func expiryMessage(c *x509.Certificate, serial string, now time.Time, advice string) string {
@@ -541,10 +566,13 @@ func expiryMessage(c *x509.Certificate, serial string, now time.Time, advice str
 }
 
 func left(d time.Duration) string {
-	if d >= 48*time.Hour {
+	switch {
+	case d >= 48*time.Hour:
 		return fmt.Sprintf("in %d days", int(d.Hours()/24))
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("in %d hours", int(d.Hours()))
 	}
-	return fmt.Sprintf("in %d hours", int(d.Hours()))
+	return fmt.Sprintf("in %d minutes", int(d.Minutes()))
 }
 
 // checkExpiry warns once per threshold crossed by the served certificate.
@@ -553,7 +581,8 @@ func (r *Rotator) checkExpiry(now time.Time) {
 	if r.installed == nil {
 		return
 	}
-	th := r.src.thresholds()
+	c := r.installed.Cert
+	th := scaleThresholds(r.src.thresholds(), c.NotAfter.Sub(c.NotBefore))
 	serial := r.installed.Serial()
 	level, fresh := r.warns.check(serial, r.installed.Cert.NotAfter, now, th)
 	if level == 0 {

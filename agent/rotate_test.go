@@ -909,7 +909,7 @@ func TestExpiryWarnings(t *testing.T) {
 	})
 	t.Run("warned at 30, 7 and 1 days", func(t *testing.T) {
 		g := newRig(t)
-		s := g.issue(40 * day)
+		s := g.issue(200 * day) // long enough for the thresholds as they are (expiryReference)
 		g.app.installed = s.parsed(t)
 		g.prepare(s)
 		g.start()

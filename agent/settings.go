@@ -382,7 +382,7 @@ func merge(s Settings, run bool) (RunConfig, []Setting, error) {
 	}
 	rc.ClientOut = ""
 	if rc.RenewBefore != 0 && !rc.Generate {
-		return RunConfig{}, out, m.locateOrigin(inputErr("--renew-before", "applies only with --generate (the local CA): certificates in %s are renewed by their issuer, and tlsdock warns 30, 7 and 1 days before they expire; remove renew-before", rc.Certs))
+		return RunConfig{}, out, m.locateOrigin(inputErr("--renew-before", "applies only with --generate (the local CA): certificates in %s are renewed by their issuer, and tlsdock warns before they expire (30, 7 and 1 days, scaled down for a lifetime under 120 days); remove renew-before", rc.Certs))
 	}
 	if err := rc.Validate(); err != nil {
 		return RunConfig{}, out, m.locateOrigin(err)

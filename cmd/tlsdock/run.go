@@ -77,7 +77,10 @@ back up, install, restart docker.service, verify, roll back on failure. An
 invalid set is never installed: the error names the file, shows in
 ` + "`tlsdock status`" + ` and is checked again when the files change. Rotations are at
 least --min-restart-interval apart, and the latest valid set wins. The
-certificate served is warned about 30, 7 and 1 days before it expires.
+certificate served is warned about 30, 7 and 1 days before it expires, or,
+when it is valid for less than 120 days, at the same fractions of its
+lifetime (a quarter, 7/120 and 1/120 of it: 6 hours, 84 and 12 minutes
+before a 24-hour certificate expires).
 
 With --generate it renews the server certificate from the local CA at two
 thirds of its lifetime (or --renew-before its expiry), with a little jitter.

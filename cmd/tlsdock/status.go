@@ -25,7 +25,16 @@ the modes and owners of the installed files, docker.service's state, and the
 result of the last provision or rotation, and where tlsdock.service takes
 its certificates from ("source:", with the setting that says so: a flag,
 the config file, the record of the last provision, or the default). It
-changes nothing.`,
+changes nothing.
+
+"attention:" is what the rotation daemon found wrong: an invalid or unsafe
+source set, a failed rotation, or a certificate about to expire. It warns
+30, 7 and 1 days before the served certificate expires (7 and 1 with the
+local CA, which renews at two thirds of the lifetime). A certificate valid
+for less than 120 days gets those thresholds scaled to its lifetime: the
+first when a quarter of it is left, so a 24-hour certificate is warned
+about 6 hours, 84 minutes and 12 minutes before it expires, and one its
+issuer renews at two thirds (step ca renew, cert-manager) never is.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, closer, err := env.newAgent(cmd.Context(), false)
