@@ -194,12 +194,24 @@ func (a *Agent) checkSandbox(cfg Config) error {
 		}
 	}
 	for _, in := range ins {
-		for _, v := range visited(in.path) {
-			for _, h := range hidden {
-				if !under(v, h.Dir) {
-					continue
+		abs, err := filepath.Abs(in.path)
+		if err != nil {
+			abs = in.path
+		}
+		vs := visited(abs)
+		for _, h := range hidden {
+			if under(abs, h.Dir) {
+				return &InputError{Field: in.field, Err: sandboxError(in.path, in.path, h)}
+			}
+			// Through a symlink: name the deepest path reached in there.
+			at := ""
+			for _, v := range vs {
+				if under(v, h.Dir) {
+					at = v
 				}
-				return &InputError{Field: in.field, Err: sandboxError(in.path, v, h)}
+			}
+			if at != "" {
+				return &InputError{Field: in.field, Err: sandboxError(in.path, at, h)}
 			}
 		}
 	}

@@ -40,9 +40,9 @@ func TestProvisionRefusesASourceTheSandboxHides(t *testing.T) {
 		allowed bool
 	}{
 		{name: "under /tmp", field: "--certs",
-			want: []string{"is under /tmp, which tlsdock.service does not see", "PrivateTmp=yes in /lib/systemd/system/tlsdock.service", "outside /tmp and /var/tmp"}},
+			want: []string{" is under /tmp, which tlsdock.service does not see", "PrivateTmp=yes in /lib/systemd/system/tlsdock.service", "outside /tmp and /var/tmp"}},
 		{name: "a symlink into /root", dropIn: "[Service]\nPrivateTmp=no\n", link: true, field: "--ca-file",
-			want: []string{"resolves through /root", "under /root", "ProtectHome=yes in /lib/systemd/system/tlsdock.service", "ProtectHome=read-only"}},
+			want: []string{"resolves through /root/.step/certs/root_ca.crt, which is under /root", "ProtectHome=yes in /lib/systemd/system/tlsdock.service", "ProtectHome=read-only"}},
 		{name: "a drop-in relaxed the sandbox", dropIn: "[Service]\nPrivateTmp=false\nProtectHome=read-only\n", link: true, allowed: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -79,7 +79,7 @@ issuer renews at two thirds (step ca renew, cert-manager) never is.`,
 				fmt.Fprintf(w, "  issuer:    %s\n", c.Issuer)
 				fmt.Fprintf(w, "  names:     %s\n", strings.Join(append(append([]string{}, c.DNSNames...), c.IPAddresses...), ", "))
 				fmt.Fprintf(w, "  serial:    %s\n", c.Serial)
-				fmt.Fprintf(w, "  expires:   %s (%d days left)\n", c.NotAfter.UTC().Format("2006-01-02 15:04 MST"), c.DaysLeft)
+				fmt.Fprintf(w, "  expires:   %s (%s)\n", c.NotAfter.UTC().Format("2006-01-02 15:04 MST"), timeLeft(c.DaysLeft, time.Until(c.NotAfter)))
 			} else {
 				fmt.Fprintln(w, "certificate: none installed")
 			}
@@ -172,6 +172,20 @@ func daemonSource(root string, mode agent.Mode) string {
 		}
 	}
 	return out
+}
+
+// timeLeft is "N days left", or in hours under two days (a short-lived
+// certificate), or "expired".
+func timeLeft(days int, d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "expired"
+	case days >= 2:
+		return fmt.Sprintf("%d days left", days)
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("%d hours left", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d minutes left", int(d.Minutes()))
 }
 
 func orDash(s string) string {
