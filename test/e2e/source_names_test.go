@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -110,20 +111,9 @@ func TestPackagedUnitServesTheProvisionedSource(t *testing.T) {
 	}
 
 	// The issuer renews: the new set, under the same names, is served.
-	start := time.Now()
 	writeStepSet(t, h, src, setB)
-	deadline := time.Now().Add(2 * time.Minute) // a bound only
-	for {
-		serial, err := pkgPing(h, setB.Pool, &setB.Client)
-		if err == nil && serial.Cmp(setB.Serial) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the renewal in %s was not served (last: serial %v, %v); tlsdock.service:\n%s", src, serial, err, h.Journal(ctx, "tlsdock.service", 40))
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Logf("renewal served %v after it was written", time.Since(start).Round(100*time.Millisecond))
+	took := waitServes(t, ctx, h, setB, "the renewal in "+src)
+	t.Logf("renewal served %v after it was written", took.Round(100*time.Millisecond))
 	pkgAssertServes(t, h, setB)
 
 	// The real Docker CLI, with a client of that CA.
@@ -149,4 +139,55 @@ func TestPackagedUnitServesTheProvisionedSource(t *testing.T) {
 		t.Errorf("status stands in attention for a 24-hour certificate just renewed")
 	}
 	pkgAssertCleanJournal(t, ctx, h)
+}
+
+// waitServes polls 127.0.0.1:2376 inside h until it serves s's serial to
+// a client of s's CA.
+func waitServes(t *testing.T, ctx context.Context, h *testhost.Host, s *pkgSet, what string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(2 * time.Minute) // a bound only
+	for {
+		serial, err := pkgPing(h, s.Pool, &s.Client)
+		if err == nil && serial.Cmp(s.Serial) == 0 {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was not served (last: serial %v, %v); tlsdock.service:\n%s", what, serial, err, h.Journal(ctx, "tlsdock.service", 40))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestProxyServesRenamedSource: proxy mode reads, watches and hot-swaps a
+// source under Kubernetes' file names, the client CA given by an absolute
+// path elsewhere, without restarting dockerd.
+func TestProxyServesRenamedSource(t *testing.T) {
+	testhost.SkipUnlessEnabled(t)
+	h := startWithTlsdock(t)
+	ctx := ctxFor(t, 5*time.Minute)
+	ca := pkgNewCA(t)
+	setA, setB := pkgIssueFor(t, ca, 24*time.Hour), pkgIssueFor(t, ca, 24*time.Hour)
+	const src, caPath = "/etc/tlsdock/k8s", "/etc/tlsdock/client-ca/ca.crt"
+	write := func(s *pkgSet) {
+		for p, data := range map[string][]byte{caPath: s.CA, src + "/tls.crt": s.Cert, src + "/tls.key": s.Key} {
+			mode := os.FileMode(0o644)
+			if strings.HasSuffix(p, ".key") {
+				mode = 0o600
+			}
+			if err := h.WriteFile(p, data, mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(setA)
+	out := mustTlsdock(t, ctx, h, "provision", "--mode", "proxy", "--certs", src, "--ca-file", caPath, "--cert-file", "tls.crt", "--key-file", "tls.key")
+	t.Logf("provision:\n%s", out)
+	pkgAssertServes(t, h, setA)
+	pid := dockerPID(t, ctx, h)
+	write(setB)
+	t.Logf("renewal served %v after it was written", waitServes(t, ctx, h, setB, "the renewal in "+src).Round(100*time.Millisecond))
+	if got := dockerPID(t, ctx, h); got != pid {
+		t.Errorf("dockerd restarted in proxy mode (MainPID %s -> %s)", pid, got)
+	}
 }
