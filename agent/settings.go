@@ -124,9 +124,11 @@ type Settings struct {
 	Root  string       // filesystem root; the daemon's default source is under it
 	File  FileSettings // the config file; nil: none
 	Flags Flags
-	// Recorded (run only) is the source the last provision by hand
-	// recorded (Agent.RecordedSource): the daemon's source when neither a
-	// flag nor the file sets certs or generate. nil: none.
+	// Recorded (run only) is what the last provision by hand recorded
+	// (RecordedSource): the daemon's source when neither a flag nor the
+	// file sets certs or generate, and each setting of the served API
+	// (mode, host, san, key-type, live-restore, probe-client) that
+	// neither sets. nil: none.
 	Recorded *SourceRecord
 }
 
@@ -365,6 +367,9 @@ func merge(s Settings, run bool) (RunConfig, []Setting, error) {
 		case !certsSet && !rc.Generate:
 			rc.Certs = Paths{Root: s.Root}.Abs(DefaultSource)
 		}
+		if s.Recorded != nil {
+			m.recordedSettings(&rc, s.Recorded)
+		}
 		if _, set := m.origins["min-restart-interval"]; !set && rc.Mode == ModeProxy {
 			rc.MinRestartInterval = 0
 		}
@@ -415,6 +420,24 @@ func (m *merger) recorded(rc *RunConfig, r *SourceRecord) {
 		*f.dst = f.recorded
 		origin(f.key)
 	}
+}
+
+// recordedSettings takes each setting of the served API that no flag or
+// file line sets from the record of the last provision.
+func (m *merger) recordedSettings(rc *RunConfig, r *SourceRecord) {
+	take := func(key string, ok bool, set func()) {
+		if _, given := m.origins[key]; given || !ok {
+			return
+		}
+		set()
+		m.origins[key] = Setting{Key: key, Source: FromProvision, File: StateDir + "/state.json"}
+	}
+	take("mode", r.Mode != "", func() { rc.Mode = r.Mode })
+	take("host", len(r.Hosts) > 0, func() { rc.Hosts = append([]string{}, r.Hosts...) })
+	take("san", len(r.SANs) > 0, func() { rc.SANs = append([]string{}, r.SANs...) })
+	take("key-type", r.KeyType != "", func() { rc.KeyType = r.KeyType })
+	take("live-restore", r.LiveRestore != nil, func() { rc.LiveRestore = *r.LiveRestore })
+	take("probe-client", r.ProbeClient != "", func() { rc.ProbeClient = r.ProbeClient })
 }
 
 // settings lists every key with its effective value and origin.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -19,7 +20,10 @@ func TestProvisionRecordsItsSource(t *testing.T) {
 	}
 	cfg := Defaults()
 	cfg.Certs, cfg.CAFile, cfg.CertFile, cfg.KeyFile = dir, "root_ca.crt", "server.crt", "server.key"
-	want := SourceRecord{Certs: dir, CAFile: "root_ca.crt", CertFile: "server.crt", KeyFile: "server.key", Time: fixedNow}
+	cfg.Mode, cfg.Hosts = ModeDropIn, []string{"tcp://127.0.0.1:2376"}
+	on := true
+	want := SourceRecord{Certs: dir, CAFile: "root_ca.crt", CertFile: "server.crt", KeyFile: "server.key", Time: fixedNow,
+		Mode: ModeDropIn, Hosts: []string{"tcp://127.0.0.1:2376"}, KeyType: cfg.KeyType, LiveRestore: &on}
 	recorded := func(what string) *SourceRecord {
 		t.Helper()
 		r, err := RecordedSource(Paths{Root: h.root})
@@ -30,7 +34,7 @@ func TestProvisionRecordsItsSource(t *testing.T) {
 	}
 
 	mustProvision(t, a, cfg)
-	if r := recorded("first provision"); r == nil || *r != want {
+	if r := recorded("first provision"); r == nil || !reflect.DeepEqual(*r, want) {
 		t.Fatalf("recorded %+v, want %+v", r, want)
 	}
 	// A host provisioned before the record existed gets it on a
@@ -42,7 +46,7 @@ func TestProvisionRecordsItsSource(t *testing.T) {
 	if res := mustProvision(t, a, cfg); res.Changed {
 		t.Fatal("the second provision changed the host")
 	}
-	if r := recorded("unchanged provision"); r == nil || *r != want {
+	if r := recorded("unchanged provision"); r == nil || !reflect.DeepEqual(*r, want) {
 		t.Fatalf("after an unchanged provision: recorded %+v, want %+v", r, want)
 	}
 	// The daemon's provision (from another source, say a flag of its
@@ -51,7 +55,7 @@ func TestProvisionRecordsItsSource(t *testing.T) {
 	dcfg := Defaults()
 	dcfg.Certs, dcfg.daemon = other, true
 	mustProvision(t, a, dcfg)
-	if r := recorded("daemon provision"); r == nil || *r != want {
+	if r := recorded("daemon provision"); r == nil || !reflect.DeepEqual(*r, want) {
 		t.Fatalf("after the daemon's provision: recorded %+v, want %+v", r, want)
 	}
 	// A dry run records nothing.
@@ -60,7 +64,7 @@ func TestProvisionRecordsItsSource(t *testing.T) {
 	if _, err := a.Provision(context.Background(), gcfg); err != nil {
 		t.Fatal(err)
 	}
-	if r := recorded("dry run"); r == nil || *r != want {
+	if r := recorded("dry run"); r == nil || !reflect.DeepEqual(*r, want) {
 		t.Fatalf("after a dry run: recorded %+v", r)
 	}
 	mustProvision(t, a, generateCfg())
@@ -115,5 +119,33 @@ func TestMergeRunRecordedSource(t *testing.T) {
 	// Provision itself does not take the record.
 	if _, _, err := MergeProvision(Settings{Root: "/", Recorded: rec}); err == nil {
 		t.Fatal("provision took the record")
+	}
+}
+
+// TestMergeRunRecordedSettings: the daemon keeps the mode and listeners
+// of the provision (a dropin host is not turned into a daemon-json one on
+// its first rotation), unless a flag or the config file says otherwise.
+func TestMergeRunRecordedSettings(t *testing.T) {
+	off := false
+	rec := &SourceRecord{Certs: "/srv/step", Mode: ModeDropIn, Hosts: []string{"tcp://10.0.0.5:2376"}, SANs: []string{"docker.example.com"}, KeyType: "rsa-2048", LiveRestore: &off, ProbeClient: "/etc/tlsdock/probe"}
+	rc, settings, err := MergeRun(Settings{Root: "/", File: parseConf(t, "host = tcp://0.0.0.0:2377\n"), Recorded: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := map[string]string{}
+	for _, st := range settings {
+		from[st.Key] = st.From()
+	}
+	origin := "tlsdock provision (" + StateDir + "/state.json)"
+	if rc.Mode != ModeDropIn || from["mode"] != origin || rc.KeyType != "rsa-2048" || rc.LiveRestore || rc.ProbeClient != "/etc/tlsdock/probe" ||
+		!reflect.DeepEqual(rc.SANs, []string{"docker.example.com"}) {
+		t.Fatalf("not the recorded settings: %+v (mode from %s)", rc.Config, from["mode"])
+	}
+	if !reflect.DeepEqual(rc.Hosts, []string{"tcp://0.0.0.0:2377"}) || from["host"] != confPath+":1" {
+		t.Fatalf("the file's host did not win: %v from %s", rc.Hosts, from["host"])
+	}
+	rc, _, err = MergeRun(Settings{Root: "/", Flags: Flags{"mode": {"daemon-json"}}, Recorded: rec})
+	if err != nil || rc.Mode != ModeDaemonJSON {
+		t.Fatalf("the --mode flag did not win: %v, %v", rc.Mode, err)
 	}
 }

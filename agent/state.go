@@ -44,9 +44,9 @@ type State struct {
 	Source *SourceRecord `json:"source,omitempty"`
 }
 
-// SourceRecord is where a provision took its certificates from: a
-// directory with its file names (and the account allowed to own it), or
-// the local CA.
+// SourceRecord is where a provision by hand took its certificates from:
+// a directory with its file names (and the account allowed to own it), or
+// the local CA; and the settings of the API it served.
 type SourceRecord struct {
 	Certs            string    `json:"certs,omitempty"` // absolute
 	CAFile           string    `json:"ca_file,omitempty"`
@@ -55,6 +55,17 @@ type SourceRecord struct {
 	AllowSourceOwner string    `json:"allow_source_owner,omitempty"`
 	Generate         bool      `json:"generate,omitempty"`
 	Time             time.Time `json:"time,omitzero"` // of the provision that recorded it
+
+	// The provision's other settings of the served API. The daemon takes
+	// each that neither a flag nor the config file sets, so that its
+	// rotations keep the host as the provision left it (a dropin host
+	// stays dropin, a listener stays where it was put).
+	Mode        Mode              `json:"mode,omitempty"`
+	Hosts       []string          `json:"hosts,omitempty"`
+	SANs        []string          `json:"sans,omitempty"`
+	KeyType     certstore.KeyType `json:"key_type,omitempty"`
+	LiveRestore *bool             `json:"live_restore,omitempty"`
+	ProbeClient string            `json:"probe_client,omitempty"`
 }
 
 // sourceRecord is what a provision records of cfg's source. The daemon's
@@ -67,18 +78,23 @@ func sourceRecord(cfg Config, prev *State, now time.Time) *SourceRecord {
 		}
 		return prev.Source
 	}
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil && p != "" {
+			return a
+		}
+		return p
+	}
+	lr := cfg.LiveRestore
+	r := &SourceRecord{Time: now, Mode: cfg.Mode, Hosts: cfg.Hosts, SANs: cfg.SANs, KeyType: cfg.KeyType, LiveRestore: &lr, ProbeClient: abs(cfg.ProbeClient)}
 	if cfg.Generate {
-		return &SourceRecord{Generate: true, Time: now}
+		r.Generate = true
+		return r
 	}
-	certs := cfg.Certs
-	if abs, err := filepath.Abs(certs); err == nil {
-		certs = abs
+	r.Certs, r.CAFile, r.CertFile, r.KeyFile, r.AllowSourceOwner = abs(cfg.Certs), cfg.CAFile, cfg.CertFile, cfg.KeyFile, cfg.AllowSourceOwner
+	if r.CAFile != "" && filepath.IsAbs(r.CAFile) {
+		r.CAFile = filepath.Clean(r.CAFile)
 	}
-	ca := cfg.CAFile
-	if ca != "" && filepath.IsAbs(ca) {
-		ca = filepath.Clean(ca)
-	}
-	return &SourceRecord{Certs: certs, CAFile: ca, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, AllowSourceOwner: cfg.AllowSourceOwner, Time: now}
+	return r
 }
 
 // RecordedSource is the source the last provision by hand recorded in

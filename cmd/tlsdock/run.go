@@ -70,7 +70,9 @@ and --key-file; a CA given by an absolute path is watched where it is).
 When neither a flag nor the config file sets certs or generate, it takes
 the source of the last ` + "`tlsdock provision`" + ` run by hand, as recorded in
 ` + agent.StateDir + `/state.json (its directory and file names, or the local
-CA), else ` + agent.DefaultSource + `; ` + "`tlsdock status`" + ` shows which. When the files
+CA), else ` + agent.DefaultSource + `; ` + "`tlsdock status`" + ` shows which. Likewise
+it keeps that provision's mode, host, san, key-type, live-restore and
+probe-client where neither a flag nor the file sets them. When the files
 change it waits until they settle (--debounce, at most --max-wait), checks
 that the set is complete and valid, and rotates with the provision sequence:
 back up, install, restart docker.service, verify, roll back on failure. An

@@ -60,7 +60,8 @@ func writeStepSet(t *testing.T, h *testhost.Host, dir string, s *pkgSet) {
 }
 
 // TestPackagedUnitServesTheProvisionedSource: on a host with the .deb
-// installed, a native provision from a source with step's file names is
+// installed, a native provision (dropin mode) from a source with step's
+// file names is
 // what the packaged tlsdock.service watches afterwards, with no --certs
 // on its command line: a renewal written there is served, the real Docker
 // CLI gets in, and status says where the source comes from, with no
@@ -99,7 +100,7 @@ func TestPackagedUnitServesTheProvisionedSource(t *testing.T) {
 
 	const src = "/etc/tlsdock/step"
 	writeStepSet(t, h, src, setA)
-	out := pkgMustExec(t, ctx, h, append([]string{"tlsdock", "provision", "--certs", src}, names...)...)
+	out := pkgMustExec(t, ctx, h, append([]string{"tlsdock", "provision", "--mode", "dropin", "--certs", src}, names...)...)
 	t.Logf("provision:\n%s", out)
 	pkgAssertServes(t, h, setA)
 	pkgMustExec(t, ctx, h, "systemctl", "start", "tlsdock.service")
@@ -134,6 +135,9 @@ func TestPackagedUnitServesTheProvisionedSource(t *testing.T) {
 	t.Logf("status:\n%s", status)
 	if want := "source:      " + src + " (from tlsdock provision (/var/lib/tlsdock/state.json)), files root_ca.crt, server.crt, server.key"; !strings.Contains(status, want) {
 		t.Errorf("status does not say %q", want)
+	}
+	if !strings.Contains(status, "mode:        dropin\n") {
+		t.Errorf("the daemon's rotation did not keep the provision's mode (dropin)")
 	}
 	if strings.Contains(status, "attention:") {
 		t.Errorf("status stands in attention for a 24-hour certificate just renewed")
