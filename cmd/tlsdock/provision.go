@@ -37,8 +37,19 @@ endpoint. New certificates are then swapped in without restarting dockerd;
 --policy and --crl decide and revoke per client.
 
 Certificates come from one of:
-  --certs DIR    ca.pem, server-cert.pem and server-key.pem, as in Docker's docs
+  --certs DIR    ca.pem, server-cert.pem and server-key.pem, as in Docker's docs,
+                 or the names of --ca-file, --cert-file and --key-file (step:
+                 root_ca.crt, server.crt, server.key; cfssl: server.pem,
+                 server-key.pem; Kubernetes: ca.crt, tls.crt, tls.key;
+                 certbot: fullchain.pem, privkey.pem, with --ca-file an
+                 absolute path to the client CA)
   --generate     a local CA in /etc/tlsdock/ca issues the server certificate
+
+The source and settings are recorded in /var/lib/tlsdock/state.json:
+tlsdock.service (` + "`tlsdock run`" + `) watches that source and keeps those
+settings unless its flags or the config file say otherwise. A source that
+tlsdock.service's sandbox hides (under /root, /home, /run/user with
+ProtectHome=, /tmp, /var/tmp with PrivateTmp=) is refused.
 
 Exit status: 0 success, 2 bad input (nothing changed), 3 failed and rolled
 back (docker runs its previous configuration), 4 failed and the rollback
@@ -47,7 +58,10 @@ failed too, 1 any other failure.`,
   tlsdock provision --generate --client-out ~/.docker/myhost
 
   # Certificates from your own CA, daemon flags in a drop-in:
-  tlsdock provision --certs /root/docker-certs --mode dropin --san docker.example.com
+  tlsdock provision --certs /etc/tlsdock/certs --mode dropin --san docker.example.com
+
+  # step's file names:
+  tlsdock provision --certs /etc/tlsdock/step --ca-file root_ca.crt --cert-file server.crt --key-file server.key
 
   # Proxy mode: hot reload, per-client policy, revocation:
   tlsdock provision --mode proxy --generate --client-out ~/.docker/myhost
