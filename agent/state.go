@@ -157,7 +157,7 @@ func (a *Agent) saveState(st *State) error {
 // recordApply updates the last-apply record, keeping the rest of the state.
 func (a *Agent) recordApply(ap Apply) { a.recordApplyAnd(ap, nil) }
 
-// recordApplyAnd is recordApply that lets also change update the state.
+// recordApplyAnd is recordApply, with change updating the state as well.
 func (a *Agent) recordApplyAnd(ap Apply, change func(st *State)) {
 	st, err := a.loadState()
 	if err != nil || st == nil {
