@@ -55,6 +55,11 @@ type Options struct {
 	Systemd  Systemd
 	Docker   Docker
 	Verifier Verifier
+	// Listeners finds dockerd's TCP listeners, and Attacker probes those
+	// tlsdock does not serve itself (listeners.go); by default from /proc
+	// and with Probe.Attack.
+	Listeners DockerdListeners
+	Attacker  Attacker
 	// Journal returns the last lines of a unit's journal, for error reports.
 	Journal  func(ctx context.Context, unit string, lines int) string
 	Now      func() time.Time
@@ -109,6 +114,12 @@ func New(o Options) *Agent {
 	}
 	if o.Verifier == nil {
 		o.Verifier = probeVerifier{}
+	}
+	if o.Listeners == nil {
+		o.Listeners = procListeners{systemd: o.Systemd, proc: o.Paths.Abs("/proc")}
+	}
+	if o.Attacker == nil {
+		o.Attacker = probeAttacker{now: o.Now}
 	}
 	if o.Journal == nil {
 		o.Journal = journalctl

@@ -442,12 +442,7 @@ func (a *Agent) verify(ctx context.Context, plan *Plan) ([]Check, error) {
 			errs = append(errs, err)
 		}
 	}
-	if err := a.o.Docker.Ping(ctx); err != nil {
-		all = append(all, Check{Endpoint: DockerSocket, Name: "the local socket answers", Detail: err.Error()})
-		errs = append(errs, err)
-	} else {
-		all = append(all, Check{Endpoint: DockerSocket, Name: "the local socket answers", OK: true})
-	}
+	all, errs = a.verifyDockerd(ctx, plan, all, errs)
 	return all, errors.Join(errs...)
 }
 

@@ -68,9 +68,13 @@ func (h *fakeHost) agent(v Verifier, mod ...func(*Options)) *Agent {
 		Systemd:  h,
 		Docker:   h,
 		Verifier: v,
-		Now:      func() time.Time { return fixedNow },
-		Hostname: func() (string, error) { return "dockerhost", nil },
-		Addrs:    func() ([]net.IP, error) { return nil, nil },
+		// dockerd's TCP listeners and how each answers an attacker, as
+		// the fake dockerd serves them.
+		Listeners: h,
+		Attacker:  h,
+		Now:       func() time.Time { return fixedNow },
+		Hostname:  func() (string, error) { return "dockerhost", nil },
+		Addrs:     func() ([]net.IP, error) { return nil, nil },
 		Journal: func(context.Context, string, int) string {
 			return "dockerd: listen tcp 0.0.0.0:2376: bind: address already in use"
 		},

@@ -199,20 +199,12 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	swarm := false
-	liveRestoreOn := false
-	if plan.DockerActive {
-		if info, err := a.o.Docker.Info(sctx); err == nil {
-			swarm, liveRestoreOn = info.SwarmActive(), info.LiveRestoreEnabled
-		} else {
-			a.o.Logger.Warn("dockerd's local API did not answer; assuming no swarm", "err", err)
-		}
-	}
+	swarm, liveRestoreOn, noLocalAPI := a.localDaemon(sctx, plan, svc, doc)
 
 	if err := a.readSocket(sctx, plan, cfg); err != nil {
 		return nil, err
 	}
-	h := &hostConfig{cfg: cfg, doc: doc, exists: exists, svc: svc, st: st, swarm: swarm, liveRestoreOn: liveRestoreOn}
+	h := &hostConfig{cfg: cfg, doc: doc, exists: exists, svc: svc, st: st, swarm: swarm, liveRestoreOn: liveRestoreOn, noLocalAPI: noLocalAPI}
 	if exists {
 		if h.json, err = os.ReadFile(a.o.Paths.DaemonJSON()); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", DaemonJSONPath, err)
@@ -261,7 +253,7 @@ func (a *Agent) planNative(plan *Plan, h *hostConfig, loadDropIn bool, settings 
 // planLiveRestoreFirst turns live-restore on, and SIGHUPs dockerd, before
 // the step that restarts dockerd, when it runs without.
 func (a *Agent) planLiveRestoreFirst(plan *Plan, h *hostConfig) error {
-	if !h.cfg.LiveRestore || h.swarm || !plan.DockerActive || h.liveRestoreOn || hasFlag(h.svc.ExecStart, "--live-restore") {
+	if !h.cfg.LiveRestore || h.swarm || !plan.DockerActive || h.liveRestoreOn || h.noLocalAPI || hasFlag(h.svc.ExecStart, "--live-restore") {
 		return nil
 	}
 	plan.LiveRestoreFirst = true
@@ -528,6 +520,7 @@ func (a *Agent) planHosts(plan *Plan, h *hostConfig) (rest systemd.Command, unit
 	if err != nil {
 		return nil, nil, nil, &InputError{Field: DaemonJSONPath, Err: fmt.Errorf("%w: fix it or remove the key (tlsdock writes \"hosts\" itself) and run tlsdock again", err)}
 	}
+	unitHosts, docHosts = a.withLocalSocket(plan, h, unitHosts, docHosts)
 	if len(unitTLS) > 0 {
 		plan.changeNote("removed TLS flags %s from docker.service's ExecStart: tlsdock sets TLS", strings.Join(unitTLS, " "))
 	}

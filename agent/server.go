@@ -74,6 +74,9 @@ type hostConfig struct {
 	st            *State
 	swarm         bool
 	liveRestoreOn bool
+	// noLocalAPI: the running dockerd serves no local socket to ask
+	// (localsock.go), so live-restore cannot be turned on first.
+	noLocalAPI bool
 }
 
 // served records what a serve step did to the host's units, as it goes, so
@@ -330,7 +333,7 @@ func (a *Agent) dockerBack(ctx context.Context, snap *Snapshot, done *served) er
 	if err := a.restartAfterRestore(ctx, snap, done.socketBack); err != nil {
 		return err
 	}
-	return a.o.Docker.Ping(ctx)
+	return a.localSocketBack(ctx)
 }
 
 // proxyUnitBack starts tlsdock.service again when the restored files make
