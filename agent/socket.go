@@ -104,13 +104,6 @@ func (a *Agent) chooseSocket(plan *Plan, h *hostConfig) error {
 	if c.Held {
 		plan.TCPHeldBy = HeldBySocket
 		plan.changeNote("TCP listeners: %s holds %s and hands them to dockerd (-H fd://), which serves them with the TLS settings of daemon.json; connections wait in the kernel's queue while dockerd restarts", systemd.SocketUnit, strings.Join(c.Addrs, " "))
-		if sock != nil {
-			for _, l := range sock.ListenStream {
-				if !strings.HasPrefix(l, "/") && !contains(c.Addrs, l) {
-					plan.note("%s also listens on %s; dockerd serves it with mutual TLS too", systemd.SocketUnit, l)
-				}
-			}
-		}
 	} else {
 		plan.changeNote("TCP listeners: dockerd holds them (on the -H flags or in daemon.json's hosts, wherever it takes its listeners from now), because %s; connections are refused while dockerd restarts", c.Why)
 	}
@@ -192,6 +185,9 @@ func (a *Agent) planSocketFile(plan *Plan) error {
 	var want []byte
 	if plan.socket.Held {
 		want = systemd.RenderSocketDropIn(plan.socket.Addrs)
+	}
+	if want, err = a.socketReset(plan, want); err != nil {
+		return err
 	}
 	switch {
 	case want != nil && !bytes.Equal(want, old):

@@ -84,3 +84,29 @@ func RenderSocketDropIn(addrs []string) []byte {
 	body, _ := io.ReadAll(unit.Serialize(opts))
 	return append([]byte("# Written by tlsdock: dockerd serves these listeners with mutual TLS (daemon.json).\n# `tlsdock revert` removes it; edits are overwritten.\n"), body...)
 }
+
+// RenderSocketResetDropIn returns tlsdock's drop-in for docker.socket when
+// it takes listeners away from it: an empty "ListenStream=" resets the
+// unit's list (fragment and earlier drop-ins), then one ListenStream= per
+// value of listen, in order (the unix socket first). FreeBind= is set when
+// a TCP address is listed, as in RenderSocketDropIn.
+func RenderSocketResetDropIn(listen []string) []byte {
+	opts := []*unit.UnitOption{unit.NewUnitOption("Socket", "ListenStream", "")}
+	tcp := false
+	for _, l := range listen {
+		opts = append(opts, unit.NewUnitOption("Socket", "ListenStream", l))
+		tcp = tcp || IsTCPListenStream(l)
+	}
+	if tcp {
+		opts = append(opts, unit.NewUnitOption("Socket", "FreeBind", "yes"))
+	}
+	body, _ := io.ReadAll(unit.Serialize(opts))
+	return append([]byte("# Written by tlsdock: docker.socket listens only on these; dockerd serves the TCP ones with mutual TLS.\n# `tlsdock revert` removes it; edits are overwritten.\n"), body...)
+}
+
+// IsTCPListenStream reports whether a ListenStream= value is a TCP
+// listener: a port, or an address and a port (systemd.socket(5)); not a
+// path, an abstract socket (@) or vsock:.
+func IsTCPListenStream(v string) bool {
+	return !strings.HasPrefix(v, "/") && !strings.HasPrefix(v, "@") && !strings.HasPrefix(v, "vsock:")
+}
