@@ -176,7 +176,7 @@ func TestDocsRecipeWithoutDockerSocket(t *testing.T) {
 // dockerd's shows.
 type restartInjects struct {
 	*fakeHost
-	addr                string
+	addr               string
 	tls, verifyClients bool
 }
 
