@@ -645,6 +645,9 @@ func checkProgram(svc *systemd.Service) error {
 }
 
 func normaliseTCP(h string) string {
+	if !strings.Contains(h, "://") {
+		h = "tcp://" + h // dockerd reads "0.0.0.0:2376" (-H=0.0.0.0:2376) as TCP
+	}
 	if l, err := ParseHost(h); err == nil {
 		return l.URL
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -46,10 +47,16 @@ containers survive; without it, revert says when containers stop.`,
 			if err != nil {
 				return err
 			}
+			local := "its local socket answers"
+			for _, c := range res.Checks {
+				if c.Endpoint == agent.DockerSocket && strings.HasPrefix(c.Detail, "skipped") {
+					local = "it serves no local socket, as before the first provision"
+				}
+			}
 			if res.Restarted {
-				fmt.Fprintln(env.Stdout, "Reverted: docker.service restarted and its local socket answers.")
+				fmt.Fprintf(env.Stdout, "Reverted: docker.service restarted and %s.\n", local)
 			} else {
-				fmt.Fprintln(env.Stdout, "Reverted: docker.service kept running (its own files did not change) and its local socket answers.")
+				fmt.Fprintf(env.Stdout, "Reverted: docker.service kept running (its own files did not change) and %s.\n", local)
 			}
 			return nil
 		},

@@ -155,8 +155,9 @@ func TestLsDocsRecipe(t *testing.T) {
 					t.Errorf("%s after revert:\n%s\nbefore:\n%s", p, after[p], before[p])
 				}
 			}
-			if got := containerStarted(t, ctx, h, sleeper); got != started {
-				t.Errorf("container restarted by revert: %s -> %s", started, got)
+			// The recipe has no local socket again: ask over mTLS.
+			if got, err := remoteDocker(ctx, t, h, client, "", "inspect", "-f", "{{.State.Running}} {{.State.StartedAt}}", sleeper); err != nil || strings.TrimSpace(got) != started {
+				t.Errorf("container after revert: %q %v, want %s", got, err, started)
 			}
 			if out, err := remoteDocker(ctx, t, h, client, "", "ps", "-q"); err != nil || !strings.HasPrefix(sleeper, strings.TrimSpace(out)) {
 				t.Errorf("the recipe over mTLS after revert: %q %v", out, err)
