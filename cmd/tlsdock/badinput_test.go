@@ -86,6 +86,7 @@ func (h *fakeHostCLI) run(args ...string) (code int, stdout, stderr string) {
 		Agent: func(o *agent.Options) {
 			o.Docker = dockerAPI{h.sd}
 			o.Verifier = okVerifier{}
+			o.Listeners, o.Attacker = h.sd, fakeAttacker{h.sd}
 			// No hostname: the agent would look it up in DNS.
 			o.Hostname = func() (string, error) { return "", errors.New("no hostname in tests") }
 			o.Addrs = func() ([]net.IP, error) { return nil, nil }

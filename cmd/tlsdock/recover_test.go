@@ -27,6 +27,7 @@ func (h *fakeHostCLI) runWith(ctx context.Context, mod func(*agent.Options), arg
 		Agent: func(o *agent.Options) {
 			o.Docker = dockerAPI{h.sd}
 			o.Verifier = okVerifier{}
+			o.Listeners, o.Attacker = h.sd, fakeAttacker{h.sd}
 			o.Hostname = func() (string, error) { return "", errors.New("no hostname in tests") }
 			o.Addrs = func() ([]net.IP, error) { return nil, nil }
 			o.LiveRestoreWait = 2 * time.Second
