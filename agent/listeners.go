@@ -92,7 +92,7 @@ func (a *Agent) attackOthers(ctx context.Context, plan *Plan) ([]Check, error) {
 		checks, err := a.o.Attacker.Attack(ctx, addr)
 		all = append(all, checks...)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("dockerd also listens on %s, which tlsdock does not manage and which answers without mutual TLS: %w: remove it from docker.service, daemon.json, $DOCKER_OPTS or docker.socket, or pass it with --host", ap, err))
+			errs = append(errs, fmt.Errorf("dockerd also listens on %s, which tlsdock does not manage and which answers without mutual TLS: %w: remove it from docker.service, daemon.json, $DOCKER_OPTS, docker.socket or a socket unit that hands it to docker.service (Service=docker.service), or pass it with --host", ap, err))
 		}
 	}
 	return all, errors.Join(errs...)

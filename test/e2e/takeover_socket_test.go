@@ -225,8 +225,10 @@ func TestLsExtraListenerRollsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, ctx, h, "systemctl", "daemon-reload")
+	// systemd refuses to start a socket whose service runs already.
+	run(t, ctx, h, "systemctl", "stop", "docker.service")
 	run(t, ctx, h, "systemctl", "start", "ls-extra.socket")
-	run(t, ctx, h, "systemctl", "restart", "docker.service")
+	run(t, ctx, h, "systemctl", "start", "docker.service")
 	if out, err := curlOutside(ctx, h, "http://127.0.0.1:2377/_ping"); out != "OK" {
 		t.Fatalf("the injected listener does not answer in plain text: %q %v", out, err)
 	}
