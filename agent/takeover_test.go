@@ -2,11 +2,15 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/tlsdock/tlsdock/agent/agenttest"
+	"github.com/tlsdock/tlsdock/certstore"
 	"github.com/tlsdock/tlsdock/systemd"
 )
 
@@ -184,4 +188,143 @@ func checkTakenOver(t *testing.T, h *fakeHost, m Mode) {
 			t.Errorf("%s: dockerd's TLS files are %s %s, not tlsdock's", name, dd.CACert, dd.Cert)
 		}
 	}
+}
+
+// TestCrashTakeOverDockerOpts runs the crash-consistency checker
+// (crashcheck_test.go) over the takeover of a host whose DOCKER_OPTS opens
+// a plain TCP listener: every prefix of a first provision, a rotation, a
+// mode change and a revert boots a dockerd with its local socket and no
+// other TCP listener without mutual TLS, and the next run (from the host
+// as that boot left it) converges. The plain listener is the recipe's, so
+// it may be open only where it must be: in the prefixes before the first
+// provision closes it (once closed it stays closed), and after the revert
+// gives it back (once open again it stays open; the recovery of a revert
+// is a revert, which opens it too).
+func TestCrashTakeOverDockerOpts(t *testing.T) {
+	gen := generateCfg()
+	etcDefault := func(t *testing.T, h *fakeHost) {
+		withSocket(t, h)
+		writeFile(t, h.root, etcDefaultDocker, "DOCKER_OPTS=\"-H tcp://0.0.0.0:2375\"\n")
+	}
+	environment := func(t *testing.T, h *fakeHost) {
+		withSocket(t, h)
+		writeFile(t, h.root, systemd.DropInDir+"/override.conf", "[Service]\nEnvironment=\"DOCKER_OPTS=-H tcp://0.0.0.0:2375\"\n")
+	}
+	var scenarios []crashScenario
+	for _, m := range []Mode{ModeDaemonJSON, ModeDropIn, ModeProxy} {
+		cfg := inMode(gen, m)
+		scenarios = append(scenarios,
+			crashScenario{name: string(m) + "/first", setup: etcDefault, run: crashRun{cfg: cfg}},
+			crashScenario{name: string(m) + "/rotation", setup: etcDefault, prep: []crashRun{{cfg: cfg}}, run: crashRun{cfg: rotated(cfg)}},
+			crashScenario{name: string(m) + "/revert", setup: etcDefault, prep: []crashRun{{cfg: cfg}}, run: revertRun()},
+		)
+	}
+	scenarios = append(scenarios,
+		crashScenario{name: "environment/first", setup: environment, run: crashRun{cfg: gen}},
+		crashScenario{name: "mode change/daemon-json to dropin", setup: etcDefault, prep: []crashRun{{cfg: gen}}, run: crashRun{cfg: inMode(gen, ModeDropIn)}},
+		crashScenario{name: "mode change/dropin to proxy", setup: etcDefault, prep: []crashRun{{cfg: inMode(gen, ModeDropIn)}}, run: crashRun{cfg: inMode(gen, ModeProxy)}},
+		crashScenario{name: "mode change/proxy to daemon-json", setup: etcDefault, prep: []crashRun{{cfg: inMode(gen, ModeProxy)}}, run: crashRun{cfg: gen}},
+	)
+	total := 0
+	for _, s := range scenarios {
+		t.Run(s.name, func(t *testing.T) {
+			total += checkCrashPlain(t, s, "0.0.0.0:2375")
+		})
+	}
+	t.Logf("%d prefixes checked", total)
+}
+
+// checkCrashPlain is checkCrash for a host whose recipe listens plain at
+// addr: it checks every prefix of the recorded run of s as checkCrash does,
+// except that dockerd listens at addr (with or without TLS) exactly in a
+// leading run of prefixes (a provision that has not closed it yet) or, for
+// a revert, a trailing one (the revert gave it back), and after the
+// recovery only if that is a revert. It returns the number of prefixes.
+func checkCrashPlain(t *testing.T, s crashScenario, addr string) int {
+	h := newFakeHost(t)
+	s.setup(t, h)
+	for _, p := range s.prep {
+		if _, err := p.do(h.agent(&fakeVerifier{}, withExe, noDNS)); err != nil {
+			t.Fatalf("preparing: %v", err)
+		}
+	}
+	rec := &crashRecorder{h: h}
+	rec.snap("(before the run)")
+	a := h.agent(&fakeVerifier{}, withExe, noDNS, func(o *Options) {
+		o.Systemd = rec
+		o.Step = rec.snap
+	})
+	if _, err := s.run.do(a); err != nil {
+		t.Fatalf("the recorded run failed: %v", err)
+	}
+	n := len(rec.disks)
+	open := make([]bool, n)
+	var fails []string
+	for k, disk := range rec.disks {
+		at := fmt.Sprintf("prefix %d (crash after %s)", k, rec.ops[k])
+		var err error
+		if open[k], err = checkDiskPlain(disk, addr); err != nil {
+			fails = append(fails, at+": "+err.Error())
+			continue
+		}
+		booted := &fakeHost{Host: disk, t: t, root: disk.Root}
+		if err := s.run.converge(booted); err != nil {
+			fails = append(fails, at+": "+err.Error())
+			continue
+		}
+		again, err := checkDiskPlain(booted.CopyDisk(t), addr)
+		if err != nil {
+			fails = append(fails, at+": after the recovery, a boot: "+err.Error())
+		} else if again != s.run.revert {
+			fails = append(fails, fmt.Sprintf("%s: after the recovery dockerd listens on %s: %v, want %v", at, addr, again, s.run.revert))
+		}
+	}
+	// Open in a leading run (provision) or a trailing one (revert) only.
+	for k := 1; k < n; k++ {
+		if s.run.revert && open[k-1] && !open[k] || !s.run.revert && !open[k-1] && open[k] {
+			fails = append(fails, fmt.Sprintf("prefix %d (crash after %s): dockerd listens on %s: %v, after %v in the prefix before", k, rec.ops[k], addr, open[k], open[k-1]))
+		}
+	}
+	if open[n-1] != s.run.revert {
+		fails = append(fails, fmt.Sprintf("at the end of the run dockerd listens on %s: %v", addr, open[n-1]))
+	}
+	plain := 0
+	for _, o := range open {
+		if o {
+			plain++
+		}
+	}
+	t.Logf("%s: %d prefixes checked, %d with dockerd on %s", s.name, n, plain, addr)
+	if len(fails) > 0 {
+		t.Errorf("%d failures in %d prefixes:\n%s", len(fails), n, strings.Join(fails, "\n"))
+	}
+	return n
+}
+
+// checkDiskPlain is checkDisk, except that dockerd may listen at addr,
+// with TLS or without; it reports whether it does.
+func checkDiskPlain(c *agenttest.Host, addr string) (bool, error) {
+	if err := c.Boot(); err != nil {
+		return false, fmt.Errorf("a boot does not start dockerd: %w", err)
+	}
+	if err := c.LocalSocket(); err != nil {
+		return false, fmt.Errorf("local socket: %w", err)
+	}
+	open := false
+	for _, l := range c.Running().TCP() {
+		switch {
+		case l.Addr == addr:
+			open = true
+		case l.TLS && l.VerifyClients:
+		default:
+			return false, fmt.Errorf("dockerd serves %s (%s) without mutual TLS", l.Addr, l.From)
+		}
+	}
+	cert, key := filepath.Join(c.Root, SSLDir, certstore.CertFile), filepath.Join(c.Root, SSLDir, certstore.KeyFile)
+	if _, err := os.Stat(cert); err == nil {
+		if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+			return false, fmt.Errorf("the installed key does not match its certificate: %w", err)
+		}
+	}
+	return open, nil
 }
