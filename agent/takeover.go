@@ -14,8 +14,9 @@ import (
 // a reference, those flags would pass the plan unseen: the plain listener
 // stays open next to tlsdock's, and the TLS flags clash with daemon.json's.
 //
-// A variable whose expansion carries -H, --host or --tls* flags is
-// replaced, in svc.ExecStart, by the words it expands to (as systemd
+// A variable whose expansion carries -H, --host, --tls* or --live-restore
+// flags (the ones whose daemon.json keys tlsdock writes: given both ways,
+// dockerd refuses to start) is replaced, in svc.ExecStart, by the words it expands to (as systemd
 // would expand it, from the environment systemd builds), so the rest of
 // the plan treats them as flags written on ExecStart: it drops the plain
 // TCP listeners and the TLS flags, and tlsdock's drop-in repeats ExecStart
@@ -57,15 +58,15 @@ func (a *Agent) takeOverEnv(plan *Plan, svc *systemd.Service) error {
 			continue
 		}
 		out = out.Append(words...)
-		plan.note("%s (set in %s) passes %s to dockerd through %s on docker.service's ExecStart: tlsdock reads these flags as part of ExecStart, and its drop-in writes the words out in place of %s. %s is left as it is; a later edit of %s reaches dockerd only at the next provision",
+		plan.note("%s (set in %s) passes %s to dockerd through %s on docker.service's ExecStart: tlsdock reads these flags as part of ExecStart, and where its drop-in repeats ExecStart, the words are written out in place of %s. %s is left as it is; a later edit of %s reaches dockerd only at the next provision",
 			name, as.From, strings.Join(flags, " "), tok.Raw, tok.Raw, as.From, name)
 	}
 	svc.ExecStart = out
 	return nil
 }
 
-// listenerFlags returns the words that are dockerd's -H, --host or --tls*
-// flags (with the value when it is the next word).
+// listenerFlags returns the words that are dockerd's -H, --host, --tls*
+// or --live-restore flags (with the value when it is the next word).
 func listenerFlags(words []string) []string {
 	var out []string
 	for i := 0; i < len(words); i++ {
@@ -77,7 +78,8 @@ func listenerFlags(words []string) []string {
 				out = append(out, words[i+1])
 				i++
 			}
-		case strings.HasPrefix(w, "-H") || strings.HasPrefix(w, "--host=") || strings.HasPrefix(w, "--tls"):
+		case strings.HasPrefix(w, "-H") || strings.HasPrefix(w, "--host=") || strings.HasPrefix(w, "--tls") ||
+			w == "--live-restore" || strings.HasPrefix(w, "--live-restore="):
 			out = append(out, w)
 		}
 	}
@@ -85,7 +87,7 @@ func listenerFlags(words []string) []string {
 }
 
 // mayCarryFlags reports whether a value tlsdock cannot resolve might pass
-// a -H, --host or --tls* flag.
+// one of listenerFlags' flags.
 func mayCarryFlags(v string) bool {
-	return strings.Contains(v, "-H") || strings.Contains(v, "--host") || strings.Contains(v, "--tls")
+	return strings.Contains(v, "-H") || strings.Contains(v, "--host") || strings.Contains(v, "--tls") || strings.Contains(v, "--live-restore")
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -327,4 +328,64 @@ func checkDiskPlain(c *agenttest.Host, addr string) (bool, error) {
 		}
 	}
 	return open, nil
+}
+
+// TestTakeOverDockerOptsLiveRestore: DOCKER_OPTS="--live-restore" is a
+// flag whose daemon.json key tlsdock writes; dockerd refuses it given both
+// ways, so the plan must see it and leave daemon.json without it.
+func TestTakeOverDockerOptsLiveRestore(t *testing.T) {
+	for _, m := range []Mode{ModeDaemonJSON, ModeDropIn, ModeProxy} {
+		t.Run(string(m), func(t *testing.T) {
+			h := newFakeHost(t)
+			withSocket(t, h)
+			writeFile(t, h.root, etcDefaultDocker, "DOCKER_OPTS=--live-restore\n")
+			mustProvision(t, h.agent(&fakeVerifier{}, withExe, noDNS), inMode(generateCfg(), m))
+			if d := h.Running(); d == nil || !d.LiveRestore || d.LiveRestoreInConfig {
+				t.Fatalf("dockerd %+v: want live-restore on, from the flag", d)
+			}
+			if got := readFile(t, h.root, etcDefaultDocker); got != "DOCKER_OPTS=--live-restore\n" {
+				t.Errorf("%s was edited: %q", etcDefaultDocker, got)
+			}
+		})
+	}
+}
+
+// TestTakeOverEnvLeavesOtherVariables: a variable without such flags
+// stays a reference on ExecStart, and so does one that is not set.
+func TestTakeOverEnvLeavesOtherVariables(t *testing.T) {
+	h := newFakeHost(t)
+	writeFile(t, h.root, etcDefaultDocker, "DOCKER_OPTS=\"--dns 8.8.8.8 --dns 8.8.4.4\"\n")
+	res := mustProvision(t, h.agent(&fakeVerifier{}, withExe, noDNS), inMode(generateCfg(), ModeDropIn))
+	if got := readFile(t, h.root, DropInPath); !strings.Contains(got, " $DOCKER_OPTS ") {
+		t.Errorf("drop-in:\n%s\nwant $DOCKER_OPTS kept as a reference", got)
+	}
+	if strings.Contains(strings.Join(res.Notes, "\n"), "DOCKER_OPTS") {
+		t.Errorf("a note names DOCKER_OPTS: %q", res.Notes)
+	}
+}
+
+// TestTakeOverEnvRefusesUnreadable: a variable tlsdock cannot resolve
+// that may pass such flags, and an environment file systemd would refuse,
+// are bad input: nothing changes.
+func TestTakeOverEnvRefusesUnreadable(t *testing.T) {
+	for _, tt := range []struct {
+		name, file, body, field, want string
+	}{
+		{name: "a specifier", file: systemd.DropInDir + "/override.conf", body: "[Service]\nEnvironment=\"DOCKER_OPTS=-H unix:///run/%i.sock\"\n", field: systemd.DropInDir + "/override.conf", want: "%i"},
+		{name: "a missing environment file", file: systemd.DropInDir + "/override.conf", body: "[Service]\nEnvironmentFile=/etc/docker-opts\n", field: systemd.DockerUnit, want: "EnvironmentFile=/etc/docker-opts"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newFakeHost(t)
+			writeFile(t, h.root, tt.file, tt.body)
+			before := treeHash(t, h.root)
+			_, err := h.agent(&fakeVerifier{}, withExe, noDNS).Provision(context.Background(), generateCfg())
+			var ie *InputError
+			if !errors.As(err, &ie) || ie.Field != tt.field || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want an input error on %s naming %s", err, tt.field, tt.want)
+			}
+			if d := diffTrees(before, treeHash(t, h.root)); len(d) > 0 {
+				t.Errorf("changed %q", d)
+			}
+		})
+	}
 }
