@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestReadEnvFile(t *testing.T) {
@@ -229,4 +230,50 @@ func TestExpandVar(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzReadEnvFile: any file parses without panic into valid names, and a
+// value written in single quotes (which systemd takes verbatim) comes
+// back as it was.
+func FuzzReadEnvFile(f *testing.F) {
+	for _, s := range []string{"DOCKER_OPTS=\"-H tcp://0.0.0.0:2375\"\n", "A='x\ny'\n# c \\\nB=1\\\n2", "export A=1\n;x\n=\n", "A=\"\\", "A=b\"c\" d  \r\n"} {
+		f.Add(s, "v a'l")
+	}
+	f.Fuzz(func(t *testing.T, file, value string) {
+		as, err := ReadEnvFile(strings.NewReader(file), "f")
+		if err == nil {
+			for _, a := range as {
+				if !validEnvName(a.Name) {
+					t.Fatalf("invalid name %q from %q", a.Name, file)
+				}
+			}
+		}
+		if strings.Contains(value, "'") || !utf8.ValidString(value) {
+			return
+		}
+		as, err = ReadEnvFile(strings.NewReader("X='"+value+"'\n"), "f")
+		if err != nil || len(as) != 1 || as[0].Value != value {
+			t.Fatalf("X='%s' read as %+v, %v", value, as, err)
+		}
+	})
+}
+
+// FuzzExpandVar: splitting never panics, and words without white space,
+// quotes or backslashes, joined by spaces, split back into themselves.
+func FuzzExpandVar(f *testing.F) {
+	f.Add("-H tcp://0.0.0.0:2375 --debug", `--label "a b" x\ y '`)
+	f.Fuzz(func(t *testing.T, plain, any string) {
+		_ = ExpandVar(any, false)
+		if got := ExpandVar(any, true); len(got) != 1 || got[0] != any {
+			t.Fatalf("braced %q -> %q", any, got)
+		}
+		want := strings.FieldsFunc(plain, func(r rune) bool { return strings.ContainsRune(" \t\n\r\"'\\", r) })
+		got := ExpandVar(strings.Join(want, " "), false)
+		if len(want) == 0 && len(got) == 0 {
+			return
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q split into %q", want, got)
+		}
+	})
 }
