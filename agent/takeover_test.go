@@ -89,10 +89,23 @@ func mustRel(t *testing.T, root, p string) string {
 // revert gives dockerd its listeners back as they were.
 func TestTakeOverDockerOpts(t *testing.T) {
 	for _, r := range dockerOptsRecipes() {
-		for _, m := range []Mode{ModeDaemonJSON, ModeDropIn, ModeProxy} {
-			t.Run(r.name+"/"+string(m), func(t *testing.T) {
+		for _, v := range []struct {
+			name string
+			mode Mode
+			// socket: docker.socket is there (on Debian it always is);
+			// without it daemon-json mode falls back to dockerd holding
+			// the TCP listeners.
+			socket bool
+		}{
+			{"daemon-json", ModeDaemonJSON, true}, {"daemon-json fallback", ModeDaemonJSON, false},
+			{"dropin", ModeDropIn, true}, {"proxy", ModeProxy, true},
+		} {
+			m := v.mode
+			t.Run(r.name+"/"+v.name, func(t *testing.T) {
 				h := newFakeHost(t)
-				writeFile(t, h.root, socketFragment, debianSocket)
+				if v.socket {
+					withSocket(t, h)
+				}
 				user := r.setup(t, h)
 				userBefore := map[string]string{}
 				for _, p := range user {
