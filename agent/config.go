@@ -45,13 +45,16 @@ type Config struct {
 	CAFile, CertFile, KeyFile string
 	Generate                  bool
 	ClientOut                 string
-	Hosts                     []string
-	SANs                      []string
-	KeyType                   certstore.KeyType
-	LiveRestore               bool
-	ProbeClient               string        // directory with cert.pem and key.pem for the client probe
-	Timeout                   time.Duration // bound on the whole command, its rollback included (withBudget)
-	DryRun                    bool
+	// ClientOwner owns the --client-out bundle (--client-owner; nil: the
+	// account tlsdock runs as).
+	ClientOwner *ClientOwner `json:"-"`
+	Hosts       []string
+	SANs        []string
+	KeyType     certstore.KeyType
+	LiveRestore bool
+	ProbeClient string        // directory with cert.pem and key.pem for the client probe
+	Timeout     time.Duration // bound on the whole command, its rollback included (withBudget)
+	DryRun      bool
 	// RenewBefore, with Generate: reissue the server certificate this long
 	// before it expires; 0 reissues at two thirds of its lifetime (RenewAt).
 	RenewBefore time.Duration
