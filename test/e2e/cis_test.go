@@ -118,8 +118,9 @@ func (i cisIssuer) writeClient(t *testing.T, h *testhost.Host, guestDir string) 
 // TestCISPaths: after provision in each native mode, the TLS paths
 // dockerd is configured with pass CIS 3.9 to 3.14 as docker-bench-security
 // reads them, and still do after a rotation; dockerd serves mutual TLS
-// with the set read through them. Proxy mode, which reads the set itself,
-// keeps serving and rotating.
+// with the set read through them. A host that an older tlsdock configured
+// with the stable links (which read 777) converges on its next provision.
+// Proxy mode, which reads the set itself, keeps serving and rotating.
 func TestCISPaths(t *testing.T) {
 	for _, mode := range []string{"daemon-json", "dropin", "proxy"} {
 		t.Run(mode, func(t *testing.T) {
@@ -195,7 +196,31 @@ func TestCISPaths(t *testing.T) {
 			if err != nil || set.Serial() != second.Serial {
 				t.Errorf("%s holds serial %v (%v), want %s", cert, set, err, second.Serial)
 			}
-			t.Logf("%s: provisioned, checked, rotated and checked in %v", mode, time.Since(start).Round(time.Second))
+
+			// A host an older tlsdock configured: dockerd named the links.
+			// Its next provision moves dockerd to the regular files.
+			for _, f := range []string{"/etc/docker/daemon.json", "/etc/systemd/system/docker.service.d/zz-tlsdock.conf"} {
+				b, err := h.ReadFile(f)
+				if err != nil {
+					continue
+				}
+				old := strings.NewReplacer(ca, lca, cert, lcert, key, lkey).Replace(string(b))
+				if err := h.WriteFile(f, []byte(old), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			run(t, ctx, h, "systemctl", "daemon-reload")
+			run(t, ctx, h, "systemctl", "restart", "docker.service")
+			out := run(t, ctx, h, "sh", "-c", cisScript)
+			t.Logf("as an older tlsdock left it, CIS 3.9-3.14 read:\n%s", out)
+			if !strings.Contains(out, lkey+" root:root 777") {
+				t.Errorf("the older layout does not read as symlinks:\n%s", out)
+			}
+			provision("next provision")
+			if again := checkCIS(t, ctx, h, "after the next provision"); again["tlscacert"] != ca || again["tlscert"] != cert || again["tlskey"] != key {
+				t.Errorf("after the next provision dockerd reads %v", again)
+			}
+			t.Logf("%s: provisioned, checked, rotated, converged from the links and checked in %v", mode, time.Since(start).Round(time.Second))
 		})
 	}
 }
