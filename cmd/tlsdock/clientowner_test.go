@@ -71,11 +71,7 @@ func TestClientBundleUnderSudo(t *testing.T) {
 	if err := os.Chown(home, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	wd, _ := os.Getwd()
-	t.Cleanup(func() { os.Chdir(wd) })
-	if err := os.Chdir(home); err != nil {
-		t.Fatal(err)
-	}
+	t.Chdir(home)
 	code, stdout, stderr := h.run("provision", "--generate", "--host", "tcp://127.0.0.1:12376", "--client-out", ".docker/myhost")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
