@@ -131,6 +131,33 @@ func bundleOwnedBy(dir string, owner *ClientOwner) bool {
 // elsewhere. An existing bundle directory must be the owner's already
 // (or root's, when the owner is root).
 func openBundleDir(abs string, owner *ClientOwner) (*os.File, error) {
+	return walkBundleDir(abs, owner, true)
+}
+
+// CheckClientOut checks, before anything is written, that a client bundle
+// for owner can go to dir (given with field): the walk of openBundleDir
+// without creating anything. Its refusals are InputErrors naming field.
+func CheckClientOut(field, dir string, owner *ClientOwner) error {
+	if owner == nil {
+		owner = currentOwner()
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return &InputError{Field: field, Err: err}
+	}
+	d, err := walkBundleDir(abs, owner, false)
+	if err != nil {
+		return &InputError{Field: field, Err: err}
+	}
+	if d != nil {
+		d.Close()
+	}
+	return nil
+}
+
+// walkBundleDir is openBundleDir; without create it changes nothing and
+// returns nil, nil where a component is missing (openBundleDir creates it).
+func walkBundleDir(abs string, owner *ClientOwner, create bool) (*os.File, error) {
 	fd, err := unix.Open("/", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening /: %w", err)
@@ -145,6 +172,9 @@ func openBundleDir(abs string, owner *ClientOwner) (*os.File, error) {
 		next := filepath.Join(cur, c)
 		nfd, err := unix.Openat(fd, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		switch {
+		case errors.Is(err, unix.ENOENT) && !create:
+			closeFD()
+			return nil, nil
 		case errors.Is(err, unix.ENOENT):
 			if err := unix.Mkdirat(fd, c, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 				closeFD()
@@ -199,6 +229,9 @@ func openBundleDir(abs string, owner *ClientOwner) (*os.File, error) {
 			closeFD()
 			return nil, fmt.Errorf("client bundle directory %s exists and belongs to uid %d, not to %s (uid %d): give a new directory, or chown it to %s first", cur, st.Uid, owner.Spec, owner.UID, owner.Spec)
 		}
+	}
+	if !create {
+		return os.NewFile(uintptr(fd), cur), nil
 	}
 	if err := ownDir(fd, owner); err != nil {
 		closeFD()

@@ -55,6 +55,68 @@ func TestClientOwnerBadInput(t *testing.T) {
 	}
 }
 
+// TestClientOutRefusedBeforeProvision: a bundle directory that root must
+// not take over for the user (another account's, or behind a symlink the
+// user could have planted) is refused with exit 2 before the host is
+// touched.
+func TestClientOutRefusedBeforeProvision(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: a bundle for another account")
+	}
+	tests := []struct {
+		name   string
+		dir    func(t *testing.T, root string) string
+		stderr []string
+	}{
+		{"existing directory of root's", func(t *testing.T, root string) string {
+			d := filepath.Join(root, "srv/bundle")
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}, []string{"--client-out: client bundle directory", "belongs to uid 0, not to nobody", "chown it to nobody first"}},
+		{"symlink in the user's directory", func(t *testing.T, root string) string {
+			home := filepath.Join(root, "home/nobody")
+			if err := os.MkdirAll(home, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(home, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(filepath.Join(root, "etc"), filepath.Join(home, ".docker")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Lchown(filepath.Join(home, ".docker"), 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(home, ".docker/myhost")
+		}, []string{"--client-out: client bundle directory", ".docker is a symlink that someone other than root can change"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("SUDO_USER", "nobody")
+			h := newFakeHostCLI(t)
+			dir := tt.dir(t, h.root)
+			before := hashTree(t, h.root)
+			code, stdout, stderr := h.run("provision", "--generate", "--client-out", dir)
+			if code != ExitBadInput {
+				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, ExitBadInput, stdout, stderr)
+			}
+			for _, want := range tt.stderr {
+				if !strings.Contains(stderr, want) {
+					t.Errorf("stderr does not contain %q:\n%s", want, stderr)
+				}
+			}
+			if d := treeDiff(before, hashTree(t, h.root)); len(d) > 0 {
+				t.Errorf("changed files:\n%s", strings.Join(d, "\n"))
+			}
+			if calls := h.sd.Calls(); len(calls) > 0 {
+				t.Errorf("called systemd: %q", calls)
+			}
+		})
+	}
+}
+
 // TestClientBundleUnderSudo: `sudo tlsdock provision --generate
 // --client-out DIR` writes the bundle for SUDO_USER and prints the first
 // --host, an absolute DOCKER_CERT_PATH and a docker context line.

@@ -108,7 +108,9 @@ failed too, 1 any other failure.`,
 
 // resolveOwner resolves the owner of a client bundle written to out (the
 // value of outFlag): spec as given with flag, or else SUDO_USER under sudo,
-// else root. It is nil when no bundle is written.
+// else root. It is nil when no bundle is written. It also checks that the
+// bundle can go to out (agent.CheckClientOut), so that a refusal comes
+// before anything is written.
 func resolveOwner(flag, spec, out, outFlag string) (*agent.ClientOwner, error) {
 	if out == "" {
 		if spec != "" {
@@ -123,7 +125,14 @@ func resolveOwner(flag, spec, out, outFlag string) (*agent.ClientOwner, error) {
 			field = flag + " (default: SUDO_USER=" + spec + ")"
 		}
 	}
-	return agent.ParseClientOwner(field, spec)
+	o, err := agent.ParseClientOwner(field, spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := agent.CheckClientOut(outFlag, out, o); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
 // printClientHint prints how to use the bundle in dir against the first
