@@ -47,6 +47,13 @@ Certificates come from one of:
                  absolute path to the client CA)
   --generate     a local CA in /etc/tlsdock/ca issues the server certificate
 
+With --generate, --client-out DIR also writes a client bundle (ca.pem,
+cert.pem, key.pem) that belongs to --client-owner, by default the user who
+ran sudo (SUDO_USER), else root: DIR 0700, key.pem 0400, the certificates
+0444. provision then prints DOCKER_HOST for the first --host (the machine's
+hostname for 0.0.0.0 or ::), DOCKER_CERT_PATH and a docker context create
+line for it.
+
 The source and settings are recorded in /var/lib/tlsdock/state.json:
 tlsdock.service (` + "`tlsdock run`" + `) watches that source and keeps those
 settings unless its flags or the config file say otherwise. A source that
