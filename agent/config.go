@@ -45,16 +45,13 @@ type Config struct {
 	CAFile, CertFile, KeyFile string
 	Generate                  bool
 	ClientOut                 string
-	// ClientOwner owns the --client-out bundle (--client-owner; nil: the
-	// account tlsdock runs as).
-	ClientOwner *ClientOwner `json:"-"`
-	Hosts       []string
-	SANs        []string
-	KeyType     certstore.KeyType
-	LiveRestore bool
-	ProbeClient string        // directory with cert.pem and key.pem for the client probe
-	Timeout     time.Duration // bound on the whole command, its rollback included (withBudget)
-	DryRun      bool
+	Hosts                     []string
+	SANs                      []string
+	KeyType                   certstore.KeyType
+	LiveRestore               bool
+	ProbeClient               string        // directory with cert.pem and key.pem for the client probe
+	Timeout                   time.Duration // bound on the whole command, its rollback included (withBudget)
+	DryRun                    bool
 	// RenewBefore, with Generate: reissue the server certificate this long
 	// before it expires; 0 reissues at two thirds of its lifetime (RenewAt).
 	RenewBefore time.Duration
@@ -77,6 +74,9 @@ type Config struct {
 	// the plan uses it instead of reading Certs again, so that what was
 	// checked is what is installed. It still checks the requirements.
 	SourceSet *certstore.Set `json:"-"`
+	// ClientOwner owns the --client-out bundle (--client-owner; nil: the
+	// account tlsdock runs as).
+	ClientOwner *ClientOwner `json:"-"`
 	// daemon marks the rotation daemon's provisions (daemonApplier): a
 	// host that `tlsdock revert` put back refuses them.
 	daemon bool
