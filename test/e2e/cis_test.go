@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,6 +90,29 @@ func checkCIS(t *testing.T, ctx context.Context, h *testhost.Host, when string) 
 	return paths
 }
 
+// checkStatusFiles asserts that `tlsdock status --json` lists the paths
+// dockerd is configured with, each ok or not as want says.
+func checkStatusFiles(t *testing.T, ctx context.Context, h *testhost.Host, when string, paths []string, want bool) {
+	t.Helper()
+	var st struct {
+		Files []struct {
+			Path, Mode, Owner string
+			OK                bool
+		} `json:"files"`
+	}
+	if err := json.Unmarshal([]byte(mustTlsdock(t, ctx, h, "status", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Files) != len(paths) {
+		t.Fatalf("%s: status files %+v, want %q", when, st.Files, paths)
+	}
+	for i, f := range st.Files {
+		if f.Path != paths[i] || f.OK != want {
+			t.Errorf("%s: status file %+v, want %s ok=%v", when, f, paths[i], want)
+		}
+	}
+}
+
 // cisIssuer makes server sets and a client bundle from one CA.
 type cisIssuer struct {
 	ca *certstore.CA
@@ -170,6 +194,7 @@ func TestCISPaths(t *testing.T) {
 			// The links an older tlsdock configured stay, for clients that
 			// name them; stat reads them as symlinks (777), which is why
 			// dockerd is no longer configured with them.
+			checkStatusFiles(t, ctx, h, "after provision", []string{ca, cert, key}, true)
 			lca, lcert, lkey := ssl.LinkPaths()
 			t.Logf("stable links: %s", run(t, ctx, h, "stat", "-c", "%n %F %a", lca, lcert, lkey))
 			if out := run(t, ctx, h, "stat", "-L", "-c", "%a", lkey); strings.TrimSpace(out) != "400" {
@@ -216,10 +241,12 @@ func TestCISPaths(t *testing.T) {
 			if !strings.Contains(out, lkey+" root:root 777") {
 				t.Errorf("the older layout does not read as symlinks:\n%s", out)
 			}
+			checkStatusFiles(t, ctx, h, "as an older tlsdock left it", []string{lca, lcert, lkey}, false)
 			provision("next provision")
 			if again := checkCIS(t, ctx, h, "after the next provision"); again["tlscacert"] != ca || again["tlscert"] != cert || again["tlskey"] != key {
 				t.Errorf("after the next provision dockerd reads %v", again)
 			}
+			checkStatusFiles(t, ctx, h, "after the next provision", []string{ca, cert, key}, true)
 			t.Logf("%s: provisioned, checked, rotated, converged from the links and checked in %v", mode, time.Since(start).Round(time.Second))
 		})
 	}
