@@ -53,8 +53,11 @@ func TestHostRecipe(t *testing.T) {
 			got, run(t, ctx, h, "systemctl", "--failed", "--no-legend"))
 	}
 	info := strings.Fields(run(t, ctx, h, "docker", "info", "--format", "{{.ServerVersion}} {{.Driver}} {{.CgroupVersion}} {{.CgroupDriver}}"))
-	if len(info) != 4 || !strings.HasPrefix(info[0], "20.10.") || info[1] != "vfs" || info[2] != "1" || info[3] != "cgroupfs" {
-		t.Errorf("docker info = %q, want dockerd 20.10.x, vfs, cgroup v1, cgroupfs", info)
+	if len(info) != 4 || !strings.HasPrefix(info[0], h.Suite.Docker) || info[1] != "vfs" || info[2] != "1" || info[3] != "cgroupfs" {
+		t.Errorf("docker info = %q, want dockerd %sx, vfs, cgroup v1, cgroupfs", info, h.Suite.Docker)
+	}
+	if v := strings.Fields(run(t, ctx, h, "systemctl", "--version")); len(v) < 2 || v[1] != h.Suite.Systemd {
+		t.Errorf("systemctl --version = %q, want systemd %s", v, h.Suite.Systemd)
 	}
 	if j := h.Journal(ctx, "docker.service", 50); !strings.Contains(j, "API listen on /run/docker.sock") {
 		t.Errorf("docker.service journal lacks %q:\n%s", "API listen on /run/docker.sock", j)
