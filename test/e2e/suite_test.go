@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,6 +30,8 @@ var coreTests = []struct {
 	{"Proxy", TestProxy},
 	{"RunServesANewSet", TestRunServesANewSet},
 	{"PackageLifecycle", TestPackageLifecycle},
+	// daemon-json, then dropin mode, then revert: make e2e-sid's smoke.
+	{"SmokeNoContainers", smokeNoContainers},
 }
 
 // TestCoreTrixie runs the core tests on Debian 13 (docker.io 26.1,
@@ -46,4 +50,92 @@ func runCore(t *testing.T, s testhost.Suite) {
 		})
 	}
 	t.Logf("the core tests on %s took %v", s.Name, time.Since(start).Round(time.Second))
+}
+
+// TestSidSmoke is `make e2e-sid`: on Debian sid (docker.io and systemd as
+// they move; the rootfs built on demand), provision in daemon-json and then
+// dropin mode, the docker CLI over mutual TLS, and revert. sid's hosts run
+// with the unified cgroup hierarchy, where runc starts no container, so
+// nothing here runs one. It runs only with TLSDOCK_E2E_SID=1.
+func TestSidSmoke(t *testing.T) {
+	if os.Getenv("TLSDOCK_E2E_SID") != "1" {
+		t.Skip("Debian sid smoke: run make e2e-sid (TLSDOCK_E2E_SID=1)")
+	}
+	testhost.UseSuite(t, testhost.Sid)
+	smokeNoContainers(t)
+}
+
+// smokeNoContainers provisions a fresh host in daemon-json mode, moves it
+// to dropin mode and reverts it, with the docker CLI from outside over
+// mutual TLS after each provision, and no container anywhere.
+func smokeNoContainers(t *testing.T) {
+	h := startWithTlsdock(t)
+	ctx := ctxFor(t, 5*time.Minute)
+	t.Logf("%s: %s, %s", h.Suite.Name,
+		strings.TrimSpace(run(t, ctx, h, "dockerd", "--version")),
+		strings.SplitN(run(t, ctx, h, "systemctl", "--version"), "\n", 2)[0])
+	daemonJSON, _ := h.ReadFile("/etc/docker/daemon.json")
+
+	var bundle string
+	viaTLS := func(t *testing.T) {
+		t.Helper()
+		out, err := remoteDocker(ctx, t, h, bundle, "", "version", "--format", "{{.Server.Version}}")
+		if err != nil || strings.TrimSpace(out) == "" || !strings.HasPrefix(out, h.Suite.Docker) {
+			t.Fatalf("docker version over mutual TLS: %q %v", out, err)
+		}
+		if _, err := remoteDocker(ctx, t, h, bundle, "", "info"); err != nil {
+			t.Fatalf("docker info over mutual TLS: %v", err)
+		}
+		if out, err := remoteDocker(ctx, t, h, "", "", "version", "--format", "{{.Server.Version}}"); err == nil {
+			t.Fatalf("docker without a client certificate got in: %q", out)
+		}
+		if out, _ := curlOutside(ctx, h, "http://127.0.0.1:2376/_ping"); out == "OK" {
+			t.Fatal("plain HTTP got OK")
+		}
+		run(t, ctx, h, "docker", "info") // the local socket
+	}
+	checksOK := func(t *testing.T, res provisionResult) {
+		t.Helper()
+		if !res.Changed || !res.Restarted || len(res.Checks) == 0 {
+			t.Fatalf("provision: %+v", res)
+		}
+		for _, c := range res.Checks {
+			if !c.OK {
+				t.Errorf("check failed: %+v", c)
+			}
+		}
+	}
+
+	if !t.Run("daemon-json", func(t *testing.T) {
+		checksOK(t, parseResult(t, mustTlsdock(t, ctx, h, "provision", "--generate", "--client-out", "/root/client", "--json")))
+		bundle = fetchBundle(t, h, "/root/client")
+		viaTLS(t)
+	}) {
+		return
+	}
+	if !t.Run("dropin", func(t *testing.T) {
+		checksOK(t, parseResult(t, mustTlsdock(t, ctx, h, "provision", "--generate", "--mode", "dropin", "--client-out", "/root/client", "--json")))
+		if got := string(mustRead(t, h, "/etc/systemd/system/docker.service.d/zz-tlsdock.conf")); !strings.Contains(got, "-H tcp://0.0.0.0:2376 --tlsverify") {
+			t.Errorf("drop-in:\n%s", got)
+		}
+		viaTLS(t)
+	}) {
+		return
+	}
+	t.Run("revert", func(t *testing.T) {
+		mustTlsdock(t, ctx, h, "revert")
+		got, _ := h.ReadFile("/etc/docker/daemon.json")
+		if string(got) != string(daemonJSON) {
+			t.Errorf("daemon.json after revert:\n%s\nbefore provision:\n%s", got, daemonJSON)
+		}
+		for _, p := range []string{"/etc/systemd/system/docker.service.d/zz-tlsdock.conf", "/etc/docker/ssl"} {
+			if _, _, err := h.Exec(ctx, nil, "test", "!", "-e", p); err != nil {
+				t.Errorf("%s still exists after revert", p)
+			}
+		}
+		if out, _ := curlOutside(ctx, h, "-k", "https://127.0.0.1:2376/_ping"); out == "OK" {
+			t.Error("TLS listener still answers after revert")
+		}
+		run(t, ctx, h, "docker", "info")
+	})
 }
