@@ -106,9 +106,10 @@ func smokeNoContainers(t *testing.T) {
 		}
 	}
 
+	outer := t
 	if !t.Run("daemon-json", func(t *testing.T) {
 		checksOK(t, parseResult(t, mustTlsdock(t, ctx, h, "provision", "--generate", "--client-out", "/root/client", "--json")))
-		bundle = fetchBundle(t, h, "/root/client")
+		bundle = fetchBundle(outer, h, "/root/client") // in outer's TempDir: it outlives this subtest
 		viaTLS(t)
 	}) {
 		return
