@@ -28,6 +28,9 @@ var coreTests = []struct {
 	// dropin mode with the openssl recipe's certificates.
 	{"ProvisionOpenSSLDropIn", TestProvisionOpenSSLDropIn},
 	{"Proxy", TestProxy},
+	// proxy mode's guard, the Docker 28 CLI through it: dockerd 26.1
+	// takes newer request shapes (API 1.45) than 20.10 (1.41).
+	{"GuardedDockerCLI", TestGuardedDockerCLI},
 	{"RunServesANewSet", TestRunServesANewSet},
 	{"PackageLifecycle", TestPackageLifecycle},
 	// daemon-json, then dropin mode, then revert: make e2e-sid's smoke.

@@ -196,7 +196,10 @@ func TestHostRecipe(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "exit code 3") || !strings.Contains(err.Error(), "oops") || string(stderr) != "oops\n" {
 			t.Errorf("Exec of a failing command: err = %v, stderr = %q; want exit code 3 and oops", err, stderr)
 		}
-		unit := "[Service]\nExecStart=/bin/sh -c 'echo e2e-broken-unit >&2; exit 7'\n"
+		// Type=oneshot: activating until the command exits, then failed. A
+		// simple service is active from the fork on, and WaitActive could
+		// see that before the shell exits (it did on trixie).
+		unit := "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo e2e-broken-unit >&2; exit 7'\n"
 		if err := h.WriteFile("/etc/systemd/system/e2e-broken.service", []byte(unit), 0o644); err != nil {
 			t.Fatal(err)
 		}

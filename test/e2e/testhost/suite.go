@@ -18,6 +18,9 @@ type Suite struct {
 	// Docker starts the version that its dockerd reports ("20.10."), or is
 	// empty where it moves (sid).
 	Docker string
+	// API is the highest Docker API version its dockerd speaks ("1.41"),
+	// or empty where it moves (sid).
+	API string
 	// Systemd is its systemd's major version ("252"), or empty where it
 	// moves (sid).
 	Systemd string
@@ -35,8 +38,8 @@ type Suite struct {
 // The suites that setup-host.sh builds: Bookworm by `make e2e-setup` (the
 // default rootfs), Trixie by `make e2e-setup` too, Sid by `make e2e-sid`.
 var (
-	Bookworm = Suite{Name: "bookworm", RootFS: DefaultRootFS, Docker: "20.10.", Systemd: "252"}
-	Trixie   = Suite{Name: "trixie", RootFS: DefaultRootFS + "-trixie", Docker: "26.1.", Systemd: "257", HostPrefix: "tx-"}
+	Bookworm = Suite{Name: "bookworm", RootFS: DefaultRootFS, Docker: "20.10.", API: "1.41", Systemd: "252"}
+	Trixie   = Suite{Name: "trixie", RootFS: DefaultRootFS + "-trixie", Docker: "26.1.", API: "1.45", Systemd: "257", HostPrefix: "tx-"}
 	Sid      = Suite{Name: "sid", RootFS: DefaultRootFS + "-sid", HostPrefix: "sid-", UnifiedHierarchy: true}
 )
 
