@@ -45,6 +45,9 @@ func TestCoreTrixie(t *testing.T) {
 
 func runCore(t *testing.T, s testhost.Suite) {
 	testhost.SkipUnlessEnabled(t)
+	if err := s.Ready(); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	for _, c := range coreTests {
 		t.Run(c.name, func(t *testing.T) {
@@ -63,6 +66,10 @@ func runCore(t *testing.T, s testhost.Suite) {
 func TestSidSmoke(t *testing.T) {
 	if os.Getenv("TLSDOCK_E2E_SID") != "1" {
 		t.Skip("Debian sid smoke: run make e2e-sid (TLSDOCK_E2E_SID=1)")
+	}
+	testhost.SkipUnlessEnabled(t)
+	if err := testhost.Sid.Ready(); err != nil {
+		t.Fatal(err)
 	}
 	testhost.UseSuite(t, testhost.Sid)
 	smokeNoContainers(t)

@@ -1,6 +1,7 @@
 package testhost
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,4 +114,13 @@ func suiteFor(name string) (Suite, bool) {
 		}
 		name = name[:i]
 	}
+}
+
+// Ready says whether s's rootfs has been built, and if not, how to build it.
+func (s Suite) Ready() error {
+	if _, err := os.Stat(filepath.Join(s.RootFS, rootFSMarker)); err != nil {
+		return fmt.Errorf("the %s rootfs %s is not ready (no %s): run test/e2e/setup-host.sh %s as root (make e2e-setup builds bookworm and trixie)",
+			s.Name, s.RootFS, rootFSMarker, s.Name)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package testhost
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -66,5 +67,24 @@ func TestUseSuite(t *testing.T) {
 	})
 	if s, ok := suiteFor(t.Name() + "/trixie"); ok {
 		t.Errorf("after the subtest: suite %+v", s)
+	}
+}
+
+func TestSuiteReady(t *testing.T) {
+	s := Suite{Name: "trixie", RootFS: t.TempDir()}
+	err := s.Ready()
+	if err == nil {
+		t.Fatal("Ready on an empty rootfs: no error")
+	}
+	for _, want := range []string{s.RootFS, "setup-host.sh trixie"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Ready: %v; want it to name %q", err, want)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(s.RootFS, rootFSMarker), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(); err != nil {
+		t.Errorf("Ready with the marker: %v", err)
 	}
 }
