@@ -9,22 +9,28 @@ import (
 	"github.com/tlsdock/tlsdock/test/e2e/testhost"
 )
 
+// suiteTest is a test body that runs on another suite.
+type suiteTest struct {
+	name string
+	run  func(*testing.T)
+}
+
 // coreTests are the end-to-end tests that run on every Debian suite of
 // `make test`, not only on the default one (bookworm): the test host
 // itself, provision in each mode with revert and rollback, rotation by
 // tlsdock run, proxy mode and the .deb's life cycle. Each is the test of
 // the same name, run again with its hosts booted from another suite's
 // rootfs (testhost.UseSuite).
-var coreTests = []struct {
-	name string
-	run  func(*testing.T)
-}{
+var coreTests = []suiteTest{
 	{"HostRecipe", TestHostRecipe},
 	// daemon-json mode through docker.socket, a container kept, revert.
 	{"ProvisionGenerate", TestProvisionGenerate},
 	// daemon-json mode over a daemon.json with hosts that dockerd refuses.
 	{"ProvisionHostsInDaemonJSON", TestProvisionHostsInDaemonJSON},
 	{"ProvisionPortInUseRollsBack", TestProvisionPortInUseRollsBack},
+	// docker.socket holds the TLS listener: two rotations under load, to
+	// dropin mode and back, revert.
+	{"SocketProvision", TestSocketProvision},
 	// dropin mode with the openssl recipe's certificates.
 	{"ProvisionOpenSSLDropIn", TestProvisionOpenSSLDropIn},
 	{"Proxy", TestProxy},
@@ -37,42 +43,48 @@ var coreTests = []struct {
 	{"SmokeNoContainers", smokeNoContainers},
 }
 
+// sidTests are what make e2e-sid runs on Debian sid: the smoke, and core
+// tests that start no container (runc cannot start one there).
+var sidTests = []suiteTest{
+	{"SmokeNoContainers", smokeNoContainers},
+	{"ProvisionHostsInDaemonJSON", TestProvisionHostsInDaemonJSON},
+	{"ProvisionOpenSSLDropIn", TestProvisionOpenSSLDropIn},
+	{"RunServesANewSet", TestRunServesANewSet},
+	{"PackageLifecycle", TestPackageLifecycle},
+}
+
 // TestCoreTrixie runs the core tests on Debian 13 (docker.io 26.1,
 // systemd 257).
 func TestCoreTrixie(t *testing.T) {
-	runCore(t, testhost.Trixie)
+	runOn(t, testhost.Trixie, coreTests)
 }
 
-func runCore(t *testing.T, s testhost.Suite) {
+// runOn runs each of tests as a subtest whose hosts boot from s.
+func runOn(t *testing.T, s testhost.Suite, tests []suiteTest) {
 	testhost.SkipUnlessEnabled(t)
 	if err := s.Ready(); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	for _, c := range coreTests {
+	for _, c := range tests {
 		t.Run(c.name, func(t *testing.T) {
 			testhost.UseSuite(t, s)
 			c.run(t)
 		})
 	}
-	t.Logf("the core tests on %s took %v", s.Name, time.Since(start).Round(time.Second))
+	t.Logf("the tests on %s took %v", s.Name, time.Since(start).Round(time.Second))
 }
 
 // TestSidSmoke is `make e2e-sid`: on Debian sid (docker.io and systemd as
-// they move; the rootfs built on demand), provision in daemon-json and then
-// dropin mode, the docker CLI over mutual TLS, and revert. sid's hosts run
-// with the unified cgroup hierarchy, where runc starts no container, so
-// nothing here runs one. It runs only with TLSDOCK_E2E_SID=1.
+// they move; the rootfs built on demand), the no-container smoke
+// (daemon-json and then dropin mode, the docker CLI over mutual TLS,
+// revert) and the core tests that start no container (sidTests). It runs
+// only with TLSDOCK_E2E_SID=1.
 func TestSidSmoke(t *testing.T) {
 	if os.Getenv("TLSDOCK_E2E_SID") != "1" {
 		t.Skip("Debian sid smoke: run make e2e-sid (TLSDOCK_E2E_SID=1)")
 	}
-	testhost.SkipUnlessEnabled(t)
-	if err := testhost.Sid.Ready(); err != nil {
-		t.Fatal(err)
-	}
-	testhost.UseSuite(t, testhost.Sid)
-	smokeNoContainers(t)
+	runOn(t, testhost.Sid, sidTests)
 }
 
 // smokeNoContainers provisions a fresh host in daemon-json mode, moves it
