@@ -57,8 +57,8 @@ e2e: e2e-setup
 	TLSDOCK_E2E=1 $(GO) test -count=1 -p 1 -timeout 60m ./test/e2e/...
 
 # A smoke test on Debian sid (root; not part of test): builds the sid rootfs
-# on first use, then provisions a host in daemon-json and dropin mode, talks
-# to it with the docker CLI over mutual TLS and reverts it, then runs the core
+# on first use, then provisions a host in daemon-json, dropin and proxy mode,
+# talks to it with the docker CLI over mutual TLS and reverts it, then runs the core
 # tests that start no container: sid's hosts boot with nspawn's unified
 # cgroup hierarchy, where runc starts none.
 .PHONY: e2e-sid

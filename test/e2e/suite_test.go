@@ -88,8 +88,9 @@ func TestSidSmoke(t *testing.T) {
 }
 
 // smokeNoContainers provisions a fresh host in daemon-json mode, moves it
-// to dropin mode and reverts it, with the docker CLI from outside over
-// mutual TLS after each provision, and no container anywhere.
+// to dropin mode and reverts it, then provisions it in proxy mode and
+// reverts it again, with the docker CLI from outside over mutual TLS after
+// each provision, and no container anywhere.
 func smokeNoContainers(t *testing.T) {
 	h := startWithTlsdock(t)
 	ctx := ctxFor(t, 5*time.Minute)
@@ -116,9 +117,17 @@ func smokeNoContainers(t *testing.T) {
 		}
 		run(t, ctx, h, "docker", "info") // the local socket
 	}
-	checksOK := func(t *testing.T, res provisionResult) {
+	// closed: nothing answers on 2376 any more, not even a client with
+	// the bundle (one without a certificate is refused while it serves).
+	closed := func(t *testing.T) {
 		t.Helper()
-		if !res.Changed || !res.Restarted || len(res.Checks) == 0 {
+		if out, err := curlOutside(ctx, h, "--cacert", bundle+"/ca.pem", "--cert", bundle+"/cert.pem", "--key", bundle+"/key.pem", "https://127.0.0.1:2376/_ping"); err == nil || out == "OK" {
+			t.Errorf("2376 still answers after revert: %q", out)
+		}
+	}
+	checksOK := func(t *testing.T, res provisionResult, restart bool) {
+		t.Helper()
+		if !res.Changed || res.Restarted != restart || len(res.Checks) == 0 {
 			t.Fatalf("provision: %+v", res)
 		}
 		for _, c := range res.Checks {
@@ -130,14 +139,14 @@ func smokeNoContainers(t *testing.T) {
 
 	outer := t
 	if !t.Run("daemon-json", func(t *testing.T) {
-		checksOK(t, parseResult(t, mustTlsdock(t, ctx, h, "provision", "--generate", "--client-out", "/root/client", "--json")))
+		checksOK(t, parseResult(t, mustTlsdock(t, ctx, h, "provision", "--generate", "--client-out", "/root/client", "--json")), true)
 		bundle = fetchBundle(outer, h, "/root/client") // in outer's TempDir: it outlives this subtest
 		viaTLS(t)
 	}) {
 		return
 	}
 	if !t.Run("dropin", func(t *testing.T) {
-		checksOK(t, parseResult(t, mustTlsdock(t, ctx, h, "provision", "--generate", "--mode", "dropin", "--client-out", "/root/client", "--json")))
+		checksOK(t, parseResult(t, mustTlsdock(t, ctx, h, "provision", "--generate", "--mode", "dropin", "--client-out", "/root/client", "--json")), true)
 		if got := string(mustRead(t, h, "/etc/systemd/system/docker.service.d/zz-tlsdock.conf")); !strings.Contains(got, "-H tcp://0.0.0.0:2376 --tlsverify") {
 			t.Errorf("drop-in:\n%s", got)
 		}
@@ -145,7 +154,7 @@ func smokeNoContainers(t *testing.T) {
 	}) {
 		return
 	}
-	t.Run("revert", func(t *testing.T) {
+	if !t.Run("revert", func(t *testing.T) {
 		mustTlsdock(t, ctx, h, "revert")
 		got, _ := h.ReadFile("/etc/docker/daemon.json")
 		if string(got) != string(daemonJSON) {
@@ -156,8 +165,24 @@ func smokeNoContainers(t *testing.T) {
 				t.Errorf("%s still exists after revert", p)
 			}
 		}
-		if out, _ := curlOutside(ctx, h, "-k", "https://127.0.0.1:2376/_ping"); out == "OK" {
-			t.Error("TLS listener still answers after revert")
+		closed(t)
+		run(t, ctx, h, "docker", "info")
+	}) {
+		return
+	}
+	// Proxy mode from the host as it was: dockerd has no TCP listener to
+	// give up, so it is not restarted.
+	t.Run("proxy", func(t *testing.T) {
+		checksOK(t, parseResult(t, mustTlsdock(t, ctx, h, "provision", "--mode", "proxy", "--generate", "--client-out", "/root/client", "--json")), false)
+		if got := strings.TrimSpace(run(t, ctx, h, "systemctl", "is-active", "tlsdock.service")); got != "active" {
+			t.Fatalf("tlsdock.service is %s", got)
+		}
+		bundle = fetchBundle(outer, h, "/root/client")
+		viaTLS(t)
+		mustTlsdock(t, ctx, h, "revert")
+		closed(t)
+		if got, _ := h.ReadFile("/etc/docker/daemon.json"); string(got) != string(daemonJSON) {
+			t.Errorf("daemon.json after revert:\n%s\nbefore provision:\n%s", got, daemonJSON)
 		}
 		run(t, ctx, h, "docker", "info")
 	})
