@@ -58,9 +58,9 @@ e2e: e2e-setup
 
 # A smoke test on Debian sid (root; not part of test): builds the sid rootfs
 # on first use, then provisions a host in daemon-json, dropin and proxy mode,
-# talks to it with the docker CLI over mutual TLS and reverts it, then runs the core
-# tests that start no container: sid's hosts boot with nspawn's unified
-# cgroup hierarchy, where runc starts none.
+# talks to it with the docker CLI over mutual TLS and reverts it, then runs
+# the core tests that start no container: sid's hosts boot with nspawn's
+# unified cgroup hierarchy, where runc starts none.
 .PHONY: e2e-sid
 e2e-sid:
 	bash test/e2e/setup-host.sh sid
