@@ -18,6 +18,7 @@ if [ "${#need[@]}" -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+sh "$(dirname "$0")/install-pki-tools.sh" # step and step-ca for the real-PKI tests; before the rootfs check, which exits early
 if [ -f "$ROOTFS/.tlsdock-complete" ]; then
 	exit 0
 fi
