@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"os"
@@ -25,8 +26,9 @@ const (
 	// Inside the test host.
 	stepPath   = "/etc/step-ca" // STEPPATH: the CA's config, keys and database
 	stepPW     = stepPath + "/password"
-	stepSource = "/etc/tlsdock/step"  // the source directory, step's file names
-	stepProbe  = "/etc/tlsdock/probe" // a client of the CA for --probe-client
+	stepSource = "/etc/tlsdock/step"        // the source directory, step's file names
+	stepProbe  = "/etc/tlsdock/probe"       // a client of the CA for --probe-client
+	stepCRL    = "/etc/tlsdock/step-ca.crl" // step-ca's CRL, fetched from /crl
 )
 
 // stepNames are the file-name flags of a source with step's names.
@@ -81,6 +83,23 @@ func startStepCA(t *testing.T, ctx context.Context, h *testhost.Host) *stepCA {
 	ca.step(t, ctx, "ca", "init", "--name", "pd e2e", "--dns", "localhost", "--address", "127.0.0.1:9000",
 		"--provisioner", "admin", "--password-file", stepPW, "--provisioner-password-file", stepPW,
 		"--deployment-type", "standalone")
+	// step-ca publishes a CRL (signed by its intermediate) at /crl.
+	cfgPath := stepPath + "/config/ca.json"
+	raw, err := h.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatalf("%s: %v", cfgPath, err)
+	}
+	cfg["crl"] = map[string]any{"enabled": true, "generateOnRevoke": true, "cacheDuration": "24h"}
+	if raw, err = json.MarshalIndent(cfg, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.WriteFile(cfgPath, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	run(t, ctx, h, "systemd-run", "--unit=pd-step-ca", "--setenv=STEPPATH="+stepPath,
 		"/usr/local/bin/step-ca", "--password-file", stepPW, stepPath+"/config/ca.json")
 	deadline := time.Now().Add(time.Minute) // a bound only
@@ -140,22 +159,33 @@ func leafSerial(h *testhost.Host, path string) *big.Int {
 func stepClient(t *testing.T, ctx context.Context, ca *stepCA) (*x509.CertPool, tls.Certificate) {
 	t.Helper()
 	ca.issue(t, ctx, "e2e-cli", "/root/cli.crt", "/root/cli.key", "1h")
-	read := func(p string) []byte {
-		b, err := ca.h.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	cert, err := tls.X509KeyPair(read("/root/cli.crt"), read("/root/cli.key"))
+	root, err := ca.h.ReadFile(stepSource + "/root_ca.crt")
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(read(stepSource + "/root_ca.crt")) {
+	if !pool.AppendCertsFromPEM(root) {
 		t.Fatal("root_ca.crt holds no certificate")
 	}
-	return pool, cert
+	return pool, readClient(t, ca.h, "/root/cli.crt", "/root/cli.key")
+}
+
+// readClient loads a client certificate (its chain) and key from h.
+func readClient(t *testing.T, h *testhost.Host, certPath, keyPath string) tls.Certificate {
+	t.Helper()
+	certPEM, err := h.ReadFile(certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := h.ReadFile(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
 }
 
 // waitRenewal waits until step's daemon rewrites server.crt with a serial
@@ -172,7 +202,7 @@ func waitRenewal(t *testing.T, ctx context.Context, h *testhost.Host, pool *x509
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("step ca renew --daemon did not renew %s/server.crt (serial %x):\n%s", stepSource, old, h.Journal(ctx, "pd-step-renew", 20))
+			t.Fatalf("step ca renew --daemon did not renew %s/server.crt (serial %x):\n%s", stepSource, old, h.Journal(ctx, stepRenewer, 20))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -191,14 +221,28 @@ func waitRenewal(t *testing.T, ctx context.Context, h *testhost.Host, pool *x509
 	}
 }
 
+// stepRenewer is the transient unit of `step ca renew --daemon`.
+const stepRenewer = "pd-step-renew"
+
+// startRenewer runs step's renewal daemon on the source, renewing every
+// 30 s (the default, two thirds of the lifetime with jitter, would make
+// the test wait minutes), in place, with the key it has.
+func startRenewer(t *testing.T, ctx context.Context, h *testhost.Host) {
+	t.Helper()
+	run(t, ctx, h, "systemd-run", "--unit="+stepRenewer, "--setenv=STEPPATH="+stepPath,
+		"/usr/local/bin/step", "ca", "renew", "--daemon", "--renew-period", "30s",
+		stepSource+"/server.crt", stepSource+"/server.key")
+}
+
 // TestStepCARenewDaemon: a real step-ca issues 5-minute certificates into
 // a source directory under step's file names, and `step ca renew --daemon`
 // renews them in place every 30 s. A native provision (daemon-json) from
 // that source is what the packaged tlsdock.service watches: each renewal
 // is served, docker restarted by the rotation; `status` names the source
 // and stands in no attention for certificates that short. Then the same
-// host moves to proxy mode, and the renewals are hot-swapped with dockerd
-// not restarted.
+// host moves to proxy mode with step-ca's CRL (signed by its intermediate,
+// while root_ca.crt holds the root only): a client step-ca revoked is
+// refused, and the renewals are hot-swapped with dockerd not restarted.
 func TestStepCARenewDaemon(t *testing.T) {
 	h := bootPD(t, "stepca")
 	ctx := ctxFor(t, 12*time.Minute)
@@ -243,12 +287,7 @@ func TestStepCARenewDaemon(t *testing.T) {
 	if err := h.WaitActive(ctx, "tlsdock.service"); err != nil {
 		t.Fatal(err)
 	}
-	// step's daemon renews at a fixed period (the default, two thirds of
-	// the lifetime with jitter, would make the test wait minutes), in
-	// place, with the key it has.
-	run(t, ctx, h, "systemd-run", "--unit=pd-step-renew", "--setenv=STEPPATH="+stepPath,
-		"/usr/local/bin/step", "ca", "renew", "--daemon", "--renew-period", "30s",
-		stepSource+"/server.crt", stepSource+"/server.key")
+	startRenewer(t, ctx, h)
 
 	t.Run("native", func(t *testing.T) {
 		for i := 1; i <= 2; i++ {
@@ -272,8 +311,20 @@ func TestStepCARenewDaemon(t *testing.T) {
 	})
 
 	t.Run("proxy", func(t *testing.T) {
-		out := mustTlsdock(t, ctx, h, append([]string{"provision", "--mode", "proxy", "--certs", stepSource, "--probe-client", stepProbe}, stepNames...)...)
+		// A client step-ca revoked, and the CRL step-ca signs with its
+		// intermediate (root_ca.crt holds the root only): the proxy takes
+		// it and refuses that client.
+		ca.issue(t, ctx, "mallory", "/root/mallory.crt", "/root/mallory.key", "1h")
+		ca.step(t, ctx, "ca", "revoke", "--cert", "/root/mallory.crt", "--key", "/root/mallory.key")
+		run(t, ctx, h, "curl", "-sSf", "--cacert", stepSource+"/root_ca.crt", "-o", stepCRL, "https://localhost:9000/crl")
+		mallory := readClient(t, h, "/root/mallory.crt", "/root/mallory.key")
+		// The provision by hand must not read the source while step
+		// rewrites it in place (that is exit 2, run it again): the
+		// renewer pauses.
+		run(t, ctx, h, "systemctl", "stop", stepRenewer)
+		out := mustTlsdock(t, ctx, h, append([]string{"provision", "--mode", "proxy", "--certs", stepSource, "--probe-client", stepProbe, "--crl", stepCRL}, stepNames...)...)
 		t.Logf("provision --mode proxy:\n%s", out)
+		startRenewer(t, ctx, h)
 		if err := h.WaitActive(ctx, "tlsdock.service"); err != nil {
 			t.Fatal(err)
 		}
@@ -281,6 +332,14 @@ func TestStepCARenewDaemon(t *testing.T) {
 			t.Fatalf("mutual TLS through the proxy: %v", err)
 		} else {
 			serial = s
+		}
+		if _, err := pkgPing(h, pool, &mallory); err == nil {
+			t.Errorf("the proxy let in mallory, whom step-ca revoked")
+		} else {
+			t.Logf("mallory (revoked by step-ca) is refused: %v", err)
+		}
+		if j := run(t, ctx, h, "journalctl", "-u", "tlsdock.service", "--no-pager", "-o", "cat"); !strings.Contains(j, "refused a revoked client certificate") || !strings.Contains(j, "user=mallory") {
+			t.Errorf("tlsdock.service did not log mallory refused as revoked:\n%s", j)
 		}
 		pid := dockerPID(t, ctx, h)
 		for i := 1; i <= 2; i++ {
@@ -295,6 +354,9 @@ func TestStepCARenewDaemon(t *testing.T) {
 		t.Logf("status:\n%s", status)
 		if strings.Contains(status, "attention:") {
 			t.Errorf("status stands in attention for a 5-minute certificate renewed on time")
+		}
+		if want := "crl:       " + stepCRL + " number 1 by CN=pd e2e Intermediate CA"; !strings.Contains(status, want) {
+			t.Errorf("status does not show step-ca's CRL, signed by its intermediate, in force (%q)", want)
 		}
 	})
 }
