@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -202,7 +203,7 @@ func waitRenewal(t *testing.T, ctx context.Context, h *testhost.Host, pool *x509
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("step ca renew --daemon did not renew %s/server.crt (serial %x):\n%s", stepSource, old, h.Journal(ctx, stepRenewer, 20))
+			t.Fatalf("step did not renew %s/server.crt (serial %x):\n%s", stepSource, old, h.Journal(ctx, stepRenewer, 20))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -308,6 +309,30 @@ func TestStepCARenewDaemon(t *testing.T) {
 			t.Errorf("status stands in attention for a 5-minute certificate renewed on time")
 		}
 		pkgAssertCleanJournal(t, ctx, h)
+	})
+
+	// step ca rekey writes the certificate, then the new key, each in
+	// place: until the key is written the set does not match, and tlsdock
+	// waits for it instead of installing a set dockerd cannot load. (In
+	// step v0.30.2 `step ca rekey --daemon` runs the renewal loop and keeps
+	// the key, so this is the one-shot command, as a timer would run it.)
+	t.Run("native rekey", func(t *testing.T) {
+		run(t, ctx, h, "systemctl", "stop", stepRenewer)
+		oldKey, err := h.ReadFile(stepSource + "/server.key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ca.step(t, ctx, "ca", "rekey", "--force", stepSource+"/server.crt", stepSource+"/server.key")
+		var took time.Duration
+		serial, took = waitRenewal(t, ctx, h, pool, &client, serial)
+		t.Logf("rekeyed certificate (serial %x) served %v after step wrote it (rotations are at least --min-restart-interval, 20 s, apart)", serial, took.Round(100*time.Millisecond))
+		if newKey, err := h.ReadFile(stepSource + "/server.key"); err != nil || bytes.Equal(newKey, oldKey) {
+			t.Errorf("step ca rekey did not write a new key (%v)", err)
+		}
+		if j := run(t, ctx, h, "journalctl", "-u", "tlsdock.service", "--no-pager", "-o", "cat"); strings.Contains(j, "rolling back") {
+			t.Errorf("a rotation rolled back while step rekeyed:\n%s", j)
+		}
+		startRenewer(t, ctx, h)
 	})
 
 	t.Run("proxy", func(t *testing.T) {
