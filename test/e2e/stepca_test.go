@@ -240,7 +240,8 @@ func startRenewer(t *testing.T, ctx context.Context, h *testhost.Host) {
 // renews them in place every 30 s. A native provision (daemon-json) from
 // that source is what the packaged tlsdock.service watches: each renewal
 // is served, docker restarted by the rotation; `status` names the source
-// and stands in no attention for certificates that short. Then the same
+// and stands in no attention for certificates that short. A one-shot
+// `step ca rekey` (certificate, then the new key) is served too. Then the same
 // host moves to proxy mode with step-ca's CRL (signed by its intermediate,
 // while root_ca.crt holds the root only): a client step-ca revoked is
 // refused, and the renewals are hot-swapped with dockerd not restarted.
