@@ -58,9 +58,9 @@ func TestProvisionGenerateFreshHost(t *testing.T) {
   "live-restore": true,
   "tls": true,
   "tlsverify": true,
-  "tlscacert": "/etc/docker/ssl/ca.pem",
-  "tlscert": "/etc/docker/ssl/server-cert.pem",
-  "tlskey": "/etc/docker/ssl/server-key.pem"
+  "tlscacert": "/etc/docker/ssl/..data/ca.pem",
+  "tlscert": "/etc/docker/ssl/..data/server-cert.pem",
+  "tlskey": "/etc/docker/ssl/..data/server-key.pem"
 }
 `
 	if got := readFile(t, h.root, DaemonJSONPath); got != wantJSON {
@@ -157,7 +157,7 @@ func TestProvisionDropInMode(t *testing.T) {
 	if got := readFile(t, h.root, DaemonJSONPath); got != wantJSON {
 		t.Fatalf("daemon.json:\n%s\nwant:\n%s", got, wantJSON)
 	}
-	want := "ExecStart=/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock $DOCKER_OPTS -H fd:// -H unix:///var/run/docker.sock -H tcp://127.0.0.1:2376 --tlsverify --tlscacert=/etc/docker/ssl/ca.pem --tlscert=/etc/docker/ssl/server-cert.pem --tlskey=/etc/docker/ssl/server-key.pem\n"
+	want := "ExecStart=/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock $DOCKER_OPTS -H fd:// -H unix:///var/run/docker.sock -H tcp://127.0.0.1:2376 --tlsverify --tlscacert=/etc/docker/ssl/..data/ca.pem --tlscert=/etc/docker/ssl/..data/server-cert.pem --tlskey=/etc/docker/ssl/..data/server-key.pem\n"
 	if got := readFile(t, h.root, DropInPath); !strings.HasSuffix(got, "ExecStart=\n"+want) {
 		t.Fatalf("drop-in:\n%s\nwant it to end with:\n%s", got, want)
 	}

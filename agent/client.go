@@ -21,13 +21,15 @@ type ClientBundle struct {
 	Serial   string    `json:"serial"`
 	NotAfter time.Time `json:"not_after"`
 	Written  bool      `json:"written"`
+	// Owner is the account the bundle belongs to (ClientOwner.Spec).
+	Owner string `json:"owner"`
 }
 
 func (a *Agent) writeClientBundle(cfg Config, plan *Plan, res *Result, now time.Time) error {
 	if cfg.ClientOut == "" || plan.CA == nil {
 		return nil
 	}
-	b, err := a.issueClient(plan.CA, DefaultClientName, nil, cfg.ClientOut, false, now)
+	b, err := a.issueClient(plan.CA, DefaultClientName, nil, cfg.ClientOut, cfg.ClientOwner, false, now)
 	if err != nil {
 		return fmt.Errorf("the host is provisioned, but the client bundle for --client-out %s was not issued: %w", cfg.ClientOut, err)
 	}
@@ -38,12 +40,19 @@ func (a *Agent) writeClientBundle(cfg Config, plan *Plan, res *Result, now time.
 	return nil
 }
 
-// IssueClient issues a client bundle from the local CA into dir: ca.pem,
-// cert.pem and key.pem, ready for DOCKER_CERT_PATH. It holds the host lock
-// (waiting up to RecordsLockWait for another tlsdock), so that concurrent
-// issues all reach issued.json, and it fails, writing no bundle, when the
-// record cannot be written.
+// IssueClient issues a client bundle from the local CA into dir for the
+// account tlsdock runs as; see IssueClientFor.
 func (a *Agent) IssueClient(name string, groups []string, dir string) (*ClientBundle, error) {
+	return a.IssueClientFor(name, groups, dir, nil)
+}
+
+// IssueClientFor issues a client bundle from the local CA into dir: ca.pem,
+// cert.pem and key.pem, ready for DOCKER_CERT_PATH, owned by owner (nil:
+// the account tlsdock runs as). It holds the host lock (waiting up to
+// RecordsLockWait for another tlsdock), so that concurrent issues all
+// reach issued.json, and it fails, writing no bundle, when the record
+// cannot be written.
+func (a *Agent) IssueClientFor(name string, groups []string, dir string, owner *ClientOwner) (*ClientBundle, error) {
 	if name == "" {
 		return nil, inputErr("NAME", "a client needs a name, for example: tlsdock certs client alice --out ./alice")
 	}
@@ -59,7 +68,7 @@ func (a *Agent) IssueClient(name string, groups []string, dir string) (*ClientBu
 	if err != nil {
 		return nil, inputErr(CADir, "no local CA (%v): run `tlsdock provision --generate` first", err)
 	}
-	return a.issueClient(ca, name, groups, dir, true, a.o.Now())
+	return a.issueClient(ca, name, groups, dir, owner, true, a.o.Now())
 }
 
 // RecordsLockWait is how long `certs client` and `certs revoke` wait for
@@ -78,11 +87,20 @@ func (a *Agent) lockRecords() (func(), error) {
 // issueClient issues and writes a bundle; the caller holds the host lock.
 // The certificate is recorded in issued.json before any of it is written,
 // so a crash never leaves a live certificate that `certs revoke NAME`
-// does not know.
-func (a *Agent) issueClient(ca *certstore.CA, name string, groups []string, dir string, force bool, now time.Time) (*ClientBundle, error) {
-	b := &ClientBundle{Dir: dir, Name: name}
+// does not know. Without force, a bundle in dir that is still good (same
+// CA and name, before its renewal time, owner and modes right) is kept.
+func (a *Agent) issueClient(ca *certstore.CA, name string, groups []string, dir string, owner *ClientOwner, force bool, now time.Time) (*ClientBundle, error) {
+	if owner == nil {
+		owner = currentOwner()
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("client bundle directory %s: %w", dir, err)
+	}
+	dir = abs
+	b := &ClientBundle{Dir: dir, Name: name, Owner: owner.Spec}
 	if !force {
-		if c := loadClientCert(dir); c != nil && c.CheckSignatureFrom(ca.Cert) == nil && now.Before(RenewAt(c)) && c.Subject.CommonName == name {
+		if c := loadClientCert(dir); c != nil && c.CheckSignatureFrom(ca.Cert) == nil && now.Before(RenewAt(c)) && c.Subject.CommonName == name && bundleOwnedBy(dir, owner) {
 			b.Serial, b.NotAfter = certstore.FormatSerial(c.SerialNumber), c.NotAfter
 			return b, nil
 		}
@@ -101,15 +119,14 @@ func (a *Agent) issueClient(ca *certstore.CA, name string, groups []string, dir 
 	if err := a.recordIssued(name, b.Serial, groups, c.NotAfter, now); err != nil {
 		return nil, fmt.Errorf("recording client certificate %q (serial %s) in %s: %w: no client bundle was written, because `tlsdock certs revoke %s` could not find it; fix %s and issue again", name, b.Serial, IssuedPath, err, name, IssuedPath)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating %s: %w (serial %s is recorded in %s but nobody holds its key)", dir, err, b.Serial, IssuedPath)
+	d, err := openBundleDir(dir, owner)
+	if err != nil {
+		return nil, fmt.Errorf("%w (serial %s is recorded in %s but nobody holds its key)", err, b.Serial, IssuedPath)
 	}
-	for _, f := range []struct {
-		name string
-		data []byte
-		mode os.FileMode
-	}{{"ca.pem", ca.CertPEM, 0o444}, {"cert.pem", certPEM, 0o444}, {"key.pem", keyPEM, 0o400}} {
-		if err := certstore.WriteFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+	defer d.Close()
+	for _, f := range bundleFiles {
+		data := map[string][]byte{"ca.pem": ca.CertPEM, "cert.pem": certPEM, "key.pem": keyPEM}[f.name]
+		if err := certstore.WriteFileAtomicAt(d, f.name, data, f.mode, owner.UID, owner.GID); err != nil {
 			return nil, fmt.Errorf("writing the client bundle: %w", err)
 		}
 	}

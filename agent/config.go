@@ -74,6 +74,9 @@ type Config struct {
 	// the plan uses it instead of reading Certs again, so that what was
 	// checked is what is installed. It still checks the requirements.
 	SourceSet *certstore.Set `json:"-"`
+	// ClientOwner owns the --client-out bundle (--client-owner; nil: the
+	// account tlsdock runs as).
+	ClientOwner *ClientOwner `json:"-"`
 	// daemon marks the rotation daemon's provisions (daemonApplier): a
 	// host that `tlsdock revert` put back refuses them.
 	daemon bool

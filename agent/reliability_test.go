@@ -660,9 +660,10 @@ func checkEffective(t *testing.T, name string, h *fakeHost, res *Result, want []
 	if !d.TLSVerify {
 		t.Errorf("%s: tls %v, tlsverify %v: dockerd would not verify client certificates", name, d.TLS, d.TLSVerify)
 	}
-	for got, path := range map[string]string{d.CACert: "ca.pem", d.Cert: "server-cert.pem", d.Key: "server-key.pem"} {
-		if got != SSLDir+"/"+path {
-			t.Errorf("%s: %q in force, want tlsdock's %s", name, got, SSLDir+"/"+path)
+	ca, cert, key := certstore.Store{Dir: SSLDir}.Paths()
+	for got, path := range map[string]string{d.CACert: ca, d.Cert: cert, d.Key: key} {
+		if got != path {
+			t.Errorf("%s: %q in force, want tlsdock's %s", name, got, path)
 		}
 	}
 	// Every TCP listener, from flags, daemon.json or docker.socket, is

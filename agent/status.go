@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/tlsdock/tlsdock/certstore"
+	"github.com/tlsdock/tlsdock/daemonjson"
 	"github.com/tlsdock/tlsdock/systemd"
 )
 
@@ -145,23 +146,25 @@ func (a *Agent) Status(ctx context.Context) (*Status, error) {
 	if pending != nil && (set == nil || set.Serial() != pending.Serial) { // a provision may have installed it meanwhile
 		s.Pending = &PendingInfo{PendingSet: *pending, Summary: pending.summary(a.o.Now())}
 	}
+	ca, cert, key := a.configuredTLSPaths()
 	for _, f := range []struct {
-		name string
+		path string
 		want os.FileMode
-	}{{certstore.CAFile, 0o444}, {certstore.CertFile, 0o444}, {certstore.KeyFile, 0o400}} {
-		path := filepath.Join(a.o.Paths.SSL(), f.name)
-		fi, err := os.Stat(path)
+	}{{ca, 0o444}, {cert, 0o444}, {key, 0o400}} {
+		// As the CIS Docker Benchmark reads them (checks 3.9 to 3.14):
+		// stat without following a symlink, which reads 0777.
+		fi, err := os.Lstat(a.o.Paths.Abs(f.path))
 		if err != nil {
 			continue
 		}
 		owner := "?"
-		uid := -1
+		uid, gid := -1, -1
 		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-			uid = int(sys.Uid)
+			uid, gid = int(sys.Uid), int(sys.Gid)
 			owner = fmt.Sprintf("%d:%d", sys.Uid, sys.Gid)
 		}
-		s.Files = append(s.Files, FileInfo{Path: filepath.Join(SSLDir, f.name), Mode: fmt.Sprintf("%04o", fi.Mode().Perm()), Owner: owner,
-			OK: fi.Mode().Perm() == f.want && (uid == 0 || os.Geteuid() != 0)})
+		s.Files = append(s.Files, FileInfo{Path: f.path, Mode: fmt.Sprintf("%04o", fi.Mode().Perm()), Owner: owner,
+			OK: fi.Mode().IsRegular() && fi.Mode().Perm() == f.want && (uid == 0 && gid == 0 || os.Geteuid() != 0)})
 	}
 	if a.o.Systemd != nil {
 		// Bounded: status must answer even when systemd does not.
@@ -174,4 +177,44 @@ func (a *Agent) Status(ctx context.Context) (*Status, error) {
 		}
 	}
 	return s, nil
+}
+
+// configuredTLSPaths are the CA, certificate and key paths dockerd is
+// configured with: daemon.json's tlscacert, tlscert and tlskey, else the
+// --tlscacert, --tlscert and --tlskey flags of tlsdock's drop-in, else
+// (proxy mode, or nothing provisioned) the installed set's Paths.
+func (a *Agent) configuredTLSPaths() (ca, cert, key string) {
+	ca, cert, key = certstore.Store{Dir: SSLDir}.Paths()
+	found := map[string]*string{"tlscacert": &ca, "tlscert": &cert, "tlskey": &key}
+	if doc, _, err := daemonjson.Load(a.o.Paths.Abs(DaemonJSONPath)); err == nil {
+		n := 0
+		for k, p := range found {
+			if v, ok, err := doc.String(k); ok && err == nil && v != "" {
+				*p = v
+				n++
+			}
+		}
+		if n > 0 {
+			return ca, cert, key
+		}
+	}
+	svc, err := systemd.ReadService(a.o.Paths.Root, DropInPath, nil)
+	if err != nil || svc.ExecStart == nil {
+		return ca, cert, key
+	}
+	args := svc.ExecStart.Args()
+	for i, arg := range args {
+		name, value, hasValue := strings.Cut(arg, "=")
+		p, ok := found[strings.TrimPrefix(name, "--")]
+		if !ok || !strings.HasPrefix(name, "--") {
+			continue
+		}
+		switch {
+		case hasValue:
+			*p = value
+		case i+1 < len(args):
+			*p = args[i+1]
+		}
+	}
+	return ca, cert, key
 }

@@ -8,10 +8,13 @@
 //
 // Installation uses the Kubernetes atomic-writer layout: every set is written
 // into a fresh hidden generation directory (..tlsdock-<random>), a ..data
-// symlink is swapped atomically to point at it, and the stable paths that
-// dockerd is configured with (ca.pem, server-cert.pem, server-key.pem) are
-// relative symlinks through ..data. A crash at any moment leaves either the
-// old set or the new set, never a certificate next to another generation's key.
+// symlink is swapped atomically to point at it. dockerd is configured with
+// ..data/ca.pem, ..data/server-cert.pem and ..data/server-key.pem
+// (Store.Paths): regular files, as the CIS Docker Benchmark wants them, in
+// the generation ..data points at. The stable links ca.pem, server-cert.pem
+// and server-key.pem (Store.LinkPaths) are relative symlinks through ..data.
+// A crash at any moment leaves either the old set or the new set, never a
+// certificate next to another generation's key.
 //
 // WriteFileAtomic is the single atomic-write helper of the whole project.
 //

@@ -19,6 +19,13 @@ import (
 //	Dir/..tlsdock-<random>/server-key.pem    0400 root:root
 //	Dir/..data -> ..tlsdock-<random>
 //	Dir/ca.pem -> ..data/ca.pem              (and the same for the others)
+//
+// dockerd is configured with Paths, Dir/..data/NAME: the last component is
+// the generation's regular file, so `stat` (without -L, as the CIS Docker
+// Benchmark's checks 3.9 to 3.14 run it) reads its own owner and mode,
+// while the set still changes as one unit with the rename of ..data.
+// LinkPaths, Dir/NAME, are kept for clients and older configurations that
+// name them.
 type Store struct{ Dir string }
 
 const (
@@ -39,16 +46,28 @@ var storeFiles = [3]struct {
 	mode os.FileMode
 }{{CAFile, 0o444}, {CertFile, 0o444}, {KeyFile, 0o400}}
 
-// Paths returns the stable paths dockerd is configured with: Dir/ca.pem,
-// Dir/server-cert.pem and Dir/server-key.pem.
+// Paths returns the paths dockerd is configured with: Dir/..data/ca.pem,
+// Dir/..data/server-cert.pem and Dir/..data/server-key.pem. Each is a
+// regular file (0444, 0444 and 0400, root:root) reached through the ..data
+// symlink, which Install swaps in one rename.
 func (st Store) Paths() (ca, cert, key string) {
+	d := filepath.Join(st.Dir, dataLink)
+	return filepath.Join(d, CAFile), filepath.Join(d, CertFile), filepath.Join(d, KeyFile)
+}
+
+// LinkPaths returns the stable links Dir/ca.pem, Dir/server-cert.pem and
+// Dir/server-key.pem (symlinks to ..data/NAME), which tlsdock configured
+// dockerd with before Paths. Install keeps them, so that what names them
+// keeps working; a provision moves dockerd's configuration to Paths.
+func (st Store) LinkPaths() (ca, cert, key string) {
 	return filepath.Join(st.Dir, CAFile), filepath.Join(st.Dir, CertFile), filepath.Join(st.Dir, KeyFile)
 }
 
 // Load parses the installed set. It returns nil, nil when nothing is
-// installed (ca.pem is missing).
+// installed (ca.pem is missing). It reads LinkPaths, which also show a
+// set of regular files that tlsdock has not installed yet.
 func (st Store) Load() (*Set, error) {
-	ca, _, _ := st.Paths()
+	ca, _, _ := st.LinkPaths()
 	if _, err := os.Stat(ca); errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -56,9 +75,10 @@ func (st Store) Load() (*Set, error) {
 }
 
 // Fingerprint returns the installed set's Fingerprint without parsing it, or
-// "" when nothing is installed (ca.pem is missing).
+// "" when nothing is installed (ca.pem is missing). It reads LinkPaths,
+// as Load does.
 func (st Store) Fingerprint() (string, error) {
-	ca, cert, key := st.Paths()
+	ca, cert, key := st.LinkPaths()
 	caPEM, err := readBounded(ca)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", nil
@@ -83,7 +103,8 @@ func (st Store) Fingerprint() (string, error) {
 // The three files are written into a new generation directory
 // Dir/..tlsdock-<random> (0755; certificates 0444, key 0400, root:root when
 // running as root), then the Dir/..data symlink is swapped to it with one
-// rename, and Dir/ca.pem, Dir/server-cert.pem and Dir/server-key.pem are
+// rename (Paths, what dockerd is configured with, are in it), and
+// Dir/ca.pem, Dir/server-cert.pem and Dir/server-key.pem (LinkPaths) are
 // relative symlinks through ..data. A crash at any moment leaves the old set
 // or the new set, never a mix. Where the stable paths are not yet those
 // symlinks (first install over regular files), their current contents are

@@ -115,8 +115,12 @@ func checkInstalled(t *testing.T, st Store, want *Set) {
 
 func TestStorePaths(t *testing.T) {
 	ca, cert, key := Store{Dir: "/etc/docker/ssl"}.Paths()
-	if ca != "/etc/docker/ssl/ca.pem" || cert != "/etc/docker/ssl/server-cert.pem" || key != "/etc/docker/ssl/server-key.pem" {
+	if ca != "/etc/docker/ssl/..data/ca.pem" || cert != "/etc/docker/ssl/..data/server-cert.pem" || key != "/etc/docker/ssl/..data/server-key.pem" {
 		t.Errorf("Paths = %q, %q, %q", ca, cert, key)
+	}
+	ca, cert, key = Store{Dir: "/etc/docker/ssl"}.LinkPaths()
+	if ca != "/etc/docker/ssl/ca.pem" || cert != "/etc/docker/ssl/server-cert.pem" || key != "/etc/docker/ssl/server-key.pem" {
+		t.Errorf("LinkPaths = %q, %q, %q", ca, cert, key)
 	}
 }
 

@@ -40,6 +40,11 @@ type Service struct {
 	// Requires lists the units of Requires= and BindsTo=: a start of the
 	// service fails when one of them cannot start (systemd.unit(5)).
 	Requires []string
+	// Environment and EnvironmentFiles are the Environment= assignments
+	// and EnvironmentFile= settings, in the order systemd applies them
+	// (environment.go; Env reads the files).
+	Environment      []Assignment
+	EnvironmentFiles []EnvFile
 }
 
 // ReadService parses a service's fragment and drop-ins (paths as systemd
@@ -81,6 +86,8 @@ func ReadService(root, fragment string, dropIns []string, skip ...string) (*Serv
 				continue
 			}
 			switch o.Name {
+			case "Environment", "EnvironmentFile":
+				svc.addEnv(o.Name, o.Value, f)
 			case "ExecStart":
 				if strings.TrimSpace(o.Value) == "" {
 					cmds = nil

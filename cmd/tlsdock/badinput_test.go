@@ -910,7 +910,7 @@ func TestUnusualInputSucceeds(t *testing.T) {
 			t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 		}
 		d := readJSON(t, h)
-		for key, want := range map[string]string{"tls": "true", "tlsverify": "true", "tlscacert": `"/etc/docker/ssl/ca.pem"`, "tlscert": `"/etc/docker/ssl/server-cert.pem"`, "tlskey": `"/etc/docker/ssl/server-key.pem"`, "log-level": `"warn"`} {
+		for key, want := range map[string]string{"tls": "true", "tlsverify": "true", "tlscacert": `"/etc/docker/ssl/..data/ca.pem"`, "tlscert": `"/etc/docker/ssl/..data/server-cert.pem"`, "tlskey": `"/etc/docker/ssl/..data/server-key.pem"`, "log-level": `"warn"`} {
 			if got, _ := d.Get(key); string(got) != want {
 				t.Errorf("%s = %s, want %s", key, got, want)
 			}

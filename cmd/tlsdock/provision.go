@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -14,6 +15,7 @@ import (
 func newProvisionCmd(env *Env) *cobra.Command {
 	var f settingsFlags
 	var dryRun, asJSON, verbose bool
+	var clientOwner string
 	cmd := &cobra.Command{
 		Use:   "provision",
 		Short: "Put dockerd's TCP API behind mutual TLS (idempotent)",
@@ -45,6 +47,13 @@ Certificates come from one of:
                  absolute path to the client CA)
   --generate     a local CA in /etc/tlsdock/ca issues the server certificate
 
+With --generate, --client-out DIR also writes a client bundle (ca.pem,
+cert.pem, key.pem) that belongs to --client-owner, by default the user who
+ran sudo (SUDO_USER), else root: DIR 0700, key.pem 0400, the certificates
+0444. provision then prints DOCKER_HOST for the first --host (the machine's
+hostname for 0.0.0.0 or ::), DOCKER_CERT_PATH and a docker context create
+line for it.
+
 The source and settings are recorded in /var/lib/tlsdock/state.json:
 tlsdock.service (` + "`tlsdock run`" + `) watches that source and keeps those
 settings unless its flags or the config file say otherwise. A source that
@@ -75,6 +84,9 @@ failed too, 1 any other failure.`,
 				return err
 			}
 			cfg.DryRun = dryRun
+			if cfg.ClientOwner, err = resolveOwner("--client-owner", clientOwner, cfg.ClientOut, "--client-out"); err != nil {
+				return err
+			}
 			a, closer, err := env.newAgent(cmd.Context(), verbose)
 			if err != nil {
 				return err
@@ -89,18 +101,56 @@ failed too, 1 any other failure.`,
 				}
 				return err
 			}
-			printResult(env.Stdout, res, err)
+			printResult(env.Stdout, res, err, cfg.Hosts)
 			return err
 		},
 	}
 	f.register(cmd.Flags())
+	cmd.Flags().StringVar(&clientOwner, "client-owner", "", "USER or USER:GROUP that owns the --client-out bundle (directory 0700, key.pem 0400, ca.pem and cert.pem 0444); default: SUDO_USER under sudo, else root")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan (every file with its diff, and whether docker restarts) and change nothing")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a machine-readable result (with \"changed\") instead of text")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log each step to stderr")
 	return cmd
 }
 
-func printResult(w io.Writer, res *agent.Result, err error) {
+// resolveOwner resolves the owner of a client bundle written to out (the
+// value of outFlag): spec as given with flag, or else SUDO_USER under sudo,
+// else root. It is nil when no bundle is written. It also checks that the
+// bundle can go to out (agent.CheckClientOut), so that a refusal comes
+// before anything is written.
+func resolveOwner(flag, spec, out, outFlag string) (*agent.ClientOwner, error) {
+	if out == "" {
+		if spec != "" {
+			return nil, &agent.InputError{Field: flag, Err: fmt.Errorf("%s names the owner of a client bundle: add %s DIR", flag, outFlag)}
+		}
+		return nil, nil
+	}
+	field := flag
+	if spec == "" {
+		spec = agent.DefaultClientOwner(os.Getenv, os.Geteuid())
+		if os.Geteuid() == 0 && os.Getenv("SUDO_USER") != "" {
+			field = flag + " (default: SUDO_USER=" + spec + ")"
+		}
+	}
+	o, err := agent.ParseClientOwner(field, spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := agent.CheckClientOut(outFlag, out, o); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// printClientHint prints how to use the bundle in dir against the first
+// TCP listener of hosts.
+func printClientHint(w io.Writer, hosts []string, dir string) {
+	h := agent.NewClientHint(hosts, dir, os.Hostname)
+	fmt.Fprintf(w, "  %s\n", h.Env)
+	fmt.Fprintf(w, "or, as a docker context:\n  %s\n", h.Context)
+}
+
+func printResult(w io.Writer, res *agent.Result, err error, hosts []string) {
 	if res == nil {
 		return
 	}
@@ -178,7 +228,8 @@ func printResult(w io.Writer, res *agent.Result, err error) {
 		fmt.Fprintf(w, "Done: dockerd serves mutual TLS on %s.\n", strings.Join(tcpOnly(res.Hosts), " "))
 	}
 	if res.ClientOut != "" && err == nil {
-		fmt.Fprintf(w, "Client bundle: %s\n  export DOCKER_HOST=tcp://HOST:2376 DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=%s\n", res.ClientOut, res.ClientOut)
+		fmt.Fprintf(w, "Client bundle: %s\n", res.ClientOut)
+		printClientHint(w, hosts, res.ClientOut)
 	}
 }
 

@@ -198,7 +198,7 @@ func TestProvisionOpenSSLDropIn(t *testing.T) {
 		t.Errorf("the client probe did not run:\n%s", out)
 	}
 	dropIn := string(mustRead(t, h, "/etc/systemd/system/docker.service.d/zz-tlsdock.conf"))
-	if !strings.Contains(dropIn, "-H fd:// -H tcp://0.0.0.0:2376 --tlsverify --tlscacert=/etc/docker/ssl/ca.pem") {
+	if !strings.Contains(dropIn, "-H fd:// -H tcp://0.0.0.0:2376 --tlsverify --tlscacert=/etc/docker/ssl/..data/ca.pem") {
 		t.Errorf("drop-in:\n%s", dropIn)
 	}
 	gotJSON := string(mustRead(t, h, "/etc/docker/daemon.json"))
