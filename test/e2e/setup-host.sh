@@ -26,6 +26,9 @@ if [ "${#need[@]}" -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# step and step-ca for the real-PKI tests (built once, cached).
+sh "$(dirname "$0")/install-pki-tools.sh"
+
 # build_rootfs SUITE ROOTFS debootstraps SUITE into ROOTFS unless it is there
 # (its marker .tlsdock-complete exists). A lock keeps two runs from building
 # the same rootfs at once; the second waits and then finds it done.
