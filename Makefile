@@ -45,13 +45,26 @@ lint: $(GOLANGCI_LINT)
 unit:
 	$(GO) test -race -count=1 ./...
 
+# The packages the tests need and the cached rootfs of each Debian suite
+# that e2e boots: bookworm (Debian 12) and trixie (Debian 13).
 e2e-setup:
 	bash test/e2e/setup-host.sh
 
 # The end-to-end suite boots real Debian hosts (systemd + dockerd) in
-# systemd-nspawn; it needs root.
+# systemd-nspawn; it needs root. Its core tests run on both suites
+# (TestCoreTrixie, test/e2e/suite_test.go).
 e2e: e2e-setup
 	TLSDOCK_E2E=1 $(GO) test -count=1 -p 1 -timeout 60m ./test/e2e/...
+
+# A smoke test on Debian sid (root; not part of test): builds the sid rootfs
+# on first use, then provisions a host in daemon-json, dropin and proxy mode,
+# talks to it with the docker CLI over mutual TLS and reverts it, then runs
+# the core tests that start no container: sid's hosts boot with nspawn's
+# unified cgroup hierarchy, where runc starts none.
+.PHONY: e2e-sid
+e2e-sid:
+	bash test/e2e/setup-host.sh sid
+	TLSDOCK_E2E=1 TLSDOCK_E2E_SID=1 $(GO) test -count=1 -p 1 -v -timeout 20m -run '^TestSidSmoke$$' ./test/e2e/
 
 # The whole fault sweep (root, test hosts as in e2e): each scenario of
 # test/e2e/fault_sweep_test.go SIGKILLed at 20 delays across its run and

@@ -198,7 +198,7 @@ func checkTakenOver(t *testing.T, h *fakeHost, m Mode) {
 		if len(tcp) != 1 || tcp[0].Addr != "0.0.0.0:2376" || !tcp[0].TLS || !tcp[0].VerifyClients {
 			t.Errorf("%s: dockerd serves %+v (args %q), want 0.0.0.0:2376 with mutual TLS only", name, tcp, dd.Args)
 		}
-		if dd.CACert != SSLDir+"/ca.pem" || dd.Cert != SSLDir+"/server-cert.pem" {
+		if dd.CACert != SSLDir+"/..data/ca.pem" || dd.Cert != SSLDir+"/..data/server-cert.pem" {
 			t.Errorf("%s: dockerd's TLS files are %s %s, not tlsdock's", name, dd.CACert, dd.Cert)
 		}
 	}

@@ -22,65 +22,24 @@ import (
 // mode are used.
 //
 // It refuses, with an error naming path, when path exists and is a symlink or
-// not a regular file. It creates no parent directories. This is the one
+// not a regular file. It creates no parent directories. This, with
+// WriteFileAtomicAt (the same body inside an open directory), is the one
 // atomic-write helper of the whole project.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
-	mode = mode.Perm()
-	if fi, lerr := os.Lstat(path); lerr == nil {
-		switch {
-		case fi.Mode()&os.ModeSymlink != 0:
-			return fmt.Errorf("refusing to write %s: it is a symlink and tlsdock writes regular files only: remove it and try again", path)
-		case !fi.Mode().IsRegular():
-			return fmt.Errorf("refusing to write %s: it is not a regular file (mode %v): remove it and try again", path, fi.Mode())
-		}
-	} else if !errors.Is(lerr, os.ErrNotExist) {
-		return fmt.Errorf("writing %s: %w", path, lerr)
+	dirName, base := filepath.Split(path)
+	if dirName == "" {
+		dirName = "."
 	}
-
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	suffix, err := randomSuffix()
+	dir, err := os.Open(dirName)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	tmp := filepath.Join(dir, TempPrefix+base+"."+suffix)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	afterTempCreate(tmp)
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(mode); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
+	defer dir.Close()
+	uid, gid := -1, -1
 	if os.Geteuid() == 0 {
-		if err = f.Chown(0, 0); err != nil {
-			return fmt.Errorf("writing %s: %w", path, err)
-		}
+		uid, gid = 0, 0
 	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	return writeFileAtomicAt(dir, path, base, data, mode, uid, gid)
 }
 
 // TempPrefix starts the name of every temporary file WriteFileAtomic

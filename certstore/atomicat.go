@@ -18,9 +18,15 @@ import (
 // fchmod'ed and fchown'ed to uid:gid before any data is written, fsynced
 // and renamed over name, and dir is fsynced. It refuses a name that is a
 // symlink or not a regular file.
-func WriteFileAtomicAt(dir *os.File, name string, data []byte, mode os.FileMode, uid, gid int) (err error) {
+func WriteFileAtomicAt(dir *os.File, name string, data []byte, mode os.FileMode, uid, gid int) error {
+	return writeFileAtomicAt(dir, filepath.Join(dir.Name(), name), name, data, mode, uid, gid)
+}
+
+// writeFileAtomicAt is the one body of WriteFileAtomic and
+// WriteFileAtomicAt: path names the file in messages. uid and gid -1
+// leave the owner as created.
+func writeFileAtomicAt(dir *os.File, path, name string, data []byte, mode os.FileMode, uid, gid int) (err error) {
 	mode = mode.Perm()
-	path := filepath.Join(dir.Name(), name)
 	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
 		return fmt.Errorf("writing %s: %q is not a file name", path, name)
 	}
@@ -44,6 +50,7 @@ func WriteFileAtomicAt(dir *os.File, name string, data []byte, mode os.FileMode,
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	f := os.NewFile(uintptr(fd), filepath.Join(dir.Name(), tmp))
+	afterTempCreate(f.Name())
 	defer func() {
 		if err != nil {
 			f.Close()
@@ -53,7 +60,7 @@ func WriteFileAtomicAt(dir *os.File, name string, data []byte, mode os.FileMode,
 	if err = f.Chmod(mode); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	if os.Geteuid() == 0 || uid == os.Geteuid() {
+	if uid != -1 && (os.Geteuid() == 0 || uid == os.Geteuid()) {
 		if err = f.Chown(uid, gid); err != nil {
 			return fmt.Errorf("writing %s: %w", path, err)
 		}
@@ -71,7 +78,7 @@ func WriteFileAtomicAt(dir *os.File, name string, data []byte, mode os.FileMode,
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	if err := dir.Sync(); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTSUP) {
-		return fmt.Errorf("syncing directory %s: %w", dir.Name(), err)
+		return fmt.Errorf("writing %s: syncing directory %s: %w", path, dir.Name(), err)
 	}
 	return nil
 }

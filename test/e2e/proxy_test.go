@@ -73,7 +73,7 @@ func TestProxy(t *testing.T) {
 	admin = fetchBundle(t, h, "/root/admin") // in t's TempDir: it outlives the subtests
 
 	t.Run("docker CLI", func(t *testing.T) {
-		if out, err := remoteDocker(ctx, t, h, admin, "", "version", "--format", "{{.Server.Version}}"); err != nil || !strings.HasPrefix(out, "20.10") {
+		if out, err := remoteDocker(ctx, t, h, admin, "", "version", "--format", "{{.Server.Version}}"); err != nil || !strings.HasPrefix(out, h.Suite.Docker) {
 			t.Fatalf("docker version: %q %v", out, err)
 		}
 		if _, err := remoteDocker(ctx, t, h, admin, "", "ps"); err != nil {

@@ -1,14 +1,13 @@
 #!/bin/sh
 # realpki.sh DIR: makes, with a real step-ca (smallstep v0.30.2, built into
-# /var/cache/tlsdock-e2e/bin with
-#   CGO_ENABLED=0 GOBIN=/var/cache/tlsdock-e2e/bin go install github.com/smallstep/certificates/cmd/step-ca@v0.30.2
-#   CGO_ENABLED=0 GOBIN=/var/cache/tlsdock-e2e/bin go install github.com/smallstep/cli/cmd/step@v0.30.2
-# ), the files of agent's TestRealPKICRL: the root as ca.pem, a server
+# /var/cache/tlsdock-e2e/bin by install-pki-tools.sh, which this runs
+# first), the files of agent's TestRealPKICRL: the root as ca.pem, a server
 # certificate with its intermediate, clients alice (revoked) and bob, and
 # the CRL step-ca signs with its intermediate. Then:
 #   TLSDOCK_REAL_PKI_DIR=DIR go test ./agent -run TestRealPKICRL -v
 set -eu
 BIN=${STEP_BIN:-/var/cache/tlsdock-e2e/bin}
+STEP_BIN=$BIN sh "$(dirname "$0")/install-pki-tools.sh"
 OUT=$1
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)

@@ -1,9 +1,12 @@
 // Package testhost boots throwaway Debian test hosts for tlsdock's end-to-end
-// tests: real systemd 252 as PID 1 and real dockerd 20.10, inside
-// systemd-nspawn, on a machine that itself runs no systemd.
+// tests: real systemd as PID 1 and real dockerd, inside systemd-nspawn, on a
+// machine that itself runs no systemd. A Suite is the Debian release a host
+// boots: Bookworm (systemd 252, dockerd 20.10) by default, Trixie (systemd
+// 257, dockerd 26.1) or Sid; UseSuite picks one for a test.
 //
-// Every host is a fresh overlay of the cached rootfs that
-// test/e2e/setup-host.sh builds (/var/cache/tlsdock-e2e/rootfs), so a boot
+// Every host is a fresh overlay of a cached rootfs that
+// test/e2e/setup-host.sh builds (/var/cache/tlsdock-e2e/rootfs for bookworm,
+// /var/cache/tlsdock-e2e/rootfs-SUITE for the others), so a boot
 // takes about a second and nothing a test does survives Close. Each host has
 // its own cgroups in every hierarchy (tlsdock-e2e-NAME, so that docker can run
 // containers inside and two hosts never share a cgroup), its own network

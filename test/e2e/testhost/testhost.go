@@ -55,6 +55,8 @@ type Host struct {
 	ConsoleLog string
 	// BootTime is how long Boot took until docker.service was active.
 	BootTime time.Duration
+	// Suite is the Debian release of the host's rootfs (see SuiteOf).
+	Suite Suite
 
 	logf   func(format string, args ...any)
 	hier   []hierarchy // the cgroup hierarchies, one cgroup of the host's in each
@@ -69,6 +71,18 @@ type Host struct {
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?$`)
 
+// rootFS is the rootfs to boot: root if set, else $TLSDOCK_E2E_ROOTFS, else
+// DefaultRootFS.
+func rootFS(root string) string {
+	if root == "" {
+		root = os.Getenv("TLSDOCK_E2E_ROOTFS")
+	}
+	if root == "" {
+		root = DefaultRootFS
+	}
+	return root
+}
+
 // Boot starts a fresh test host and waits until docker.service is active in
 // it. On error nothing is left behind.
 func Boot(ctx context.Context, opt Options) (*Host, error) {
@@ -76,12 +90,7 @@ func Boot(ctx context.Context, opt Options) (*Host, error) {
 	if opt.Logf == nil {
 		opt.Logf = func(string, ...any) {}
 	}
-	if opt.RootFS == "" {
-		opt.RootFS = os.Getenv("TLSDOCK_E2E_ROOTFS")
-	}
-	if opt.RootFS == "" {
-		opt.RootFS = DefaultRootFS
-	}
+	opt.RootFS = rootFS(opt.RootFS)
 	if opt.Name == "" {
 		opt.Name = "h-" + randomHex(4)
 	}
@@ -106,7 +115,7 @@ func Boot(ctx context.Context, opt Options) (*Host, error) {
 		opt.Logf("testhost: cleaning up stale hosts: %v", err)
 	}
 
-	h := &Host{Name: opt.Name, logf: opt.Logf}
+	h := &Host{Name: opt.Name, logf: opt.Logf, Suite: SuiteOf(opt.RootFS)}
 	lock, err := acquireLock(opt.Name)
 	if err != nil {
 		return nil, err
@@ -202,9 +211,12 @@ func (h *Host) start(ctx context.Context) error {
 		"CONSOLE_LOG=" + h.ConsoleLog,
 	}
 	// Debian sid's systemd boots on this machine's cgroup v1 only with
-	// the unified hierarchy (DESIGN.md); pass the switch through.
+	// the unified hierarchy (DESIGN.md): its suite sets the switch, and
+	// one set in this process's environment is passed through.
 	if v := os.Getenv("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"); v != "" {
 		cmd.Env = append(cmd.Env, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY="+v)
+	} else if h.Suite.UnifiedHierarchy {
+		cmd.Env = append(cmd.Env, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1")
 	}
 	cmd.Stdout, cmd.Stderr = out, out
 	// Its own session: a ^C for the test binary does not kill the host

@@ -18,18 +18,26 @@ func Start(t testing.TB) *Host {
 	return StartN(t, 1)[0]
 }
 
-// StartN boots n test hosts for t in parallel, like Start.
+// StartN boots n test hosts for t in parallel, like Start. They boot from
+// the suite that UseSuite chose for t or a parent of t, else from
+// $TLSDOCK_E2E_ROOTFS or DefaultRootFS, and their names start with their
+// suite's HostPrefix.
 func StartN(t testing.TB, n int) []*Host {
 	t.Helper()
 	SkipUnlessEnabled(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	var opt Options
+	if s, ok := suiteFor(t.Name()); ok {
+		opt.RootFS = s.RootFS
+	}
+	prefix := SuiteOf(rootFS(opt.RootFS)).HostPrefix
 	hosts := make([]*Host, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			hosts[i], errs[i] = Boot(ctx, Options{Name: uniqueName(t.Name()), Logf: t.Logf})
+			hosts[i], errs[i] = Boot(ctx, Options{RootFS: opt.RootFS, Name: prefix + uniqueName(t.Name()), Logf: t.Logf})
 		})
 	}
 	wg.Wait()
