@@ -202,8 +202,13 @@ func socketInodes(fdDir string) (map[string]bool, error) {
 	out := map[string]bool{}
 	for _, e := range entries {
 		target, err := os.Readlink(filepath.Join(fdDir, e.Name()))
-		if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
 			continue // closed since
+		}
+		if err != nil {
+			// The kernel lists the directory but refuses the links
+			// to a reader that may not ptrace dockerd.
+			return nil, fmt.Errorf("reading dockerd's open files: %w", err)
 		}
 		if in, ok := strings.CutPrefix(target, "socket:["); ok {
 			out[strings.TrimSuffix(in, "]")] = true

@@ -290,3 +290,23 @@ func TestParseProcNet(t *testing.T) {
 		}
 	}
 }
+
+// TestSocketTCPOnlyGetsTheLocalSocket: a docker.socket whose drop-in
+// replaced its list with a plain TCP listener gets /run/docker.sock back
+// in tlsdock's drop-in, and loses the plain listener.
+func TestSocketTCPOnlyGetsTheLocalSocket(t *testing.T) {
+	h := newFakeHost(t)
+	writeFile(t, h.root, socketFragment, debianSocket)
+	writeFile(t, h.root, systemd.SocketDropInDir+"/tcp.conf", "[Socket]\nListenStream=\nListenStream=0.0.0.0:2375\n")
+	writeFile(t, h.root, DaemonJSONPath, "{\"live-restore\": true}\n")
+	if err := h.LocalSocket(); err == nil {
+		t.Fatal("the recipe's dockerd serves a local socket")
+	}
+	mustProvision(t, h.agent(&fakeVerifier{}, func(o *Options) { o.Docker = localAPI{h} }), generateCfg())
+	if got := h.SocketListening(); slices.Contains(got, "0.0.0.0:2375") || !slices.Contains(got, "/run/docker.sock") {
+		t.Errorf("docker.socket listens on %q", got)
+	}
+	if err := h.LocalSocket(); err != nil {
+		t.Errorf("local socket: %v", err)
+	}
+}

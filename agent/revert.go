@@ -255,7 +255,10 @@ func (s originalServer) planContainers(p *Plan, h *hostConfig, target *Snapshot)
 	p.DockerActive = unit.ActiveState == "active"
 	var info DockerInfo
 	if p.DockerActive {
-		if info, err = s.a.o.Docker.Info(ctx); err != nil {
+		ictx, icancel := context.WithTimeout(ctx, localAPIWait)
+		info, err = s.a.o.Docker.Info(ictx)
+		icancel()
+		if err != nil {
 			s.a.o.Logger.Warn("dockerd's local API did not answer; assuming no live-restore", "err", err)
 		}
 	}

@@ -41,6 +41,12 @@ func (a *Agent) socketReset(plan *Plan, want []byte) ([]byte, error) {
 	for _, l := range dropped {
 		plan.changeNote("removed TCP listener %s from %s (ListenStream= in %s): it handed dockerd a TCP socket through -H fd://; pass it with --host to keep it", l, systemd.SocketUnit, strings.Join(sock.Files, ", "))
 	}
+	if len(keep) == 0 {
+		// docker.socket held only TCP listeners: the local socket is
+		// part of the target state.
+		keep = append(keep, "/run/docker.sock")
+		plan.changeNote("added ListenStream=/run/docker.sock to %s: it held no local socket", systemd.SocketUnit)
+	}
 	if plan.socket.Held {
 		keep = append(keep, plan.socket.Addrs...)
 	}
