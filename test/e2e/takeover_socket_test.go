@@ -84,13 +84,14 @@ var recipeFiles = []string{
 // TestLsDocsRecipe: Docker's docs recipe (daemon.json with the TLS keys,
 // the shipped unit's ExecStart edited to -H=0.0.0.0:2376, so dockerd
 // serves no local socket while docker.socket holds /run/docker.sock) with
-// a running container and live-restore on. Provision in daemon-json and
-// dropin modes succeeds, the real docker CLI works over mutual TLS, the
+// a running container and live-restore on. Provision in daemon-json,
+// dropin and proxy modes succeeds, the real docker CLI works over mutual
+// TLS (dockerd's, or the proxy's), the
 // local `docker ps` works afterwards, the container survives, and revert
 // gives the files back byte for byte.
 func TestLsDocsRecipe(t *testing.T) {
 	certs := opensslRecipe(t)
-	for _, mode := range []string{"daemon-json", "dropin"} {
+	for _, mode := range []string{"daemon-json", "dropin", "proxy"} {
 		t.Run(mode, func(t *testing.T) {
 			h := startLs(t, "docs-"+strings.ReplaceAll(mode, "-", ""))
 			ctx := ctxFor(t, 8*time.Minute)
