@@ -48,8 +48,9 @@ func (f *settingsFlags) settings(cmd *cobra.Command, root string) (agent.Setting
 	return agent.Settings{Root: root, File: file, Flags: givenFlags(cmd.Flags())}, nil
 }
 
-// runSettings are the settings of the daemon: those of settings, and
-// the source the last provision recorded (used when neither sets one).
+// runSettings are the settings of the daemon and of provision: those of
+// settings, and the source the last provision recorded (used when neither
+// sets one).
 func (f *settingsFlags) runSettings(cmd *cobra.Command, root string) (agent.Settings, error) {
 	s, err := f.settings(cmd, root)
 	if err != nil {
@@ -62,9 +63,15 @@ func (f *settingsFlags) runSettings(cmd *cobra.Command, root string) (agent.Sett
 }
 
 // config merges the settings of provision: a flag given on the command
-// line wins over the config file, and the file over the defaults.
+// line wins over the config file, and the file over the defaults. When no
+// flag names a source, the record of the last provision by hand (under
+// --root) fills what neither sets, as for the daemon.
 func (f *settingsFlags) config(cmd *cobra.Command) (agent.Config, error) {
-	s, err := f.settings(cmd, "/")
+	root := "/"
+	if fl := cmd.Flags().Lookup("root"); fl != nil {
+		root = fl.Value.String()
+	}
+	s, err := f.runSettings(cmd, root)
 	if err != nil {
 		return agent.Config{}, err
 	}
