@@ -315,6 +315,9 @@ func (m *merger) locateOrigin(err error) error {
 
 func merge(s Settings, run bool) (RunConfig, []Setting, error) {
 	m := &merger{s: s, origins: map[string]Setting{}}
+	if err := checkConfPaths(s.File); err != nil {
+		return RunConfig{}, nil, err
+	}
 	for name := range s.Flags {
 		if !IsSetting(name) {
 			return RunConfig{}, nil, inputErr("--"+name, "is not a setting of the config file")
