@@ -21,7 +21,7 @@ func (f *settingsFlags) register(fs *pflag.FlagSet) {
 	fs.String("mode", string(d.Mode), "how the API is served: daemon-json (dockerd's TLS settings in /etc/docker/daemon.json), dropin (dockerd flags in a systemd drop-in) or proxy (tlsdock.service terminates mutual TLS in front of docker.sock: hot reload, per-client policy, revocation)")
 	fs.String("certs", "", "directory with ca.pem, server-cert.pem and server-key.pem to install (other names: --ca-file, --cert-file, --key-file)")
 	fs.String("ca-file", certstore.CAFile, "with --certs: the CA bundle that signs the clients, a file name inside --certs or an absolute path (certbot's directory holds no client CA), such as root_ca.crt (step), ca.crt (Kubernetes)")
-	fs.String("cert-file", certstore.CertFile, "with --certs: the server certificate, leaf first then intermediates, a file name inside --certs, such as server.crt (step), server.pem (cfssl), tls.crt (Kubernetes), fullchain.pem (certbot)")
+	fs.String("cert-file", certstore.CertFile, "with --certs: the server certificate, leaf first then intermediates, a file name inside --certs, such as server.crt (step), server.pem (cfssl), tls.crt (Kubernetes), fullchain.pem (certbot); it chains to --ca-file, or to the system's trusted roots (a public CA: --ca-file then only signs the clients)")
 	fs.String("key-file", certstore.KeyFile, "with --certs: the server key, a file name inside --certs, such as server.key (step), server-key.pem (cfssl), tls.key (Kubernetes), privkey.pem (certbot)")
 	fs.Bool("generate", false, "use a local CA in "+agent.CADir+" (created once, then reused) to issue the server certificate")
 	fs.String("client-out", "", "with --generate: also write a client bundle (ca.pem, cert.pem, key.pem) to this directory, for DOCKER_CERT_PATH")
