@@ -92,6 +92,7 @@ func (a *Agent) Provision(ctx context.Context, cfg Config) (*Result, error) {
 		res.Changed = plan.Changed()
 		return res, nil
 	}
+	defer a.tellDaemon(ctx, cfg, res) // once the lock is released
 	unlock, err := a.lock()
 	if err != nil {
 		res.Error = err.Error()

@@ -1,6 +1,10 @@
 package agent
 
-import "time"
+import (
+	"context"
+	"fmt"
+	"time"
+)
 
 // LastProvision is what state.json under p says of the last provision by
 // hand: the source and settings it recorded (nil when none), and when
@@ -38,4 +42,35 @@ func (m *merger) provisionRecorded(rc *RunConfig) {
 		m.recorded(rc, r)
 	}
 	m.recordedSettings(rc, r)
+}
+
+// daemonReloadWait bounds the reload of tlsdock.service after a
+// provision by hand.
+const daemonReloadWait = 10 * time.Second
+
+// tellDaemon has a running tlsdock.service re-read its settings (SIGHUP,
+// its ExecReload) after a successful provision by hand in a native mode.
+// The daemon merged its settings, the record of the last provision
+// included, when it started: without this it keeps watching the source
+// it started with, and its next rotation from there would undo the
+// provision (another mode, another set). In proxy mode provision restarts
+// the unit itself; the daemon's own provisions and failed ones change no
+// record. A failed reload is a warning of the result: the host is
+// provisioned, the daemon is behind.
+func (a *Agent) tellDaemon(ctx context.Context, cfg Config, res *Result) {
+	if cfg.daemon || cfg.DryRun || cfg.Mode == ModeProxy || res.Error != "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), daemonReloadWait)
+	defer cancel()
+	info, err := a.o.Systemd.Unit(ctx, ProxyUnit)
+	if err != nil || info.ActiveState != "active" {
+		return
+	}
+	if err := a.o.Systemd.Reload(ctx, ProxyUnit); err != nil {
+		a.o.Logger.Warn("reloading tlsdock.service failed", "err", err)
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s still runs with the settings it started with (reloading it failed: %v): run `systemctl reload %s`, or it may rotate from its old source", ProxyUnit, err, ProxyUnit))
+		return
+	}
+	res.Notes = append(res.Notes, ProxyUnit+" re-reads its settings (SIGHUP): it takes the source and settings this provision recorded")
 }

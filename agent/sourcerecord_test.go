@@ -191,3 +191,53 @@ func TestMergeProvisionTakesTheRecord(t *testing.T) {
 		})
 	}
 }
+
+// TestProvisionByHandReloadsTheDaemon: a provision by hand in a native
+// mode reloads a running tlsdock.service (SIGHUP), so that it takes the
+// source and settings just recorded instead of rotating from the source
+// it started with; nothing is reloaded when the unit is not running, for
+// the daemon's own provisions, dry runs and failed provisions.
+func TestProvisionByHandReloadsTheDaemon(t *testing.T) {
+	reloads := func(h *fakeHost) int {
+		n := 0
+		for _, c := range h.Calls() {
+			if c == "reload "+ProxyUnit {
+				n++
+			}
+		}
+		return n
+	}
+	h := newFakeHost(t)
+	a := h.agent(&fakeVerifier{})
+	cfg := Defaults()
+	cfg.Certs = writeSet(t, h.root, "127.0.0.1")
+	mustProvision(t, a, cfg)
+	if n := reloads(h); n != 0 {
+		t.Fatalf("%d reloads of %s, which is not running", n, ProxyUnit)
+	}
+	must(t, h.Restart(context.Background(), ProxyUnit))
+	cfg.Mode = ModeDropIn
+	res := mustProvision(t, a, cfg)
+	if n := reloads(h); n != 1 {
+		t.Fatalf("%d reloads of the running %s after a provision by hand, want 1; calls %v", n, ProxyUnit, h.Calls())
+	}
+	if !strings.Contains(strings.Join(res.Notes, "\n"), ProxyUnit+" re-reads its settings") {
+		t.Errorf("the result does not say the daemon re-reads its settings: %v", res.Notes)
+	}
+	dry := cfg
+	dry.DryRun = true
+	if _, err := a.Provision(context.Background(), dry); err != nil {
+		t.Fatal(err)
+	}
+	daemon := cfg
+	daemon.daemon = true
+	mustProvision(t, a, daemon)
+	bad := cfg
+	bad.Certs = filepath.Join(h.root, "nowhere")
+	if _, err := a.Provision(context.Background(), bad); err == nil {
+		t.Fatal("a provision from a missing source succeeded")
+	}
+	if n := reloads(h); n != 1 {
+		t.Errorf("%d reloads after a dry run, the daemon's provision and a failed one, want still 1", n)
+	}
+}

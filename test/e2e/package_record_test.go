@@ -43,7 +43,8 @@ func pfStart(t *testing.T, name string) *testhost.Host {
 // TestPackageUpgradeKeepsTheProvisionByHand: the .deb provisions a host
 // from a set preseeded in /etc/tlsdock/certs; the operator then
 // provisions by hand, in dropin mode, from /srv/pki under step's file
-// names, while tlsdock.service runs. Upgrading the package keeps that:
+// names, while tlsdock.service runs, which re-reads its settings and
+// serves a renewal there. Upgrading the package keeps that:
 // its postinstall provisions what the record holds (no changes, docker
 // not restarted), the served certificate is the source's, the restarted
 // daemon serves a renewal written there and keeps dropin mode. After
@@ -76,6 +77,16 @@ func TestPackageUpgradeKeepsTheProvisionByHand(t *testing.T) {
 		"--ca-file", "root_ca.crt", "--cert-file", "server.crt", "--key-file", "server.key")
 	t.Logf("provision by hand:\n%s", out)
 	pkgAssertServes(t, h, setB)
+	if !strings.Contains(out, "tlsdock.service re-reads its settings (SIGHUP)") {
+		t.Errorf("the provision by hand did not reload the running tlsdock.service")
+	}
+	// The running daemon (started by the install, from /etc/tlsdock/certs)
+	// now watches the recorded source: it serves a renewal there.
+	setB2 := pkgIssueSet(t, ca)
+	writeStepSet(t, h, src, setB2)
+	took := waitServes(t, ctx, h, setB2, "the renewal in "+src+" by the daemon running since the install")
+	t.Logf("the running daemon served the renewal in %s %v after it was written", src, took.Round(100*time.Millisecond))
+	setB = setB2
 
 	wantStatus := func(t *testing.T, what string) {
 		t.Helper()
