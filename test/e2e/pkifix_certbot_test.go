@@ -62,7 +62,9 @@ func pfSplitLeaf(t *testing.T, chain []byte) (leafPEM, rest []byte, leaf *x509.C
 // the public CA is refused); the packaged daemon serves certbot's renewal
 // (new archive files, re-pointed links); and the Docker CLI, which trusts
 // only DOCKER_CERT_PATH/ca.pem, gets in with ca.pem = the public root and
-// not with the client CA there.
+// not with the client CA there. Verification gets in as a probe client
+// of the private CA, verifying the server with the public root; proxy
+// mode serves the same source the same way.
 func TestCertbotWithPrivateClientCA(t *testing.T) {
 	testhost.SkipUnlessEnabled(t)
 	b := pkgPackages(t, "")
@@ -91,8 +93,17 @@ func TestCertbotWithPrivateClientCA(t *testing.T) {
 	alice, _ := certtest.Client(t, clientCA, "alice", nil)
 	mallory, _ := certtest.Client(t, public.Inter, "mallory", nil)
 	const live = "/etc/letsencrypt/live/pf.example"
-	args := func(certFile string) []string {
-		return []string{"tlsdock", "provision", "--mode", "dropin", "--certs", live, "--cert-file", certFile, "--key-file", "privkey.pem", "--ca-file", "/etc/tlsdock/client-ca.pem"}
+	// The probe's client, of the private CA: verification connects as it
+	// and must verify the server with the public root.
+	probeCert, probeKey, _ := certtest.ClientPEM(t, clientCA, "probe")
+	for n, data := range map[string][]byte{"cert.pem": probeCert, "key.pem": probeKey} {
+		if err := h.WriteFile("/etc/tlsdock/probe-client/"+n, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := func(certFile string, more ...string) []string {
+		return append([]string{"tlsdock", "provision", "--mode", "dropin", "--certs", live, "--cert-file", certFile, "--key-file", "privkey.pem",
+			"--ca-file", "/etc/tlsdock/client-ca.pem", "--probe-client", "/etc/tlsdock/probe-client"}, more...)
 	}
 
 	t.Run("cert.pem without its intermediate is refused", func(t *testing.T) {
@@ -110,6 +121,9 @@ func TestCertbotWithPrivateClientCA(t *testing.T) {
 	t.Logf("provision --cert-file fullchain.pem (exit %d):\n%s", code, out)
 	if code != 0 {
 		t.Fatalf("provision of certbot's fullchain.pem with a private client CA: exit %d", code)
+	}
+	if !strings.Contains(out, "ok   127.0.0.1:2376: a valid client gets /_ping = OK\n") {
+		t.Errorf("verification did not get in as the probe client, verifying the server with the public root")
 	}
 	if got, err := h.ReadFile("/etc/docker/ssl/ca.pem"); err != nil || string(got) != string(clientCA.PEM) {
 		t.Errorf("dockerd's tlscacert is not the private client CA (%v)", err)
@@ -150,6 +164,23 @@ func TestCertbotWithPrivateClientCA(t *testing.T) {
 		t.Logf("docker with ca.pem = the client CA (%v):\n%s", err, out)
 		if err == nil {
 			t.Error("the Docker CLI verified the public server chain with only the client CA in ca.pem")
+		}
+	})
+
+	t.Run("proxy mode", func(t *testing.T) {
+		out, code := pkgExec(ctx, h, append(args("fullchain.pem"), "--mode", "proxy")...)
+		t.Logf("provision --mode proxy (exit %d):\n%s", code, out)
+		if code != 0 {
+			t.Fatalf("provision --mode proxy: exit %d", code)
+		}
+		if !strings.Contains(out, "ok   127.0.0.1:2376: a valid client gets /_ping = OK\n") {
+			t.Errorf("proxy mode: verification did not get in as the probe client")
+		}
+		if _, err := pkgPing(h, publicPool, &alice); err != nil {
+			t.Errorf("proxy mode: a client of the private CA: %v", err)
+		}
+		if _, err := pkgPing(h, publicPool, &mallory); err == nil {
+			t.Error("proxy mode: a client certificate of the public CA got in")
 		}
 	})
 }
