@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,7 +87,12 @@ the daemon uses (debounce, renew-before...) is checked too.`,
 				return err
 			}
 			var reverted time.Time
-			if s.Recorded, reverted, err = agent.LastProvision(agent.Paths{Root: env.Root}); err != nil {
+			s.Recorded, reverted, err = agent.LastProvision(agent.Paths{Root: env.Root})
+			switch {
+			case errors.Is(err, fs.ErrPermission):
+				// Not root: the settings are still worth showing.
+				fmt.Fprintf(env.Stderr, "tlsdock: %v: showing the settings without the record of the last provision (run as root to include it)\n", err)
+			case err != nil:
 				return err
 			}
 			rep, err := checkConfig(s, env.Root, reverted)
