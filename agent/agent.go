@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"net"
@@ -97,6 +98,9 @@ type Options struct {
 	// Executable is the path of the tlsdock binary that tlsdock.service
 	// runs in proxy mode; default os.Executable.
 	Executable func() (string, error)
+	// SystemRoots are the trusted roots a public CA's server chain is
+	// checked against (serverRoots); default x509.SystemCertPool.
+	SystemRoots func() (*x509.CertPool, error)
 }
 
 // Agent runs tlsdock's sequence.

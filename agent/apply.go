@@ -92,6 +92,7 @@ func (a *Agent) Provision(ctx context.Context, cfg Config) (*Result, error) {
 		res.Changed = plan.Changed()
 		return res, nil
 	}
+	defer a.tellDaemon(ctx, cfg, res) // once the lock is released
 	unlock, err := a.lock()
 	if err != nil {
 		res.Error = err.Error()
@@ -412,10 +413,7 @@ func (a *Agent) verify(ctx context.Context, plan *Plan) ([]Check, error) {
 	roots := x509.NewCertPool()
 	var expect *x509.Certificate
 	if plan.Set != nil { // revert serves no TLS listener of tlsdock's
-		for _, c := range plan.Set.CAs {
-			roots.AddCert(c)
-		}
-		expect = plan.Set.Cert
+		roots, expect = plan.Set.ServerRoots(serverRoots(a.o.SystemRoots, a.o.Logger)), plan.Set.Cert
 	}
 	var client *tls.Certificate
 	if plan.CA != nil {

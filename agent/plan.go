@@ -690,7 +690,7 @@ func requiredNames(cfg Config, ls []Listener) certstore.Requirements {
 
 func (a *Agent) planCerts(ctx context.Context, plan *Plan, cfg Config, now time.Time) error {
 	req := requiredNames(cfg, plan.Listeners)
-	req.Now = now
+	req.Now, req.ServerRoots = now, serverRoots(a.o.SystemRoots, a.o.Logger)
 	store := certstore.Store{Dir: a.o.Paths.SSL()}
 	installed, err := store.Load()
 	if err != nil {

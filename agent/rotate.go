@@ -203,6 +203,9 @@ type RunOptions struct {
 	Hangup <-chan os.Signal
 	// Reload re-reads the config file and flags; nil keeps the settings.
 	Reload func() (RunConfig, error)
+	// SystemRoots are the trusted roots a public CA's server chain is
+	// checked against (serverRoots); default x509.SystemCertPool.
+	SystemRoots func() (*x509.CertPool, error)
 }
 
 // Rotator is the rotation daemon: it keeps dockerd serving the current,

@@ -124,11 +124,12 @@ type Settings struct {
 	Root  string       // filesystem root; the daemon's default source is under it
 	File  FileSettings // the config file; nil: none
 	Flags Flags
-	// Recorded (run only) is what the last provision by hand recorded
+	// Recorded is what the last provision by hand recorded
 	// (RecordedSource): the daemon's source when neither a flag nor the
 	// file sets certs or generate, and each setting of the served API
 	// (mode, host, san, key-type, live-restore, probe-client) that
-	// neither sets. nil: none.
+	// neither sets. A provision takes it only when no flag names a
+	// source (provisionRecorded). nil: none.
 	Recorded *SourceRecord
 }
 
@@ -138,7 +139,8 @@ const (
 	FromFile    = "file"
 	FromFlag    = "flag"
 	// FromProvision: recorded by the last `tlsdock provision` run by hand
-	// (State.Source), used by `tlsdock run` only.
+	// (State.Source), used by `tlsdock run` and by a provision that names
+	// no source.
 	FromProvision = "provision"
 )
 
@@ -313,6 +315,9 @@ func (m *merger) locateOrigin(err error) error {
 
 func merge(s Settings, run bool) (RunConfig, []Setting, error) {
 	m := &merger{s: s, origins: map[string]Setting{}}
+	if err := checkConfPaths(s.File); err != nil {
+		return RunConfig{}, nil, err
+	}
 	for name := range s.Flags {
 		if !IsSetting(name) {
 			return RunConfig{}, nil, inputErr("--"+name, "is not a setting of the config file")
@@ -374,6 +379,7 @@ func merge(s Settings, run bool) (RunConfig, []Setting, error) {
 			rc.MinRestartInterval = 0
 		}
 	} else {
+		m.provisionRecorded(&rc)
 		// renew-before is the daemon's: provision reissues at two thirds
 		// of the lifetime.
 		rc.RenewBefore = 0

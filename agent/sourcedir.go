@@ -177,7 +177,9 @@ func (d *dirSource) load(now time.Time) (*certstore.Set, time.Time, error) {
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	from, err := installableFrom(set, requiredNames(cfg, ls), now)
+	req := requiredNames(cfg, ls)
+	req.ServerRoots = serverRoots(d.r.o.SystemRoots, d.r.log)
+	from, err := installableFrom(set, req, now)
 	return set, from, err
 }
 

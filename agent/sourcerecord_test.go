@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -116,9 +117,11 @@ func TestMergeRunRecordedSource(t *testing.T) {
 	if err != nil || !rc.Generate || rc.Certs != "" {
 		t.Fatalf("a recorded local CA: %+v, %v", rc.Config, err)
 	}
-	// Provision itself does not take the record.
-	if _, _, err := MergeProvision(Settings{Root: "/", Recorded: rec}); err == nil {
-		t.Fatal("provision took the record")
+	// A provision naming no source takes it too (the package's
+	// postinstall), one naming a source does not
+	// (TestMergeProvisionTakesTheRecord).
+	if cfg, _, err := MergeProvision(Settings{Root: "/", Recorded: rec}); err != nil || cfg.Certs != "/srv/step" {
+		t.Fatalf("a bare provision: certs %q, %v; want the record's", cfg.Certs, err)
 	}
 }
 
@@ -147,5 +150,94 @@ func TestMergeRunRecordedSettings(t *testing.T) {
 	rc, _, err = MergeRun(Settings{Root: "/", Flags: Flags{"mode": {"daemon-json"}}, Recorded: rec})
 	if err != nil || rc.Mode != ModeDaemonJSON {
 		t.Fatalf("the --mode flag did not win: %v, %v", rc.Mode, err)
+	}
+}
+
+// TestMergeProvisionTakesTheRecord: a provision that names no source on
+// its command line takes the record where neither a flag nor the file
+// says otherwise (the postinstall's bare `tlsdock provision`), and one
+// that names a source starts from the file and the defaults.
+func TestMergeProvisionTakesTheRecord(t *testing.T) {
+	on := false
+	rec := &SourceRecord{Certs: "/srv/pki", CAFile: "root_ca.crt", CertFile: "server.crt", KeyFile: "server.key",
+		Mode: ModeDropIn, Hosts: []string{"tcp://127.0.0.1:2376"}, LiveRestore: &on}
+	file, err := ParseConfigFile("tlsdock.conf", []byte("certs = /etc/pki\n"))
+	must(t, err)
+	tests := []struct {
+		name  string
+		file  FileSettings
+		flags Flags
+		certs string
+		names string
+		mode  Mode
+		hosts string
+	}{
+		{name: "bare", certs: "/srv/pki", names: "root_ca.crt server.crt server.key", mode: ModeDropIn, hosts: "tcp://127.0.0.1:2376"},
+		{name: "a flag other than the source", flags: Flags{"mode": {"proxy"}}, certs: "/srv/pki", names: "root_ca.crt server.crt server.key", mode: ModeProxy, hosts: "tcp://127.0.0.1:2376"},
+		{name: "the file names the source", file: file, certs: "/etc/pki", names: "ca.pem server-cert.pem server-key.pem", mode: ModeDropIn, hosts: "tcp://127.0.0.1:2376"},
+		{name: "a flag names the source", flags: Flags{"certs": {"/etc/other"}}, certs: "/etc/other", names: "ca.pem server-cert.pem server-key.pem", mode: ModeDaemonJSON, hosts: DefaultHost},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, _, err := MergeProvision(Settings{File: tt.file, Flags: tt.flags, Recorded: rec})
+			must(t, err)
+			n := cfg.SourceNames()
+			if got := n.CA + " " + n.Cert + " " + n.Key; cfg.Certs != tt.certs || got != tt.names || cfg.Mode != tt.mode || strings.Join(cfg.Hosts, " ") != tt.hosts {
+				t.Fatalf("certs %s names %s mode %s hosts %v; want %s, %s, %s, %s", cfg.Certs, got, cfg.Mode, cfg.Hosts, tt.certs, tt.names, tt.mode, tt.hosts)
+			}
+			if wantLR := tt.flags["certs"] != nil; cfg.LiveRestore != wantLR {
+				t.Errorf("live-restore %v, want %v", cfg.LiveRestore, wantLR)
+			}
+		})
+	}
+}
+
+// TestProvisionByHandReloadsTheDaemon: a provision by hand in a native
+// mode reloads a running tlsdock.service (SIGHUP), so that it takes the
+// source and settings just recorded instead of rotating from the source
+// it started with; nothing is reloaded when the unit is not running, for
+// the daemon's own provisions, dry runs and failed provisions.
+func TestProvisionByHandReloadsTheDaemon(t *testing.T) {
+	reloads := func(h *fakeHost) int {
+		n := 0
+		for _, c := range h.Calls() {
+			if c == "reload "+ProxyUnit {
+				n++
+			}
+		}
+		return n
+	}
+	h := newFakeHost(t)
+	a := h.agent(&fakeVerifier{})
+	cfg := Defaults()
+	cfg.Certs = writeSet(t, h.root, "127.0.0.1")
+	mustProvision(t, a, cfg)
+	if n := reloads(h); n != 0 {
+		t.Fatalf("%d reloads of %s, which is not running", n, ProxyUnit)
+	}
+	must(t, h.Restart(context.Background(), ProxyUnit))
+	cfg.Mode = ModeDropIn
+	res := mustProvision(t, a, cfg)
+	if n := reloads(h); n != 1 {
+		t.Fatalf("%d reloads of the running %s after a provision by hand, want 1; calls %v", n, ProxyUnit, h.Calls())
+	}
+	if !strings.Contains(strings.Join(res.Notes, "\n"), ProxyUnit+" re-reads its settings") {
+		t.Errorf("the result does not say the daemon re-reads its settings: %v", res.Notes)
+	}
+	dry := cfg
+	dry.DryRun = true
+	if _, err := a.Provision(context.Background(), dry); err != nil {
+		t.Fatal(err)
+	}
+	daemon := cfg
+	daemon.daemon = true
+	mustProvision(t, a, daemon)
+	bad := cfg
+	bad.Certs = filepath.Join(h.root, "nowhere")
+	if _, err := a.Provision(context.Background(), bad); err == nil {
+		t.Fatal("a provision from a missing source succeeded")
+	}
+	if n := reloads(h); n != 1 {
+		t.Errorf("%d reloads after a dry run, the daemon's provision and a failed one, want still 1", n)
 	}
 }

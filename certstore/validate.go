@@ -21,6 +21,13 @@ type Requirements struct {
 	DNSNames []string
 	// IPs must each be covered by the server certificate.
 	IPs []net.IP
+	// ServerRoots, when set, are the roots a server certificate from a
+	// public CA may chain to instead of the CA bundle: the system's
+	// trusted roots. The CA bundle is then only the CA of the clients
+	// (dockerd's tlscacert), as with certbot's fullchain.pem and a
+	// private client CA. nil: the server certificate must chain to the CA
+	// bundle.
+	ServerRoots *x509.CertPool
 }
 
 // MinRSABits is the smallest RSA key Validate accepts.
@@ -33,7 +40,9 @@ const MinRSABits = 2048
 //     no extended key usage at all, as Go's verifier accepts) and covers every
 //     name and IP of req;
 //   - every CA certificate is a CA, and the server certificate chains to the
-//     CA bundle (through the intermediates) for serverAuth;
+//     CA bundle (through the intermediates) for serverAuth, or to
+//     req.ServerRoots (a public CA's chain; the CA bundle then only
+//     verifies the clients);
 //   - intermediates are CAs and valid at req.Now;
 //   - RSA keys have at least 2048 bits and ECDSA keys use P-256, P-384 or
 //     P-521 (server, intermediate and CA keys);
@@ -153,14 +162,24 @@ func (s *Set) Validate(req Requirements) error {
 		for _, c := range s.Intermediates {
 			inter.AddCert(c)
 		}
-		_, err := leaf.Verify(x509.VerifyOptions{
+		opts := x509.VerifyOptions{
 			Roots:         roots,
 			Intermediates: inter,
 			CurrentTime:   at,
 			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		})
-		if err != nil {
+		}
+		_, err := leaf.Verify(opts)
+		public := false
+		if err != nil && req.ServerRoots != nil {
+			opts.Roots = req.ServerRoots
+			_, perr := leaf.Verify(opts)
+			public = perr == nil
+		}
+		if err != nil && !public {
 			if e := s.chainError(err, at, leafTimeOK, ekuOK); e != nil {
+				if req.ServerRoots != nil {
+					e = fmt.Errorf("%w; nor does it chain to the system's trusted roots: a certificate from a public CA such as Let's Encrypt needs its intermediates after it in %s, as certbot's fullchain.pem has them (its cert.pem does not)", e, certL)
+				}
 				errs = append(errs, e)
 			}
 		}
@@ -338,4 +357,37 @@ func sigName(a x509.SignatureAlgorithm) string {
 		return "an unknown signature algorithm"
 	}
 	return a.String()
+}
+
+// ServerRoots is the pool a client verifies the served chain against: the
+// CA bundle when the server certificate chains to it (the usual private
+// PKI, and the local CA), else system when it chains there (a public CA's
+// chain that Validate accepted with Requirements.ServerRoots: the CA
+// bundle then verifies only the clients). The chain is checked in the
+// middle of the leaf's lifetime: this chooses the roots, Validate judges
+// the times. With neither, the CA bundle.
+func (s *Set) ServerRoots(system *x509.CertPool) *x509.CertPool {
+	roots := x509.NewCertPool()
+	if s == nil || s.Cert == nil {
+		return roots
+	}
+	for _, c := range s.CAs {
+		roots.AddCert(c)
+	}
+	inter := x509.NewCertPool()
+	for _, c := range s.Intermediates {
+		inter.AddCert(c)
+	}
+	opts := x509.VerifyOptions{
+		Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		CurrentTime: s.Cert.NotBefore.Add(s.Cert.NotAfter.Sub(s.Cert.NotBefore) / 2),
+	}
+	if _, err := s.Cert.Verify(opts); err == nil || system == nil {
+		return roots
+	}
+	opts.Roots = system
+	if _, err := s.Cert.Verify(opts); err == nil {
+		return system
+	}
+	return roots
 }

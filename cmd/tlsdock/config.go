@@ -2,12 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,6 +22,8 @@ import (
 const (
 	ExitDefaultSource = 5 // not configured by the file or flags, but DefaultSource holds a complete set
 	ExitNotConfigured = 6 // nothing to provision with
+	ExitRecorded      = 7 // not configured by the file or flags, but the last provision by hand recorded a source
+	ExitReverted      = 8 // `tlsdock revert` put the host back: only a provision by hand provisions it again
 )
 
 // exitStatus is a documented exit status that is no failure: the command
@@ -30,9 +35,10 @@ func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)
 // configReport is what `tlsdock config --json` prints.
 type configReport struct {
 	ConfigFile string          `json:"config_file"`
-	State      string          `json:"state"` // configured, default-source or not-configured
+	State      string          `json:"state"` // configured, recorded, default-source, not-configured or reverted
 	ExitCode   int             `json:"exit_code"`
 	Provision  string          `json:"provision,omitempty"` // the command that provisions this host
+	RevertedAt time.Time       `json:"reverted_at,omitzero"`
 	Settings   []agent.Setting `json:"settings"`
 }
 
@@ -52,13 +58,20 @@ The exit status says whether the host is configured to provision, which the
 package's postinstall asks before it runs provision:
   0  configured: generate or certs is set (in the file or by a flag);
      ` + "`tlsdock provision`" + ` uses the settings as they are
-  5  not configured by the file, but ` + agent.DefaultSource + ` holds
-     ca.pem, server-cert.pem and server-key.pem:
-     ` + "`tlsdock provision --certs " + agent.DefaultSource + "`" + ` installs them
+  7  not configured by the file, but the last provision run by hand
+     recorded its source and settings in ` + agent.StateDir + `/state.json:
+     ` + "`tlsdock provision`" + ` (naming no source) provisions them again,
+     as tlsdock.service serves them
+  5  not configured by the file and nothing recorded, but
+     ` + agent.DefaultSource + ` holds ca.pem, server-cert.pem and
+     server-key.pem: ` + "`tlsdock provision --certs " + agent.DefaultSource + "`" + ` installs them
   6  not configured: nothing to provision with yet
+  8  ` + "`tlsdock revert`" + ` put this host back: it stays so until
+     ` + "`tlsdock provision`" + ` is run by hand (the daemon does not
+     provision it either), whatever the file says
   2  a bad setting: the error names FILE:LINE (or the flag) and says
      what to do; provision and run would refuse it too
-  1  any other failure, such as an unreadable config file
+  1  any other failure, such as an unreadable config file or state
 
 The settings are checked for both provision and run, so a value that only
 the daemon uses (debounce, renew-before...) is checked too.`,
@@ -73,7 +86,16 @@ the daemon uses (debounce, renew-before...) is checked too.`,
 			if err != nil {
 				return err
 			}
-			rep, err := checkConfig(s, env.Root)
+			var reverted time.Time
+			s.Recorded, reverted, err = agent.LastProvision(agent.Paths{Root: env.Root})
+			switch {
+			case errors.Is(err, fs.ErrPermission):
+				// Not root: the settings are still worth showing.
+				fmt.Fprintf(env.Stderr, "tlsdock: %v: showing the settings without the record of the last provision (run as root to include it)\n", err)
+			case err != nil:
+				return err
+			}
+			rep, err := checkConfig(s, env.Root, reverted)
 			if err != nil {
 				return err
 			}
@@ -99,23 +121,26 @@ the daemon uses (debounce, renew-before...) is checked too.`,
 	return cmd
 }
 
-// checkConfig merges the settings as run does, then as provision would be
-// run, and tells whether they provision the host under root.
-func checkConfig(s agent.Settings, root string) (configReport, error) {
+// checkConfig merges the settings as run does (s.Recorded included),
+// then as provision would be run, and tells whether they provision the
+// host under root; reverted is when `tlsdock revert` put it back (zero:
+// it did not).
+func checkConfig(s agent.Settings, root string, reverted time.Time) (configReport, error) {
 	rc, settings, err := agent.MergeRun(s)
 	if err != nil {
 		return configReport{}, err
 	}
 	rep := configReport{Settings: settings}
-	certsGiven := false
+	from := map[string]string{}
 	for _, st := range settings {
-		if st.Key == "certs" && st.Source != agent.FromDefault {
-			certsGiven = true
-		}
+		from[st.Key] = st.Source
 	}
+	given := func(key string) bool { return from[key] == agent.FromFile || from[key] == agent.FromFlag }
 	switch {
-	case rc.Generate || certsGiven:
+	case given("certs") || rc.Generate && given("generate"):
 		rep.State, rep.ExitCode, rep.Provision = "configured", ExitOK, "tlsdock provision"
+	case from["certs"] == agent.FromProvision || from["generate"] == agent.FromProvision:
+		rep.State, rep.ExitCode, rep.Provision = "recorded", ExitRecorded, "tlsdock provision"
 	case completeSet(filepath.Join(root, agent.DefaultSource)):
 		rep.State, rep.ExitCode, rep.Provision = "default-source", ExitDefaultSource, "tlsdock provision --certs "+agent.DefaultSource
 		given := agent.Flags{"certs": {agent.DefaultSource}}
@@ -125,10 +150,15 @@ func checkConfig(s agent.Settings, root string) (configReport, error) {
 		s.Flags = given
 	default:
 		rep.State, rep.ExitCode = "not-configured", ExitNotConfigured
-		return rep, nil
 	}
-	if _, _, err := agent.MergeProvision(s); err != nil {
-		return configReport{}, err
+	if rep.ExitCode != ExitNotConfigured {
+		if _, _, err := agent.MergeProvision(s); err != nil {
+			return configReport{}, err
+		}
+	}
+	if !reverted.IsZero() {
+		rep.State, rep.ExitCode, rep.Provision = "reverted", ExitReverted, ""
+		rep.RevertedAt = reverted
 	}
 	return rep, nil
 }
@@ -168,6 +198,10 @@ func printConfig(w io.Writer, rep configReport) {
 	switch rep.State {
 	case "configured":
 		fmt.Fprintf(w, "Configured to provision: run `%s`.\n", rep.Provision)
+	case "recorded":
+		fmt.Fprintf(w, "Not configured by the file, but the last provision by hand recorded its source and settings (%s/state.json): run `%s`, which provisions them again.\n", agent.StateDir, rep.Provision)
+	case "reverted":
+		fmt.Fprintf(w, "`tlsdock revert` put this host back at %s: nothing provisions it again (neither the package nor tlsdock.service) until you run `tlsdock provision`.\n", rep.RevertedAt.UTC().Format(time.RFC3339))
 	case "default-source":
 		fmt.Fprintf(w, "Not configured by the file, but %s holds a complete set: run `%s`.\n", agent.DefaultSource, rep.Provision)
 	default:

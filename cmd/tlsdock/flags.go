@@ -21,7 +21,7 @@ func (f *settingsFlags) register(fs *pflag.FlagSet) {
 	fs.String("mode", string(d.Mode), "how the API is served: daemon-json (dockerd's TLS settings in /etc/docker/daemon.json), dropin (dockerd flags in a systemd drop-in) or proxy (tlsdock.service terminates mutual TLS in front of docker.sock: hot reload, per-client policy, revocation)")
 	fs.String("certs", "", "directory with ca.pem, server-cert.pem and server-key.pem to install (other names: --ca-file, --cert-file, --key-file)")
 	fs.String("ca-file", certstore.CAFile, "with --certs: the CA bundle that signs the clients, a file name inside --certs or an absolute path (certbot's directory holds no client CA), such as root_ca.crt (step), ca.crt (Kubernetes)")
-	fs.String("cert-file", certstore.CertFile, "with --certs: the server certificate, leaf first then intermediates, a file name inside --certs, such as server.crt (step), server.pem (cfssl), tls.crt (Kubernetes), fullchain.pem (certbot)")
+	fs.String("cert-file", certstore.CertFile, "with --certs: the server certificate, leaf first then intermediates, a file name inside --certs, such as server.crt (step), server.pem (cfssl), tls.crt (Kubernetes), fullchain.pem (certbot); it chains to --ca-file, or to the system's trusted roots (a public CA: --ca-file then only signs the clients)")
 	fs.String("key-file", certstore.KeyFile, "with --certs: the server key, a file name inside --certs, such as server.key (step), server-key.pem (cfssl), tls.key (Kubernetes), privkey.pem (certbot)")
 	fs.Bool("generate", false, "use a local CA in "+agent.CADir+" (created once, then reused) to issue the server certificate")
 	fs.String("client-out", "", "with --generate: also write a client bundle (ca.pem, cert.pem, key.pem) to this directory, for DOCKER_CERT_PATH")
@@ -48,8 +48,9 @@ func (f *settingsFlags) settings(cmd *cobra.Command, root string) (agent.Setting
 	return agent.Settings{Root: root, File: file, Flags: givenFlags(cmd.Flags())}, nil
 }
 
-// runSettings are the settings of the daemon: those of settings, and
-// the source the last provision recorded (used when neither sets one).
+// runSettings are the settings of the daemon and of provision: those of
+// settings, and the source the last provision recorded (used when neither
+// sets one).
 func (f *settingsFlags) runSettings(cmd *cobra.Command, root string) (agent.Settings, error) {
 	s, err := f.settings(cmd, root)
 	if err != nil {
@@ -62,9 +63,15 @@ func (f *settingsFlags) runSettings(cmd *cobra.Command, root string) (agent.Sett
 }
 
 // config merges the settings of provision: a flag given on the command
-// line wins over the config file, and the file over the defaults.
+// line wins over the config file, and the file over the defaults. When no
+// flag names a source, the record of the last provision by hand (under
+// --root) fills what neither sets, as for the daemon.
 func (f *settingsFlags) config(cmd *cobra.Command) (agent.Config, error) {
-	s, err := f.settings(cmd, "/")
+	root := "/"
+	if fl := cmd.Flags().Lookup("root"); fl != nil {
+		root = fl.Value.String()
+	}
+	s, err := f.runSettings(cmd, root)
 	if err != nil {
 		return agent.Config{}, err
 	}

@@ -10,14 +10,19 @@
 #   1. daemon-reload and enable tlsdock.service (a masked unit is left alone).
 #   2. On an upgrade, stop the daemon (it must not rotate while we provision).
 #   3. Ask `tlsdock config` whether the host is configured: exit 0 when
-#      tlsdock.conf sets generate or certs, 5 when it does not but
-#      /etc/tlsdock/certs holds a complete set, 6 when neither, 2 when
-#      tlsdock.conf has a bad setting (its message names the file and line).
-#      When configured, run `tlsdock provision` (with --certs
-#      /etc/tlsdock/certs on 5). It is idempotent: when nothing changed it
-#      restarts nothing, docker included. A bad tlsdock.conf is reported
-#      and not provisioned, like provision's exit 2 (nothing on the host
-#      changed).
+#      tlsdock.conf sets generate or certs, 7 when it does not but the last
+#      `tlsdock provision` run by hand recorded its source and settings in
+#      state.json, 5 when neither but /etc/tlsdock/certs holds a complete
+#      set, 6 when none of these, 8 when `tlsdock revert` put the host back,
+#      2 when tlsdock.conf has a bad setting (its message names the file
+#      and line). When configured, run `tlsdock provision` (with --certs
+#      /etc/tlsdock/certs on 5; on 0 and 7 naming no source, so that it
+#      keeps what the record holds and the file does not set, as
+#      tlsdock.service does). It is idempotent: when nothing changed it
+#      restarts nothing, docker included. A reverted host is not
+#      provisioned again: only a provision by hand does that. A bad
+#      tlsdock.conf is reported and not provisioned, like provision's exit
+#      2 (nothing on the host changed).
 #   4. Start tlsdock.service when provision succeeded, or when the daemon ran
 #      before the upgrade.
 # Without systemd (a chroot, an image build, a container, dpkg --root) it
@@ -104,12 +109,21 @@ case "$configured" in
 	rc=0
 	tlsdock provision || rc=$?
 	;;
+7)
+	say "provisioning with the source and settings recorded by the last 'tlsdock provision' run by hand ($STATE)"
+	rc=0
+	tlsdock provision || rc=$?
+	;;
 5)
 	say "provisioning with the certificate set in $CERTS"
 	rc=0
 	tlsdock provision --certs "$CERTS" || rc=$?
 	;;
 6) ;;
+8)
+	say "'tlsdock revert' put this host back: not provisioning it again. To put dockerd behind mutual TLS again, run 'tlsdock provision'"
+	rc=reverted
+	;;
 2)
 	say "$CONF has a bad setting (see the message above): not provisioning"
 	rc=badconf
@@ -132,6 +146,7 @@ none)
 0)
 	start=yes
 	;;
+reverted) ;;
 badconf)
 	say "nothing on the host changed. Fix $CONF as the message above says, then run 'tlsdock provision' and 'systemctl start $UNIT'"
 	;;
@@ -150,7 +165,8 @@ badconf)
 	;;
 esac
 if [ "$rc" != none ] && [ "$rc" != 0 ] && [ "$was_active" = yes ]; then
-	# The daemon ran before the upgrade: keep it running, it retries.
+	# The daemon ran before the upgrade: keep it running, it retries (on
+	# a reverted host it waits for a provision by hand).
 	start=yes
 fi
 

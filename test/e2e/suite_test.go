@@ -39,6 +39,11 @@ var coreTests = []suiteTest{
 	{"GuardedDockerCLI", TestGuardedDockerCLI},
 	{"RunServesANewSet", TestRunServesANewSet},
 	{"PackageLifecycle", TestPackageLifecycle},
+	// DOCKER_OPTS="-H tcp://0.0.0.0:2375" taken over in each mode: trixie's
+	// docker.service still passes $DOCKER_OPTS from /etc/default/docker.
+	{"EnvTakeOverDockerOpts", TestEnvTakeOverDockerOpts},
+	// CIS 3.9-3.14 on the configured TLS paths in both native modes.
+	{"CISPaths", TestCISPaths},
 	// daemon-json, then dropin mode, then revert: make e2e-sid's smoke.
 	{"SmokeNoContainers", smokeNoContainers},
 }
