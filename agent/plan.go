@@ -719,6 +719,9 @@ func (a *Agent) planCerts(ctx context.Context, plan *Plan, cfg Config, now time.
 		}
 		plan.Set = set
 		plan.Install = installed == nil || installed.Fingerprint() != set.Fingerprint()
+		if set.CertReordered && plan.Install {
+			plan.note("%s starts with an intermediate, not the server certificate: installed leaf first into %s, as dockerd takes the first certificate as its own (the source file stays as it is)", set.Names.Cert, SSLDir)
+		}
 		if w := cfg.SourceWarning(); w != "" {
 			plan.Warnings = append(plan.Warnings, w)
 		}
