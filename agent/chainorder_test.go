@@ -152,3 +152,32 @@ func TestDaemonIntermediateFirstSource(t *testing.T) {
 		})
 	}
 }
+
+// TestProvisionReordersAnInstalledChain: a set installed with the
+// intermediate first (by a tlsdock that did not reorder, served in proxy
+// mode) has the source's fingerprint once parsed, but dockerd cannot
+// load it: a native provision installs it again, leaf first.
+func TestProvisionReordersAnInstalledChain(t *testing.T) {
+	h := newFakeHost(t)
+	dir, err := os.MkdirTemp(h.root, "pki")
+	must(t, err)
+	src := writeIntermediateFirst(t, dir)
+	old, err := certstore.LoadSourceFiles(certstore.SourceNames{}.Paths(dir), certstore.SourceTrust{})
+	must(t, err)
+	old.CertPEM = src.source // as installed before
+	if _, err := (certstore.Store{Dir: filepath.Join(h.root, SSLDir)}).Install(old); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Defaults()
+	cfg.Mode, cfg.Certs = ModeDropIn, dir
+	a := h.agent(&fakeVerifier{}, func(o *Options) { o.Now = time.Now }) // certtest issues around the real time
+	if _, err := a.Provision(context.Background(), cfg); err != nil {
+		t.Fatalf("provision: %v (dockerd: %v)", err, h.LastStartError())
+	}
+	if got := readFile(t, h.root, SSLDir+"/..data/"+certstore.CertFile); got != string(src.leafFirst) {
+		t.Errorf("installed server certificate:\n%s\nwant the leaf, then the intermediate", got)
+	}
+	if h.Running() == nil {
+		t.Fatalf("dockerd is not running: %v", h.LastStartError())
+	}
+}
