@@ -714,7 +714,14 @@ func (a *Agent) planCerts(ctx context.Context, plan *Plan, cfg Config, now time.
 			return &InputError{Field: "--certs", Err: err}
 		}
 		plan.Set = set
-		plan.Install = installed == nil || installed.Fingerprint() != set.Fingerprint()
+		// An installed set whose file starts with an intermediate (put
+		// there before tlsdock ordered chains leaf first, served by proxy
+		// mode) has the source's fingerprint, but dockerd cannot load it:
+		// install it again, leaf first.
+		plan.Install = installed == nil || installed.Fingerprint() != set.Fingerprint() || installed.CertReordered
+		if set.CertReordered && plan.Install {
+			plan.note("%s starts with an intermediate, not the server certificate: installed leaf first into %s, as dockerd takes the first certificate as its own (the source file stays as it is)", set.Names.Cert, SSLDir)
+		}
 		if w := cfg.SourceWarning(); w != "" {
 			plan.Warnings = append(plan.Warnings, w)
 		}

@@ -33,8 +33,16 @@ const MaxFileSize = 1 << 20
 // Set is one certificate set: CA bundle, server certificate (the leaf,
 // optionally followed by intermediates) and server key.
 type Set struct {
-	// CAPEM, CertPEM and KeyPEM are the bytes exactly as read or given.
+	// CAPEM, CertPEM and KeyPEM are the bytes exactly as read or given,
+	// except CertPEM when CertReordered.
 	CAPEM, CertPEM, KeyPEM []byte
+	// CertReordered says the server certificate file did not start with
+	// the leaf (an intermediate came first). CertPEM is then the leaf
+	// followed by the other certificates in file order, each re-encoded
+	// as a plain PEM block: the form dockerd needs (it takes the first
+	// certificate of tlscert as its own), which is what Install writes
+	// and Fingerprint hashes. The source file stays as it is.
+	CertReordered bool
 
 	// CAs are the certificates of the CA bundle, in file order.
 	CAs []*x509.Certificate
@@ -142,8 +150,9 @@ func checkRegular(l string, fi os.FileInfo) error {
 //
 // The CA bundle must hold one or more CERTIFICATE blocks. The server
 // certificate file holds the leaf and optionally intermediates in any order:
-// the leaf is the certificate whose public key matches the key (CertPEM is
-// kept exactly as given). The key may be PKCS#1 ("RSA PRIVATE KEY"), SEC 1
+// the leaf is the certificate whose public key matches the key. CertPEM is
+// kept exactly as given when the leaf comes first; otherwise it is put in
+// the order dockerd needs, leaf first (see Set.CertReordered). The key may be PKCS#1 ("RSA PRIVATE KEY"), SEC 1
 // ("EC PRIVATE KEY") or PKCS#8 ("PRIVATE KEY"); an encrypted key is refused.
 //
 // ParseSet checks syntax only; Validate checks that the set is usable.
@@ -181,7 +190,26 @@ func ParseSet(caPEM, certPEM, keyPEM []byte, names SetNames) (*Set, error) {
 			s.Intermediates = append(s.Intermediates, c)
 		}
 	}
+	if leaf != 0 {
+		s.CertPEM, s.CertReordered = leafFirstPEM(s.Cert, s.Intermediates), true
+	}
 	return s, nil
+}
+
+// leafFirstPEM encodes leaf and then rest as PEM CERTIFICATE blocks.
+//
+// dockerd (and Go's tls.X509KeyPair, which it loads tlscert with) takes
+// the first certificate of the file as the server's own, so a chain with
+// an intermediate first would stop docker.service from starting. The
+// installed set is the reordered one, and its fingerprint is of these
+// bytes, so that a source read again (with the same intermediates first)
+// has the fingerprint of what is installed and is not installed again.
+func leafFirstPEM(leaf *x509.Certificate, rest []*x509.Certificate) []byte {
+	var b bytes.Buffer
+	for _, c := range append([]*x509.Certificate{leaf}, rest...) {
+		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}) // a bytes.Buffer does not fail
+	}
+	return b.Bytes()
 }
 
 // decodePEM returns every PEM block of data. It fails on data without any

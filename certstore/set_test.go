@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -135,6 +136,12 @@ func TestParseSetKeyFormats(t *testing.T) {
 	}
 }
 
+// TestParseSetChainOrder: the leaf is found by its key wherever it is in
+// the server certificate file. A file that starts with the leaf is kept
+// as given; one that starts with an intermediate is put leaf first (the
+// form dockerd loads: tls.X509KeyPair takes the first certificate as the
+// server's), and its fingerprint is that of the leaf-first file, so that
+// the source read again matches what was installed from it.
 func TestParseSetChainOrder(t *testing.T) {
 	root := newRoot(t, "Root")
 	ik := ecKey(t)
@@ -143,27 +150,61 @@ func TestParseSetChainOrder(t *testing.T) {
 	inter := sign(t, itmpl, ik.Public(), &root, ik)
 	k := ecKey(t)
 	leaf := sign(t, leafTemplate("srv"), k.Public(), &inter, k)
+	key := pkcs8(t, k)
+	leafFirst := cat(leaf.pem, inter.pem)
+	canonical, err := ParseSet(root.pem, leafFirst, key, SetNames{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noNewline := bytes.TrimRight(leaf.pem, "\n")
 
 	for _, tc := range []struct {
-		name  string
-		chain []byte
+		name      string
+		chain     []byte
+		reordered bool
 	}{
-		{"leaf first", cat(leaf.pem, inter.pem)},
-		{"intermediate first", cat(inter.pem, leaf.pem)},
+		{"leaf first", leafFirst, false},
+		{"leaf first, text around the blocks", cat([]byte("subject=CN=srv\n"), leaf.pem, []byte("issuer=CN=Intermediate\n"), inter.pem), false},
+		{"intermediate first", cat(inter.pem, leaf.pem), true},
+		{"intermediate first, leaf without a final newline", cat(inter.pem, noNewline), true},
+		{"intermediate first, text around the blocks", cat([]byte("# intermediate\n"), inter.pem, []byte("\n# leaf\n"), leaf.pem, []byte("# end\n")), true},
+		{"root, leaf, intermediate", cat(root.pem, leaf.pem, inter.pem), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := ParseSet(root.pem, tc.chain, pkcs8(t, k), SetNames{})
+			s, err := ParseSet(root.pem, tc.chain, key, SetNames{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !s.Cert.Equal(leaf.cert) {
 				t.Errorf("Cert = %q, want the leaf", s.Cert.Subject.CommonName)
 			}
-			if len(s.Intermediates) != 1 || !s.Intermediates[0].Equal(inter.cert) {
-				t.Errorf("Intermediates = %d certs, want the intermediate", len(s.Intermediates))
+			if len(s.Intermediates) == 0 || !s.Intermediates[len(s.Intermediates)-1].Equal(inter.cert) {
+				t.Errorf("Intermediates = %d certs, want the intermediate last", len(s.Intermediates))
 			}
-			if !bytes.Equal(s.CertPEM, tc.chain) {
-				t.Error("CertPEM was changed; it must be kept as given")
+			if s.CertReordered != tc.reordered {
+				t.Errorf("CertReordered = %v, want %v", s.CertReordered, tc.reordered)
+			}
+			// What dockerd does with the file Install writes.
+			if _, err := tls.X509KeyPair(s.CertPEM, key); err != nil {
+				t.Errorf("dockerd would not load CertPEM with the key: %v", err)
+			}
+			if tc.reordered {
+				want := leafFirst
+				if len(s.Intermediates) == 2 {
+					want = cat(leaf.pem, root.pem, inter.pem)
+				}
+				if !bytes.Equal(s.CertPEM, want) {
+					t.Errorf("CertPEM =\n%s\nwant the leaf, then the others in file order:\n%s", s.CertPEM, want)
+				}
+				if len(s.Intermediates) == 1 && s.Fingerprint() != canonical.Fingerprint() {
+					t.Error("the reordered set's fingerprint is not that of the same chain leaf first")
+				}
+				again, err := ParseSet(root.pem, s.CertPEM, key, SetNames{})
+				if err != nil || again.CertReordered || again.Fingerprint() != s.Fingerprint() {
+					t.Errorf("parsing the reordered CertPEM again: reordered %v, same fingerprint %v, %v", again != nil && again.CertReordered, again != nil && again.Fingerprint() == s.Fingerprint(), err)
+				}
+			} else if !bytes.Equal(s.CertPEM, tc.chain) {
+				t.Error("CertPEM was changed; a file that starts with the leaf is kept as given")
 			}
 			if err := s.Validate(Requirements{Now: now, DNSNames: []string{"docker.example.com"}}); err != nil {
 				t.Errorf("Validate: %v", err)
@@ -173,6 +214,17 @@ func TestParseSetChainOrder(t *testing.T) {
 			}
 		})
 	}
+
+	// A key that matches no certificate: nothing to reorder by.
+	other := pkcs8(t, ecKey(t))
+	s, err := ParseSet(root.pem, cat(inter.pem, leaf.pem), other, SetNames{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.CertReordered || !bytes.Equal(s.CertPEM, cat(inter.pem, leaf.pem)) {
+		t.Error("a chain without the key's certificate was reordered")
+	}
+	wantErrContains(t, s.Validate(Requirements{Now: now}), "private key does not match")
 }
 
 func TestFingerprintAndSerial(t *testing.T) {

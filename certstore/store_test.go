@@ -2,6 +2,7 @@ package certstore
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -574,5 +575,61 @@ func TestCleanupRemovesWhatAKilledInstallLeft(t *testing.T) {
 	assertOnlyEntries(t, filepath.Join(st.Dir, current), CAFile, CertFile, KeyFile)
 	if got, err := st.Load(); err != nil || got.Fingerprint() != set.Fingerprint() {
 		t.Fatalf("the installed set changed: %v", err)
+	}
+}
+
+// TestInstallIntermediateFirst: a source whose server certificate file
+// starts with an intermediate is installed leaf first (dockerd takes the
+// first certificate of tlscert as its own), the source file stays as it
+// is, and the source read again is the installed set: Install changes
+// nothing the second time, and Load and Fingerprint agree with it.
+func TestInstallIntermediateFirst(t *testing.T) {
+	root := newRoot(t, "Root")
+	ik := ecKey(t)
+	inter := sign(t, caTemplate("Intermediate"), ik.Public(), &root, ik)
+	k := ecKey(t)
+	leaf := sign(t, leafTemplate("srv"), k.Public(), &inter, k)
+	src := t.TempDir()
+	source := cat(inter.pem, leaf.pem)
+	for name, data := range map[string][]byte{"ca.crt": root.pem, "chain.crt": source, "tls.key": pkcs8(t, k)} {
+		if err := os.WriteFile(filepath.Join(src, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := SourceNames{CA: "ca.crt", Cert: "chain.crt", Key: "tls.key"}.Paths(src)
+	read := func() *Set {
+		t.Helper()
+		s, err := LoadSourceFiles(names, SourceTrust{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	set := read()
+	st := Store{Dir: t.TempDir()}
+	if changed, err := st.Install(set); err != nil || !changed {
+		t.Fatalf("Install = %v, %v", changed, err)
+	}
+	_, certPath, keyPath := st.Paths()
+	if _, err := tls.LoadX509KeyPair(certPath, keyPath); err != nil {
+		t.Errorf("dockerd would not load the installed pair: %v", err)
+	}
+	if got, err := os.ReadFile(certPath); err != nil || !bytes.Equal(got, cat(leaf.pem, inter.pem)) {
+		t.Errorf("installed %s =\n%s\nwant the leaf, then the intermediate (%v)", CertFile, got, err)
+	}
+	if got, err := os.ReadFile(names.Cert); err != nil || !bytes.Equal(got, source) {
+		t.Errorf("the source file was changed (%v)", err)
+	}
+	again := read()
+	if changed, err := st.Install(again); err != nil || changed {
+		t.Errorf("Install of the source read again = %v, %v; want false, nil", changed, err)
+	}
+	loaded, err := st.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, err := st.Fingerprint()
+	if err != nil || loaded.Fingerprint() != again.Fingerprint() || fp != again.Fingerprint() {
+		t.Errorf("the installed set's fingerprint (Load %s, Store.Fingerprint %s, %v) is not the source's (%s)", loaded.Fingerprint(), fp, err, again.Fingerprint())
 	}
 }
