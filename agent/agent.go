@@ -89,8 +89,10 @@ type Options struct {
 	// the serve step (re)starts. *ProxyDaemon satisfies it.
 	Proxy InProcessProxy
 	// LockWait is how long the sequence waits for the lock of another
-	// tlsdock; 0 fails at once (the CLI). The proxy daemon waits, because
-	// the CLI holds the lock while it restarts tlsdock.service.
+	// tlsdock; 0 fails at once. The proxy daemon waits, because the CLI
+	// holds the lock while it restarts tlsdock.service; the CLI waits
+	// (CommandLockWait), because the daemon it just (re)started takes the
+	// lock for its first rotation.
 	LockWait time.Duration
 	// Stopping, when closed, ends a wait for the lock (the daemon got
 	// SIGTERM).

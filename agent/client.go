@@ -76,6 +76,11 @@ func (a *Agent) IssueClientFor(name string, groups []string, dir string, owner *
 // its restart.
 const RecordsLockWait = 2 * time.Minute
 
+// CommandLockWait is how long provision and revert wait for the host
+// lock: tlsdock.service's rotation holds it for a restart and its checks,
+// a provision by hand at most its --timeout.
+const CommandLockWait = 2 * time.Minute
+
 // lockRecords takes the host lock for a read-modify-write of the local
 // CA's records, waiting up to RecordsLockWait.
 func (a *Agent) lockRecords() (func(), error) {

@@ -79,7 +79,7 @@ func (a *Agent) waitLock(f *os.File) bool {
 		return false
 	}
 	deadline := time.Now().Add(a.o.LockWait)
-	a.o.Logger.Info("another tlsdock holds the lock; waiting for it", "lock", lockPath, "max", a.o.LockWait)
+	a.o.Logger.Warn("another tlsdock holds the lock; waiting for it", "lock", lockPath, "max", a.o.LockWait)
 	for time.Now().Before(deadline) {
 		select {
 		case <-a.o.Stopping:

@@ -94,6 +94,10 @@ func (e *Env) newAgent(ctx context.Context, verbose bool) (*agent.Agent, func(),
 		Paths:   agent.Paths{Root: e.Root},
 		Systemd: sd,
 		Logger:  slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: level})),
+		// tlsdock.service may hold the lock for a rotation (the one
+		// proxy mode's first provision starts, or a renewal): wait for it
+		// rather than fail a provision or revert typed right then.
+		LockWait: agent.CommandLockWait,
 	}
 	testHooks(&o, e.Root) // a no-op unless built with -tags tlsdock_testhooks
 	if e.Agent != nil {
