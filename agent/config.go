@@ -77,6 +77,10 @@ type Config struct {
 	// ClientOwner owns the --client-out bundle (--client-owner; nil: the
 	// account tlsdock runs as).
 	ClientOwner *ClientOwner `json:"-"`
+	// ClientOwnerSpec is the client-owner setting as given (USER or
+	// USER:GROUP; "": SUDO_USER under sudo, else root), which the command
+	// resolves into ClientOwner.
+	ClientOwnerSpec string `json:"-"`
 	// daemon marks the rotation daemon's provisions (daemonApplier): a
 	// host that `tlsdock revert` put back refuses them.
 	daemon bool

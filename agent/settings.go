@@ -20,7 +20,7 @@ var settingKeys = []struct {
 	name   string
 	repeat bool
 }{
-	{"certs", false}, {"ca-file", false}, {"cert-file", false}, {"key-file", false}, {"allow-source-owner", false}, {"generate", false}, {"client-out", false},
+	{"certs", false}, {"ca-file", false}, {"cert-file", false}, {"key-file", false}, {"allow-source-owner", false}, {"generate", false}, {"client-out", false}, {"client-owner", false},
 	{"host", true}, {"san", true}, {"key-type", false}, {"mode", false}, {"live-restore", false},
 	{"probe-client", false}, {"timeout", false},
 	// tlsdock run
@@ -183,7 +183,7 @@ func MergeProvision(s Settings) (Config, []Setting, error) {
 //     local CA (generate) is used;
 //   - in proxy mode min-restart-interval defaults to 0, as a set is swapped
 //     in without restarting dockerd;
-//   - client-out is checked but dropped: the daemon writes no client bundle
+//   - client-out (and client-owner) is checked but dropped: the daemon writes no client bundle
 //     (it often lives in a home directory, which the unit hides);
 //   - renew-before applies only with generate.
 func MergeRun(s Settings) (RunConfig, []Setting, error) {
@@ -335,6 +335,7 @@ func merge(s Settings, run bool) (RunConfig, []Setting, error) {
 	m.str("key-file", &rc.KeyFile)
 	m.boolean("generate", &rc.Generate)
 	m.str("client-out", &rc.ClientOut)
+	m.str("client-owner", &rc.ClientOwnerSpec)
 	m.list("host", &rc.Hosts, func(v string) error { _, err := ParseHost(v); return err })
 	m.list("san", &rc.SANs, checkSAN)
 	m.last("key-type", func(v string) error {
@@ -391,7 +392,7 @@ func merge(s Settings, run bool) (RunConfig, []Setting, error) {
 	if !run {
 		return rc, out, nil
 	}
-	rc.ClientOut = ""
+	rc.ClientOut, rc.ClientOwnerSpec = "", ""
 	if rc.RenewBefore != 0 && !rc.Generate {
 		return RunConfig{}, out, m.locateOrigin(inputErr("--renew-before", "applies only with --generate (the local CA): certificates in %s are renewed by their issuer, and tlsdock warns before they expire (30, 7 and 1 days, scaled down for a lifetime under 120 days); remove renew-before", rc.Certs))
 	}
@@ -487,6 +488,8 @@ func (rc RunConfig) values(key string) []string {
 		v = strconv.FormatBool(rc.Generate)
 	case "client-out":
 		v = rc.ClientOut
+	case "client-owner":
+		v = rc.ClientOwnerSpec
 	case "key-type":
 		v = string(rc.KeyType)
 	case "live-restore":

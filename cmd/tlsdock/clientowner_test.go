@@ -170,3 +170,35 @@ func TestClientBundleUnderSudo(t *testing.T) {
 		t.Errorf("certs client output:\n%s", stdout)
 	}
 }
+
+// TestClientOwnerFromConfigFile: client-owner is a key of tlsdock.conf
+// like client-out, so a provision driven by the file writes the bundle
+// for that account too.
+func TestClientOwnerFromConfigFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: a bundle for another account")
+	}
+	t.Setenv("SUDO_USER", "")
+	h := newFakeHostCLI(t)
+	home := filepath.Join(h.root, "home/nobody")
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(home, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(home, "bundle")
+	putFile(t, filepath.Join(h.root, "etc/tlsdock/tlsdock.conf"), "generate = true\nhost = tcp://127.0.0.1:12376\nclient-out = "+dir+"\nclient-owner = nobody\n")
+	if code, stdout, stderr := h.run("provision"); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, p := range []string{dir, dir + "/key.pem"} {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 65534 {
+			t.Errorf("%s owned by uid %d, want nobody (client-owner in the file)", p, st.Uid)
+		}
+	}
+}

@@ -25,6 +25,7 @@ func (f *settingsFlags) register(fs *pflag.FlagSet) {
 	fs.String("key-file", certstore.KeyFile, "with --certs: the server key, a file name inside --certs, such as server.key (step), server-key.pem (cfssl), tls.key (Kubernetes), privkey.pem (certbot)")
 	fs.Bool("generate", false, "use a local CA in "+agent.CADir+" (created once, then reused) to issue the server certificate")
 	fs.String("client-out", "", "with --generate: also write a client bundle (ca.pem, cert.pem, key.pem) to this directory, for DOCKER_CERT_PATH")
+	fs.String("client-owner", "", "USER or USER:GROUP that owns the --client-out bundle (directory 0700, key.pem 0400, ca.pem and cert.pem 0444); default: SUDO_USER under sudo, else root")
 	fs.StringArray("host", d.Hosts, "TCP address dockerd listens on with mutual TLS (repeatable)")
 	fs.StringArray("san", nil, "extra DNS name or IP address the server certificate must cover (repeatable)")
 	fs.String("key-type", string(d.KeyType), "key type of issued certificates: ecdsa-p256, rsa-2048, rsa-3072 or rsa-4096")

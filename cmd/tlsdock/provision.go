@@ -15,7 +15,6 @@ import (
 func newProvisionCmd(env *Env) *cobra.Command {
 	var f settingsFlags
 	var dryRun, asJSON, verbose bool
-	var clientOwner string
 	cmd := &cobra.Command{
 		Use:   "provision",
 		Short: "Put dockerd's TCP API behind mutual TLS (idempotent)",
@@ -84,7 +83,7 @@ failed too, 1 any other failure.`,
 				return err
 			}
 			cfg.DryRun = dryRun
-			if cfg.ClientOwner, err = resolveOwner("--client-owner", clientOwner, cfg.ClientOut, "--client-out"); err != nil {
+			if cfg.ClientOwner, err = resolveOwner("--client-owner", cfg.ClientOwnerSpec, cfg.ClientOut, "--client-out"); err != nil {
 				return err
 			}
 			a, closer, err := env.newAgent(cmd.Context(), verbose)
@@ -106,7 +105,6 @@ failed too, 1 any other failure.`,
 		},
 	}
 	f.register(cmd.Flags())
-	cmd.Flags().StringVar(&clientOwner, "client-owner", "", "USER or USER:GROUP that owns the --client-out bundle (directory 0700, key.pem 0400, ca.pem and cert.pem 0444); default: SUDO_USER under sudo, else root")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan (every file with its diff, and whether docker restarts) and change nothing")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a machine-readable result (with \"changed\") instead of text")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log each step to stderr")
