@@ -453,7 +453,7 @@ func TestSystemdDoesNotAnswer(t *testing.T) {
 }
 
 var (
-	straceOpenRE    = regexp.MustCompile(`^(\d+)\s+openat\(AT_FDCWD, "([^"]+)", ([A-Z_|]+)(?:, (0\d+))?(?:\) = (\d+)| <unfinished)`)
+	straceOpenRE    = regexp.MustCompile(`^(\d+)\s+openat\((AT_FDCWD|\d+), "([^"]+)", ([A-Z_|]+)(?:, (0\d+))?(?:\) = (\d+)| <unfinished)`)
 	straceResumedRE = regexp.MustCompile(`^(\d+)\s+<\.\.\. openat resumed>.*\) = (\d+)`)
 	straceChmodRE   = regexp.MustCompile(`^(\d+)\s+(fchmod|fchmodat|chmod)\((?:AT_FDCWD, )?(?:"([^"]+)"|(\d+)), (0\d+)`)
 	straceCloseRE   = regexp.MustCompile(`^(\d+)\s+close\((\d+)\)`)
@@ -503,7 +503,12 @@ func traceModes(t *testing.T, ctx context.Context, h *testhost.Host, args ...str
 			continue
 		}
 		if m := straceOpenRE.FindStringSubmatch(line); m != nil {
-			path, flags, mode, fd := m[2], m[3], m[4], m[5]
+			path, flags, mode, fd := m[3], m[4], m[5], m[6]
+			if m[2] != "AT_FDCWD" && !filepath.IsAbs(path) {
+				// Relative to a directory tlsdock opened (its atomic
+				// writes create the file inside the open directory).
+				path = filepath.Join(fds[m[2]], path)
+			}
 			if fd == "" {
 				pending[m[1]] = path
 			} else {
