@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/tlsdock/tlsdock/systemd"
@@ -27,17 +28,50 @@ import (
 func (a *Agent) takeOverEnv(plan *Plan, svc *systemd.Service) error {
 	var env map[string]systemd.Assignment
 	out := systemd.Command{svc.ExecStart[0]}
+	loadEnv := func() error {
+		if env != nil {
+			return nil
+		}
+		var err error
+		if env, err = svc.Env(a.o.Paths.Root); err != nil {
+			return &InputError{Field: systemd.DockerUnit, Err: err}
+		}
+		return nil
+	}
 	for _, tok := range svc.ExecStart[1:] {
+		// The value of a listener flag written just before ("-H $X").
+		isValue := len(out) > 1 && takesListenerValue(out[len(out)-1].Value)
 		name, braced, ok := tok.VarRef()
 		if !ok {
-			out = append(out, tok)
+			if !strings.Contains(tok.Value, "${") {
+				out = append(out, tok)
+				continue
+			}
+			// "${NAME}" inside a word ("-H${X}", "--host=${X}"): systemd
+			// puts the value there.
+			if err := loadEnv(); err != nil {
+				return err
+			}
+			word, names, err := expandInWord(tok.Value, env)
+			if err != nil {
+				return inputErr(systemd.DockerUnit, "docker.service's ExecStart word %s: %v: write the value out, so that tlsdock can see the dockerd flags it passes", tok.Raw, err)
+			}
+			flags := listenerFlags([]string{word})
+			if isValue {
+				flags = []string{out[len(out)-1].Value, word}
+			}
+			if len(names) == 0 || len(flags) == 0 {
+				out = append(out, tok)
+				continue
+			}
+			out = out.Append(word)
+			for _, n := range names {
+				plan.note(takeoverNote, n, env[n].From, strings.Join(flags, " "), tok.Raw, tok.Raw, env[n].From, n)
+			}
 			continue
 		}
-		if env == nil {
-			var err error
-			if env, err = svc.Env(a.o.Paths.Root); err != nil {
-				return &InputError{Field: systemd.DockerUnit, Err: err}
-			}
+		if err := loadEnv(); err != nil {
+			return err
 		}
 		as, set := env[name]
 		if !set {
@@ -53,16 +87,66 @@ func (a *Agent) takeOverEnv(plan *Plan, svc *systemd.Service) error {
 		}
 		words := systemd.ExpandVar(as.Value, braced)
 		flags := listenerFlags(words)
+		if isValue && len(words) > 0 {
+			flags = append([]string{out[len(out)-1].Value}, words...)
+		}
 		if len(flags) == 0 {
 			out = append(out, tok)
 			continue
 		}
 		out = out.Append(words...)
-		plan.note("%s (set in %s) passes %s to dockerd through %s on docker.service's ExecStart: tlsdock reads these flags as part of ExecStart, and where its drop-in repeats ExecStart, the words are written out in place of %s. %s is left as it is; a later edit of %s reaches dockerd only at the next provision",
-			name, as.From, strings.Join(flags, " "), tok.Raw, tok.Raw, as.From, name)
+		plan.note(takeoverNote, name, as.From, strings.Join(flags, " "), tok.Raw, tok.Raw, as.From, name)
 	}
 	svc.ExecStart = out
 	return nil
+}
+
+const takeoverNote = "%s (set in %s) passes %s to dockerd through %s on docker.service's ExecStart: tlsdock reads these flags as part of ExecStart, and where its drop-in repeats ExecStart, the words are written out in place of %s. %s is left as it is; a later edit of %s reaches dockerd only at the next provision"
+
+// takesListenerValue reports whether the word is one of listenerFlags'
+// flags whose value is the next word ("-H", "--host", "-DH", "--tlscert").
+func takesListenerValue(w string) bool {
+	switch w {
+	case "--host", "--tlscacert", "--tlscert", "--tlskey":
+		return true
+	}
+	_, _, next, ok := systemd.ShortHost(w)
+	return ok && next
+}
+
+// expandInWord replaces each "${NAME}" of a word by its value, as systemd
+// does on a command line, and returns the names it replaced. A name that
+// is not set expands to nothing; one whose value tlsdock does not know is
+// an error.
+func expandInWord(w string, env map[string]systemd.Assignment) (string, []string, error) {
+	var b strings.Builder
+	var names []string
+	for i := 0; i < len(w); i++ {
+		switch {
+		case strings.HasPrefix(w[i:], "$$"):
+			// A literal "$" (Append quotes it again).
+			b.WriteByte('$')
+			i++
+			continue
+		case strings.HasPrefix(w[i:], "${"):
+			j := strings.IndexByte(w[i:], '}')
+			if j < 0 {
+				break
+			}
+			name := w[i+2 : i+j]
+			if as, ok := env[name]; ok {
+				if as.Err != nil {
+					return "", nil, fmt.Errorf("%s (set in %s): %w", name, as.From, as.Err)
+				}
+				b.WriteString(as.Value)
+				names = append(names, name)
+			}
+			i += j
+			continue
+		}
+		b.WriteByte(w[i])
+	}
+	return b.String(), names, nil
 }
 
 // listenerFlags returns the words that are dockerd's -H, --host, --tls*
@@ -78,7 +162,13 @@ func listenerFlags(words []string) []string {
 				out = append(out, words[i+1])
 				i++
 			}
-		case strings.HasPrefix(w, "-H") || strings.HasPrefix(w, "--host=") || strings.HasPrefix(w, "--tls") ||
+		case isShortHostWord(w):
+			out = append(out, w)
+			if _, _, next, _ := systemd.ShortHost(w); next && i+1 < len(words) {
+				out = append(out, words[i+1])
+				i++
+			}
+		case strings.HasPrefix(w, "--host=") || strings.HasPrefix(w, "--tls") ||
 			w == "--live-restore" || strings.HasPrefix(w, "--live-restore="):
 			out = append(out, w)
 		}
@@ -90,4 +180,11 @@ func listenerFlags(words []string) []string {
 // one of listenerFlags' flags.
 func mayCarryFlags(v string) bool {
 	return strings.Contains(v, "-H") || strings.Contains(v, "--host") || strings.Contains(v, "--tls") || strings.Contains(v, "--live-restore")
+}
+
+// isShortHostWord reports whether w is -H, or a group of dockerd's short
+// flags ending in it ("-DH", "-DHtcp://...", "-Htcp://...").
+func isShortHostWord(w string) bool {
+	_, _, _, ok := systemd.ShortHost(w)
+	return ok
 }

@@ -1,0 +1,55 @@
+package agent
+
+import (
+	"testing"
+
+	"github.com/tlsdock/tlsdock/systemd"
+)
+
+// attackRecipes are $DOCKER_OPTS and ExecStart spellings that dockerd
+// (pflag, systemd's expansion) reads as a TCP listener, written the way
+// tlsdock's first reading missed.
+func attackRecipes() []dockerOptsRecipe {
+	userDropIn := systemd.DropInDir + "/override.conf"
+	envFile := func(body string) func(t *testing.T, h *fakeHost) []string {
+		return func(t *testing.T, h *fakeHost) []string {
+			writeFile(t, h.root, etcDefaultDocker, body)
+			return []string{etcDefaultDocker}
+		}
+	}
+	return []dockerOptsRecipe{
+		{name: "combined -DH", setup: envFile("DOCKER_OPTS=\"-DH tcp://0.0.0.0:2375\"\n"), from: etcDefaultDocker, before: "0.0.0.0:2375"},
+		{name: "combined -DHtcp", setup: envFile("DOCKER_OPTS=\"-DHtcp://0.0.0.0:2375\"\n"), from: etcDefaultDocker, before: "0.0.0.0:2375"},
+		{name: "-H${X} in a word", setup: func(t *testing.T, h *fakeHost) []string {
+			writeFile(t, h.root, userDropIn, "[Service]\nEnvironment=X=tcp://0.0.0.0:2375\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// -H${X}\n")
+			return []string{userDropIn}
+		}, from: userDropIn, before: "0.0.0.0:2375", variable: "X"},
+		{name: "--host=${X} in a word", setup: func(t *testing.T, h *fakeHost) []string {
+			writeFile(t, h.root, userDropIn, "[Service]\nEnvironment=X=tcp://0.0.0.0:2375\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// --host=${X}\n")
+			return []string{userDropIn}
+		}, from: userDropIn, before: "0.0.0.0:2375", variable: "X"},
+		{name: "-H ${X}", setup: func(t *testing.T, h *fakeHost) []string {
+			writeFile(t, h.root, userDropIn, "[Service]\nEnvironment=X=tcp://0.0.0.0:2375\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// -H ${X}\n")
+			return []string{userDropIn}
+		}, from: userDropIn, before: "0.0.0.0:2375", variable: "X"},
+		{name: "two variables", setup: func(t *testing.T, h *fakeHost) []string {
+			writeFile(t, h.root, userDropIn, "[Service]\nEnvironment=A=-H B=tcp://0.0.0.0:2375\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// $A $B\n")
+			return []string{userDropIn}
+		}, from: userDropIn, before: "0.0.0.0:2375", variable: "B"},
+	}
+}
+
+func TestExpandInWord(t *testing.T) {
+	env := map[string]systemd.Assignment{"X": {Name: "X", Value: "tcp://0.0.0.0:2375"}}
+	for in, want := range map[string]string{
+		"-H${X}":         "-Htcp://0.0.0.0:2375",
+		"--host=${X}":    "--host=tcp://0.0.0.0:2375",
+		"-H$${X}":        "-H${X}",
+		"${UNSET}-${X}}": "-tcp://0.0.0.0:2375}",
+		"${X":            "${X",
+	} {
+		if got, _, err := expandInWord(in, env); err != nil || got != want {
+			t.Errorf("expandInWord(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
