@@ -439,19 +439,7 @@ func (a *Agent) dropIns(u systemd.UnitInfo) []string {
 	if !u.NeedDaemonReload {
 		return u.DropInPaths
 	}
-	var out []string
-	for _, d := range u.DropInPaths {
-		if filepath.Dir(d) != systemd.DropInDir {
-			out = append(out, d)
-		}
-	}
-	entries, _ := os.ReadDir(a.o.Paths.Abs(systemd.DropInDir))
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".conf") && !e.IsDir() {
-			out = append(out, systemd.DropInDir+"/"+e.Name())
-		}
-	}
-	return out
+	return a.dropInsOnDisk(u.DropInPaths)
 }
 
 // checkTargets refuses, before anything changes, a file or directory that

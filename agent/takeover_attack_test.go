@@ -53,3 +53,25 @@ func TestExpandInWord(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeOverUnreloadedRunDropIn: a drop-in written after systemd last
+// loaded docker.service (NeedDaemonReload) takes effect at tlsdock's
+// daemon-reload wherever it is, /run/systemd/system included, so its
+// listeners must be seen too.
+func TestTakeOverUnreloadedRunDropIn(t *testing.T) {
+	for _, dir := range []string{"/run/systemd/system/docker.service.d", "/etc/systemd/system/docker.service.d"} {
+		for _, m := range []Mode{ModeDaemonJSON, ModeDropIn, ModeProxy} {
+			t.Run(dir+"/"+string(m), func(t *testing.T) {
+				h := newFakeHost(t)
+				withSocket(t, h)
+				if err := h.Boot(); err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, h.root, dir+"/tcp.conf", "[Service]\nEnvironment=\"DOCKER_OPTS=-H tcp://0.0.0.0:2375\"\n")
+				cfg := inMode(generateCfg(), m)
+				mustProvision(t, h.agent(&fakeVerifier{}, withExe, noDNS), cfg)
+				checkTakenOver(t, h, m)
+			})
+		}
+	}
+}
