@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/tlsdock/tlsdock/systemd"
@@ -73,5 +74,32 @@ func TestTakeOverUnreloadedRunDropIn(t *testing.T) {
 				checkTakenOver(t, h, m)
 			})
 		}
+	}
+}
+
+// TestTakeOverUnsetEnvironment: a variable that UnsetEnvironment= removes
+// expands to nothing on ExecStart, so its flags are not dockerd's and must
+// not be written out into tlsdock's drop-in (here a storage driver dockerd
+// never ran with, which would hide every container).
+func TestTakeOverUnsetEnvironment(t *testing.T) {
+	for _, m := range []Mode{ModeDaemonJSON, ModeDropIn, ModeProxy} {
+		t.Run(string(m), func(t *testing.T) {
+			h := newFakeHost(t)
+			withSocket(t, h)
+			writeFile(t, h.root, systemd.DropInDir+"/override.conf", "[Service]\nEnvironment=\"DOCKER_OPTS=-H tcp://0.0.0.0:2375 --storage-driver=vfs\"\nUnsetEnvironment=DOCKER_OPTS\n")
+			if err := h.Boot(); err != nil {
+				t.Fatal(err)
+			}
+			if tcp := h.Running().TCP(); len(tcp) != 0 {
+				t.Fatalf("before: dockerd serves %+v, want no TCP (DOCKER_OPTS is unset)", tcp)
+			}
+			mustProvision(t, h.agent(&fakeVerifier{}, withExe, noDNS), inMode(generateCfg(), m))
+			checkTakenOver(t, h, m)
+			for _, a := range h.Running().Args {
+				if strings.Contains(a, "storage-driver") {
+					t.Errorf("dockerd runs with %q after the provision: %q", a, h.Running().Args)
+				}
+			}
+		})
 	}
 }

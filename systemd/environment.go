@@ -25,6 +25,9 @@ import (
 //     service starts, in order; "-" in front lets the file be missing or
 //     unreadable; an empty assignment resets the list; and the files'
 //     settings override Environment=;
+//   - UnsetEnvironment= removes the names it lists (or a NAME=VALUE
+//     assignment with exactly that value) from what the two above set,
+//     before the command lines are expanded;
 //   - on a command line, a word that is exactly "$NAME" is replaced by the
 //     value split into words at white space (quotes respected), and
 //     "${NAME}" by the value as one word.
@@ -62,10 +65,28 @@ const maxEnvFileSize = 1 << 20
 func (s *Service) addEnv(name, value, from string) {
 	if strings.TrimSpace(value) == "" {
 		// An empty assignment resets the list.
-		if name == "Environment" {
+		switch name {
+		case "Environment":
 			s.Environment = nil
-		} else {
+		case "UnsetEnvironment":
+			s.UnsetEnvironment = nil
+		default:
 			s.EnvironmentFiles = nil
+		}
+		return
+	}
+	if name == "UnsetEnvironment" {
+		words, err := splitWords(value, true, false)
+		if err != nil {
+			return // systemd ignores the whole line
+		}
+		for _, w := range words {
+			if w, err = resolveSpecifiers(w); err != nil {
+				continue
+			}
+			if k, _, _ := strings.Cut(w, "="); validEnvName(k) {
+				s.UnsetEnvironment = append(s.UnsetEnvironment, w)
+			}
 		}
 		return
 	}
@@ -126,6 +147,14 @@ func (s *Service) Env(root string) (map[string]Assignment, error) {
 			for _, a := range as {
 				env[a.Name] = a
 			}
+		}
+	}
+	// UnsetEnvironment= removes a NAME, or a NAME=VALUE with that value,
+	// before the command lines are expanded.
+	for _, w := range s.UnsetEnvironment {
+		k, v, hasValue := strings.Cut(w, "=")
+		if a, ok := env[k]; ok && (!hasValue || a.Value == v) {
+			delete(env, k)
 		}
 	}
 	return env, nil

@@ -306,6 +306,21 @@ func (s settings) environment(root string) (map[string]string, error) {
 			env[k] = v
 		}
 	}
+	// UnsetEnvironment= removes NAME, or NAME=VALUE when the value is
+	// that, before the command line is expanded (systemd.exec(5)).
+	for _, line := range s["Service.UnsetEnvironment"] {
+		words, err := splitExec(line, nil)
+		if err != nil {
+			return nil, fmt.Errorf("parsing UnsetEnvironment=: %w", err)
+		}
+		for _, w := range words {
+			if k, v, ok := strings.Cut(w, "="); !ok {
+				delete(env, w)
+			} else if env[k] == v {
+				delete(env, k)
+			}
+		}
+	}
 	return env, nil
 }
 
