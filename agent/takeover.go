@@ -53,6 +53,10 @@ func (a *Agent) takeOverEnv(plan *Plan, svc *systemd.Service) error {
 				return err
 			}
 			word, names, err := expandInWord(tok.Value, env)
+			if err != nil && !isValue && !mayCarryFlags(tok.Value) {
+				out = append(out, tok)
+				continue
+			}
 			if err != nil {
 				return inputErr(systemd.DockerUnit, "docker.service's ExecStart word %s: %v: write the value out, so that tlsdock can see the dockerd flags it passes", tok.Raw, err)
 			}
@@ -179,7 +183,16 @@ func listenerFlags(words []string) []string {
 // mayCarryFlags reports whether a value tlsdock cannot resolve might pass
 // one of listenerFlags' flags.
 func mayCarryFlags(v string) bool {
-	return strings.Contains(v, "-H") || strings.Contains(v, "--host") || strings.Contains(v, "--tls") || strings.Contains(v, "--live-restore")
+	if strings.Contains(v, "-H") || strings.Contains(v, "--host") || strings.Contains(v, "--tls") || strings.Contains(v, "--live-restore") {
+		return true
+	}
+	// A group of short flags ending in -H ("-DH").
+	for _, w := range strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '"' || r == '\'' }) {
+		if isShortHostWord(w) {
+			return true
+		}
+	}
+	return false
 }
 
 // isShortHostWord reports whether w is -H, or a group of dockerd's short

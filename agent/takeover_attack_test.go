@@ -103,3 +103,14 @@ func TestTakeOverUnsetEnvironment(t *testing.T) {
 		})
 	}
 }
+
+func TestMayCarryFlagsGroups(t *testing.T) {
+	for v, want := range map[string]bool{
+		"-DH tcp://%H:2375": true, "'-DHtcp://%H:2375'": true, "-H tcp://%H": true,
+		"--data-root=/srv/%i": false, "-D": false,
+	} {
+		if got := mayCarryFlags(v); got != want {
+			t.Errorf("mayCarryFlags(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
