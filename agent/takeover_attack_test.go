@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -112,5 +113,40 @@ func TestMayCarryFlagsGroups(t *testing.T) {
 		if got := mayCarryFlags(v); got != want {
 			t.Errorf("mayCarryFlags(%q) = %v, want %v", v, got, want)
 		}
+	}
+}
+
+// TestTakeOverDockerOptsEditedAfterProvision: DOCKER_OPTS gains a plain
+// listener after the provision (which left $DOCKER_OPTS a reference, as
+// it carried no listener flag then). The next provision, which is what a
+// rotation by tlsdock run does, takes it over; the revert gives it back.
+func TestTakeOverDockerOptsEditedAfterProvision(t *testing.T) {
+	for _, m := range []Mode{ModeDaemonJSON, ModeDropIn, ModeProxy} {
+		t.Run(string(m), func(t *testing.T) {
+			h := newFakeHost(t)
+			withSocket(t, h)
+			writeFile(t, h.root, etcDefaultDocker, "DOCKER_OPTS=\"-D\"\n")
+			if err := h.Boot(); err != nil {
+				t.Fatal(err)
+			}
+			cfg := inMode(generateCfg(), m)
+			mustProvision(t, h.agent(&fakeVerifier{}, withExe, noDNS), cfg)
+			checkTakenOver(t, h, m)
+			writeFile(t, h.root, etcDefaultDocker, "DOCKER_OPTS=\"-D -H tcp://0.0.0.0:2375\"\n")
+			res := mustProvision(t, h.agent(&fakeVerifier{}, withExe, noDNS), cfg)
+			checkTakenOver(t, h, m)
+			if !strings.Contains(strings.Join(res.Notes, "\n"), "DOCKER_OPTS (set in "+etcDefaultDocker+")") {
+				t.Errorf("notes %q", res.Notes)
+			}
+			if _, err := h.agent(nil, withExe, noDNS).Revert(context.Background(), Defaults()); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.Boot(); err != nil {
+				t.Fatalf("after the revert: %v", err)
+			}
+			if tcpListener(h.Running(), "0.0.0.0:2375") == nil {
+				t.Errorf("after the revert dockerd serves %+v, want the user's 0.0.0.0:2375", h.Running().TCP())
+			}
+		})
 	}
 }
