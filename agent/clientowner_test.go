@@ -2,12 +2,14 @@ package agent
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestDefaultClientOwner(t *testing.T) {
@@ -254,5 +256,56 @@ func TestClientBundleOwnerPlantsSpecialFiles(t *testing.T) {
 				t.Fatalf("provision: %v, want %s refused", err, cert)
 			}
 		})
+	}
+}
+
+// TestClientBundleKeepsForeignBundle: DOCKER_CERT_PATH's default is
+// ~/.docker, where a user often has the ca.pem, cert.pem and key.pem of
+// another daemon. --client-out ~/.docker (or certs client --out) must not
+// replace them: refused before anything is written, naming the file.
+func TestClientBundleKeepsForeignBundle(t *testing.T) {
+	h := newFakeHost(t)
+	mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
+	dir := filepath.Join(h.root, "home/alice/.docker")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := selfSignedClient(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: foreign.Certificate[0]})
+	files := map[string]string{"ca.pem": string(certPEM), "cert.pem": string(certPEM), "key.pem": "-----BEGIN EC PRIVATE KEY-----\nnot tlsdock's\n-----END EC PRIVATE KEY-----\n"}
+	for n, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner := currentOwner()
+	err = CheckClientOut("--client-out", dir, owner)
+	var ie *InputError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), filepath.Join(dir, "cert.pem")) || !strings.Contains(err.Error(), "tlsdock foreign probe") {
+		t.Errorf("CheckClientOut: %v, want an InputError naming cert.pem and its issuer", err)
+	}
+	if _, err := h.agent(nil, noDNS).IssueClientFor("alice", nil, dir, owner); err == nil {
+		t.Error("certs client --out replaced a bundle tlsdock did not write")
+	}
+	for n, body := range files {
+		if got, _ := os.ReadFile(filepath.Join(dir, n)); string(got) != body {
+			t.Errorf("%s was replaced", n)
+		}
+	}
+	// A bundle of this host's CA in the same place is renewed.
+	for n := range files {
+		os.Remove(filepath.Join(dir, n))
+	}
+	if _, err := h.agent(nil, noDNS).IssueClientFor("alice", nil, dir, owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckClientOut("--client-out", dir, owner); err != nil {
+		t.Errorf("CheckClientOut over tlsdock's own bundle: %v", err)
+	}
+	if _, err := h.agent(nil, noDNS).IssueClientFor("alice", nil, dir, owner); err != nil {
+		t.Errorf("reissue over tlsdock's own bundle: %v", err)
 	}
 }
