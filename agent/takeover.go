@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/tlsdock/tlsdock/systemd"
@@ -17,7 +18,8 @@ import (
 //
 // A variable whose expansion carries -H, --host, --tls* or --live-restore
 // flags (the ones whose daemon.json keys tlsdock writes: given both ways,
-// dockerd refuses to start) is replaced, in svc.ExecStart, by the words it expands to (as systemd
+// dockerd refuses to start), or --config-file (refused unless it names
+// /etc/docker/daemon.json), is replaced, in svc.ExecStart, by the words it expands to (as systemd
 // would expand it, from the environment systemd builds), so the rest of
 // the plan treats them as flags written on ExecStart: it drops the plain
 // TCP listeners and the TLS flags, and tlsdock's drop-in repeats ExecStart
@@ -102,6 +104,32 @@ func (a *Agent) takeOverEnv(plan *Plan, svc *systemd.Service) error {
 		plan.note(takeoverNote, name, as.From, strings.Join(flags, " "), tok.Raw, tok.Raw, as.From, name)
 	}
 	svc.ExecStart = out
+	return checkConfigFile(out)
+}
+
+// checkConfigFile refuses an ExecStart that gives dockerd another
+// configuration file than DaemonJSONPath: dockerd would read its
+// listeners and TLS settings from there, ignoring the daemon.json
+// tlsdock writes (in proxy mode, that file's plain listener stayed open).
+func checkConfigFile(cmd systemd.Command) error {
+	args := cmd.Args()
+	for i := 0; i < len(args); i++ {
+		name, value, hasValue := strings.Cut(args[i], "=")
+		if name != "--config-file" {
+			continue
+		}
+		if !hasValue {
+			if i+1 == len(args) {
+				continue // dockerd refuses it: a flag without its value
+			}
+			value = args[i+1]
+			i++
+		}
+		if filepath.Clean(value) == DaemonJSONPath {
+			continue
+		}
+		return inputErr(systemd.DockerUnit, "docker.service's ExecStart passes --config-file %s, so dockerd reads its settings (its listeners among them) from there and not from %s, which tlsdock writes: move the settings of %s into %s, remove --config-file from ExecStart (or $DOCKER_OPTS), and run tlsdock again", value, DaemonJSONPath, value, DaemonJSONPath)
+	}
 	return nil
 }
 
@@ -153,14 +181,15 @@ func expandInWord(w string, env map[string]systemd.Assignment) (string, []string
 	return b.String(), names, nil
 }
 
-// listenerFlags returns the words that are dockerd's -H, --host, --tls*
-// or --live-restore flags (with the value when it is the next word).
+// listenerFlags returns the words that are dockerd's -H, --host, --tls*,
+// --live-restore or --config-file flags (with the value when it is the
+// next word).
 func listenerFlags(words []string) []string {
 	var out []string
 	for i := 0; i < len(words); i++ {
 		w := words[i]
 		switch {
-		case w == "-H" || w == "--host" || w == "--tlscacert" || w == "--tlscert" || w == "--tlskey":
+		case w == "-H" || w == "--host" || w == "--tlscacert" || w == "--tlscert" || w == "--tlskey" || w == "--config-file":
 			out = append(out, w)
 			if i+1 < len(words) {
 				out = append(out, words[i+1])
@@ -172,7 +201,7 @@ func listenerFlags(words []string) []string {
 				out = append(out, words[i+1])
 				i++
 			}
-		case strings.HasPrefix(w, "--host=") || strings.HasPrefix(w, "--tls") ||
+		case strings.HasPrefix(w, "--host=") || strings.HasPrefix(w, "--tls") || strings.HasPrefix(w, "--config-file=") ||
 			w == "--live-restore" || strings.HasPrefix(w, "--live-restore="):
 			out = append(out, w)
 		}
@@ -183,7 +212,7 @@ func listenerFlags(words []string) []string {
 // mayCarryFlags reports whether a value tlsdock cannot resolve might pass
 // one of listenerFlags' flags.
 func mayCarryFlags(v string) bool {
-	if strings.Contains(v, "-H") || strings.Contains(v, "--host") || strings.Contains(v, "--tls") || strings.Contains(v, "--live-restore") {
+	if strings.Contains(v, "-H") || strings.Contains(v, "--host") || strings.Contains(v, "--config-file") || strings.Contains(v, "--tls") || strings.Contains(v, "--live-restore") {
 		return true
 	}
 	// A group of short flags ending in -H ("-DH").

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -148,5 +149,46 @@ func TestTakeOverDockerOptsEditedAfterProvision(t *testing.T) {
 				t.Errorf("after the revert dockerd serves %+v, want the user's 0.0.0.0:2375", h.Running().TCP())
 			}
 		})
+	}
+}
+
+// TestTakeOverRefusesOtherConfigFile: dockerd reads its settings from
+// --config-file when ExecStart (or $DOCKER_OPTS) passes one, so tlsdock's
+// /etc/docker/daemon.json would be ignored and that file's plain
+// listener kept. tlsdock refuses such a host, naming the flag, and
+// changes nothing.
+func TestTakeOverRefusesOtherConfigFile(t *testing.T) {
+	const other = "/etc/docker/other.json"
+	for name, setup := range map[string]func(t *testing.T, h *fakeHost){
+		"ExecStart": func(t *testing.T, h *fakeHost) {
+			writeFile(t, h.root, systemd.DropInDir+"/override.conf", "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock --config-file="+other+"\n")
+		},
+		"DOCKER_OPTS": func(t *testing.T, h *fakeHost) {
+			writeFile(t, h.root, etcDefaultDocker, "DOCKER_OPTS=\"--config-file "+other+"\"\n")
+			writeFile(t, h.root, systemd.DropInDir+"/override.conf", "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock $DOCKER_OPTS\n")
+		},
+	} {
+		for _, m := range []Mode{ModeDaemonJSON, ModeDropIn, ModeProxy} {
+			t.Run(name+"/"+string(m), func(t *testing.T) {
+				h := newFakeHost(t)
+				withSocket(t, h)
+				setup(t, h)
+				writeFile(t, h.root, other, `{"hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2375"]}`+"\n")
+				if err := h.Boot(); err != nil {
+					t.Fatal(err)
+				}
+				if tcpListener(h.Running(), "0.0.0.0:2375") == nil {
+					t.Fatalf("before: dockerd serves %+v, want 0.0.0.0:2375 from %s", h.Running().TCP(), other)
+				}
+				_, err := h.agent(&fakeVerifier{}, withExe, noDNS).Provision(context.Background(), inMode(generateCfg(), m))
+				var ie *InputError
+				if !errors.As(err, &ie) || !strings.Contains(err.Error(), "--config-file") || !strings.Contains(err.Error(), other) {
+					t.Fatalf("provision: %v, want an InputError naming --config-file %s", err, other)
+				}
+				if calls := h.Calls(); len(calls) > 0 {
+					t.Errorf("the refused provision called systemd: %q", calls)
+				}
+			})
+		}
 	}
 }
