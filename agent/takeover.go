@@ -128,7 +128,7 @@ func checkConfigFile(cmd systemd.Command) error {
 		if filepath.Clean(value) == DaemonJSONPath {
 			continue
 		}
-		return inputErr(systemd.DockerUnit, "docker.service's ExecStart passes --config-file %s, so dockerd reads its settings (its listeners among them) from there and not from %s, which tlsdock writes: move the settings of %s into %s, remove --config-file from ExecStart (or $DOCKER_OPTS), and run tlsdock again", value, DaemonJSONPath, value, DaemonJSONPath)
+		return inputErr(systemd.DockerUnit, "ExecStart passes --config-file %s, so dockerd reads its settings (its listeners among them) from there and not from %s, which tlsdock writes: move the settings of %s into %s, remove --config-file from ExecStart (or $DOCKER_OPTS), and run tlsdock again", value, DaemonJSONPath, value, DaemonJSONPath)
 	}
 	return nil
 }

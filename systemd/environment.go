@@ -180,9 +180,33 @@ func globUnder(root, pattern string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, "/"+filepath.ToSlash(rel))
+		p := "/" + filepath.ToSlash(rel)
+		if hiddenMatch(pattern, p) {
+			continue
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no file matches: %w", os.ErrNotExist)
 	}
 	return out, nil
+}
+
+// hiddenMatch reports whether the match p has a name starting with "."
+// where the pattern's name does not: glob(3) without GLOB_PERIOD, which
+// systemd uses, does not match a leading dot with a wildcard, while
+// filepath.Glob does.
+func hiddenMatch(pattern, p string) bool {
+	pc, mc := strings.Split(filepath.Clean(pattern), "/"), strings.Split(p, "/")
+	if len(pc) != len(mc) {
+		return false
+	}
+	for i := range mc {
+		if strings.HasPrefix(mc[i], ".") && !strings.HasPrefix(pc[i], ".") {
+			return true
+		}
+	}
+	return false
 }
 
 func readEnvFileAt(root, p string) ([]Assignment, error) {

@@ -1,6 +1,8 @@
 package systemd
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -26,5 +28,29 @@ func TestWithoutFlagsShortGroups(t *testing.T) {
 		if !slices.Equal(values(rest), want.rest) || !slices.Equal(hosts, want.hosts) {
 			t.Errorf("%s: rest %q hosts %q, want %q %q", line, values(rest), hosts, want.rest, want.hosts)
 		}
+	}
+}
+
+// TestGlobUnderSkipsDotFiles: systemd reads EnvironmentFile= patterns
+// with glob(3) without GLOB_PERIOD, so "*" does not match a leading dot
+// (an editor's .docker.swp); Go's filepath.Glob would.
+func TestGlobUnderSkipsDotFiles(t *testing.T) {
+	root := t.TempDir()
+	for _, n := range []string{"a.env", ".a.env.swp", "b.env"} {
+		p := filepath.Join(root, "etc/env.d", n)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := globUnder(root, "/etc/env.d/*")
+	if err != nil || !slices.Equal(got, []string{"/etc/env.d/a.env", "/etc/env.d/b.env"}) {
+		t.Errorf("globUnder * = %q, %v", got, err)
+	}
+	got, err = globUnder(root, "/etc/env.d/.*")
+	if err != nil || !slices.Equal(got, []string{"/etc/env.d/.a.env.swp"}) {
+		t.Errorf("globUnder .* = %q, %v", got, err)
 	}
 }
