@@ -133,7 +133,9 @@ func checkConfigFile(cmd systemd.Command) error {
 	return nil
 }
 
-const takeoverNote = "%s (set in %s) passes %s to dockerd through %s on docker.service's ExecStart: tlsdock reads these flags as part of ExecStart, and where its drop-in repeats ExecStart, the words are written out in place of %s. %s is left as it is; a later edit of %s reaches dockerd only at the next provision"
+// takeoverNote: NAME, where it is set, the flags, the reference (twice),
+// the file again and NAME.
+const takeoverNote = "%s (set in %s) passes %s to dockerd through %s on docker.service's ExecStart: tlsdock's drop-in writes these words out in place of %s, so that tlsdock can replace the listener and TLS flags among them. %s is not edited, but dockerd no longer reads %s from it: after an edit there, run tlsdock provision again, and the next provision writes the new value in (a revert gives dockerd the variable back)"
 
 // takesListenerValue reports whether the word is one of listenerFlags'
 // flags whose value is the next word ("-H", "--host", "-DH", "--tlscert").
