@@ -191,7 +191,7 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	if svc.ExecStart == nil {
 		return nil, &InputError{Field: unitInfo.FragmentPath, Err: errors.New("docker.service has no ExecStart: repair the docker package")}
 	}
-	if err := a.takeOverEnv(plan, svc); err != nil {
+	if err := a.takeOverEnv(sctx, plan, svc); err != nil {
 		return nil, err
 	}
 	if err := a.preflightStart(sctx, svc, doc); err != nil {

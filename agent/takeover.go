@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -27,15 +28,18 @@ import (
 // user's files (the environment file, their drop-in) are never edited, so
 // a revert, which removes tlsdock's drop-in, gives dockerd the variable
 // back as it was. A variable without such flags stays a reference.
-func (a *Agent) takeOverEnv(plan *Plan, svc *systemd.Service) error {
+func (a *Agent) takeOverEnv(ctx context.Context, plan *Plan, svc *systemd.Service) error {
 	var env map[string]systemd.Assignment
 	out := systemd.Command{svc.ExecStart[0]}
 	loadEnv := func() error {
 		if env != nil {
 			return nil
 		}
-		var err error
-		if env, err = svc.Env(a.o.Paths.Root); err != nil {
+		base, err := a.managerEnv(ctx)
+		if err != nil {
+			return err
+		}
+		if env, err = svc.Env(a.o.Paths.Root, base...); err != nil {
 			return &InputError{Field: systemd.DockerUnit, Err: err}
 		}
 		return nil
@@ -105,6 +109,23 @@ func (a *Agent) takeOverEnv(plan *Plan, svc *systemd.Service) error {
 	}
 	svc.ExecStart = out
 	return checkConfigFile(out)
+}
+
+// managerEnvironment is what *systemd.Manager (and the fake host) tell
+// of the service manager's environment.
+type managerEnvironment interface {
+	ManagerEnvironment(ctx context.Context) ([]string, error)
+}
+
+// managerEnv is the service manager's environment, which docker.service
+// starts with: `systemctl set-environment DOCKER_OPTS=...` reaches
+// $DOCKER_OPTS too. A Systemd without it reads as an empty one.
+func (a *Agent) managerEnv(ctx context.Context) ([]string, error) {
+	me, ok := a.o.Systemd.(managerEnvironment)
+	if !ok {
+		return nil, nil
+	}
+	return me.ManagerEnvironment(ctx)
 }
 
 // checkConfigFile refuses an ExecStart that gives dockerd another

@@ -192,3 +192,29 @@ func TestTakeOverRefusesOtherConfigFile(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeOverManagerEnvironment: `systemctl set-environment
+// DOCKER_OPTS=...` (or DefaultEnvironment= in system.conf) reaches
+// Debian's $DOCKER_OPTS when /etc/default/docker leaves it unset, as its
+// shipped file does: its plain listener must be taken over too.
+func TestTakeOverManagerEnvironment(t *testing.T) {
+	for _, m := range []Mode{ModeDaemonJSON, ModeDropIn, ModeProxy} {
+		t.Run(string(m), func(t *testing.T) {
+			h := newFakeHost(t)
+			withSocket(t, h)
+			writeFile(t, h.root, etcDefaultDocker, "#DOCKER_OPTS=\"--dns 8.8.8.8 --dns 8.8.4.4\"\n")
+			h.SetManagerEnvironment("DOCKER_OPTS=-H tcp://0.0.0.0:2375")
+			if err := h.Boot(); err != nil {
+				t.Fatal(err)
+			}
+			if tcpListener(h.Running(), "0.0.0.0:2375") == nil {
+				t.Fatalf("before: dockerd serves %+v, want 0.0.0.0:2375", h.Running().TCP())
+			}
+			res := mustProvision(t, h.agent(&fakeVerifier{}, withExe, noDNS), inMode(generateCfg(), m))
+			checkTakenOver(t, h, m)
+			if notes := strings.Join(res.Notes, "\n"); !strings.Contains(notes, "DOCKER_OPTS (set in "+systemd.ManagerEnvironment+")") {
+				t.Errorf("the notes do not say where DOCKER_OPTS came from:\n%s", notes)
+			}
+		})
+	}
+}

@@ -32,8 +32,8 @@ import (
 //     value split into words at white space (quotes respected), and
 //     "${NAME}" by the value as one word.
 //
-// The system manager's own environment (DefaultEnvironment= in
-// system.conf) is not read: a variable set only there is unknown here.
+// The service manager's own environment (DefaultEnvironment= in
+// system.conf, systemctl set-environment) comes first, as Env's base.
 
 // Assignment is one variable of a service's environment and where it was
 // set.
@@ -56,6 +56,10 @@ type EnvFile struct {
 	// From is the unit file that set it.
 	From string
 }
+
+// ManagerEnvironment names the service manager's environment as the
+// source of a variable.
+const ManagerEnvironment = "the service manager's environment (systemctl show-environment)"
 
 // maxEnvFileSize bounds how much of an environment file is read.
 const maxEnvFileSize = 1 << 20
@@ -123,8 +127,17 @@ func (s *Service) addEnv(name, value, from string) {
 // read in order, each overriding what came before. root is the host's
 // root directory. A file that cannot be read and is not optional is an
 // error, as it is for systemd, which then does not start the service.
-func (s *Service) Env(root string) (map[string]Assignment, error) {
+//
+// base is the service manager's environment (DefaultEnvironment= in
+// system.conf and `systemctl set-environment`, as NAME=VALUE), which
+// every service starts with, under its own settings.
+func (s *Service) Env(root string, base ...string) (map[string]Assignment, error) {
 	env := map[string]Assignment{}
+	for _, kv := range base {
+		if k, v, ok := strings.Cut(kv, "="); ok && validEnvName(k) {
+			env[k] = Assignment{Name: k, Value: v, From: ManagerEnvironment}
+		}
+	}
 	for _, a := range s.Environment {
 		env[a.Name] = a
 	}
