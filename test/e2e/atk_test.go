@@ -57,3 +57,33 @@ func TestAtkConfigFileRefused(t *testing.T) {
 	}
 	t.Logf("TestAtkConfigFileRefused: %v", time.Since(start).Round(time.Second))
 }
+
+// TestAtkManagerEnvironment: `systemctl set-environment DOCKER_OPTS=-H
+// tcp://0.0.0.0:2375` reaches Debian's $DOCKER_OPTS (its
+// /etc/default/docker leaves the variable unset). Proxy mode takes it
+// over, naming where it came from; the revert gives it back.
+func TestAtkManagerEnvironment(t *testing.T) {
+	start := time.Now()
+	h := startEnvHost(t, "atk-manager-env")
+	ctx := ctxFor(t, 5*time.Minute)
+	run(t, ctx, h, "systemctl", "set-environment", "DOCKER_OPTS=-H tcp://0.0.0.0:2375")
+	run(t, ctx, h, "systemctl", "restart", "docker.service")
+	if out, err := curlOutside(ctx, h, "http://127.0.0.1:2375/_ping"); err != nil || out != "OK" {
+		t.Fatalf("set-environment does not open plain :2375: %q %v\n%s", out, err, h.Journal(ctx, "docker.service", 20))
+	}
+	res := parseResult(t, mustTlsdock(t, ctx, h, "provision", "--mode", "proxy", "--generate", "--json"))
+	if !res.Changed || res.RolledBack || res.Error != "" {
+		t.Fatalf("provision: %+v", res)
+	}
+	if notes := strings.Join(res.Notes, "\n"); !strings.Contains(notes, "DOCKER_OPTS (set in the service manager's environment") {
+		t.Errorf("the notes do not say where DOCKER_OPTS came from:\n%s", notes)
+	}
+	if out, err := curlOutside(ctx, h, "http://127.0.0.1:2375/_ping"); err == nil {
+		t.Errorf("plain :2375 still answers after provision: %q", out)
+	}
+	mustTlsdock(t, ctx, h, "revert")
+	if out, err := curlOutside(ctx, h, "http://127.0.0.1:2375/_ping"); err != nil || out != "OK" {
+		t.Errorf("plain :2375 does not serve again after the revert: %q %v", out, err)
+	}
+	t.Logf("TestAtkManagerEnvironment: %v", time.Since(start).Round(time.Second))
+}
