@@ -4,11 +4,13 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/tlsdock/tlsdock/certstore"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultClientName is the client certificate's name with --client-out.
@@ -143,13 +145,29 @@ func (a *Agent) issueClient(ca *certstore.CA, name string, groups []string, dir 
 	return b, nil
 }
 
+// loadClientCert reads the bundle's certificate, or nil. The directory
+// belongs to the bundle's owner, who can put anything there: the file is
+// read only when it is a regular file (no symlink followed, a FIFO is
+// not waited on) and up to maxClientCertSize.
 func loadClientCert(dir string) *x509.Certificate {
-	data, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
+	fd, err := unix.Open(filepath.Join(dir, "cert.pem"), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), filepath.Join(dir, "cert.pem"))
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxClientCertSize+1))
+	if err != nil || len(data) > maxClientCertSize {
 		return nil
 	}
 	return parseCertPEM(data)
 }
+
+// maxClientCertSize bounds the read of a bundle's cert.pem.
+const maxClientCertSize = 1 << 20
 
 func parseCertPEM(data []byte) *x509.Certificate {
 	blk, _ := pem.Decode(data)

@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/user"
@@ -229,6 +231,10 @@ func walkBundleDir(abs string, owner *ClientOwner, create bool) (*os.File, error
 			closeFD()
 			return nil, fmt.Errorf("client bundle directory %s exists and belongs to uid %d, not to %s (uid %d): give a new directory, or chown it to %s first", cur, st.Uid, owner.Spec, owner.UID, owner.Spec)
 		}
+		if err := foreignBundle(fd, cur); err != nil {
+			closeFD()
+			return nil, err
+		}
 	}
 	if !create {
 		return os.NewFile(uintptr(fd), cur), nil
@@ -239,6 +245,59 @@ func walkBundleDir(abs string, owner *ClientOwner, create bool) (*os.File, error
 	}
 	return os.NewFile(uintptr(fd), cur), nil
 }
+
+// foreignBundle refuses a bundle directory (open as dirFD, at p) whose
+// ca.pem, cert.pem or key.pem tlsdock would replace but did not write:
+// ~/.docker, DOCKER_CERT_PATH's default, often holds another daemon's
+// bundle, and its key would be lost. A bundle is tlsdock's when cert.pem
+// was issued by a tlsdock local CA (of this host or an earlier one: a
+// renewal replaces it). Files are read without following a symlink or
+// waiting on a FIFO: the directory is its owner's.
+func foreignBundle(dirFD int, p string) error {
+	present := []string{}
+	for _, f := range bundleFiles {
+		var st unix.Stat_t
+		err := unix.Fstatat(dirFD, f.name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("client bundle directory %s: %w", p, err)
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return fmt.Errorf("refusing to write %s: it is a symlink and tlsdock writes regular files only: remove it and try again", filepath.Join(p, f.name))
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return fmt.Errorf("refusing to write %s: it is not a regular file (tlsdock writes regular files only): remove it and try again", filepath.Join(p, f.name))
+		}
+		present = append(present, f.name)
+	}
+	if len(present) == 0 {
+		return nil
+	}
+	certPath := filepath.Join(p, "cert.pem")
+	var c *x509.Certificate
+	if fd, err := unix.Openat(dirFD, "cert.pem", unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0); err == nil {
+		f := os.NewFile(uintptr(fd), certPath)
+		data, rerr := io.ReadAll(io.LimitReader(f, maxClientCertSize+1))
+		f.Close()
+		if rerr == nil && len(data) <= maxClientCertSize {
+			c = parseCertPEM(data)
+		}
+	}
+	switch {
+	case c != nil && strings.HasPrefix(c.Issuer.CommonName, tlsdockCAPrefix):
+		return nil
+	case c != nil:
+		return fmt.Errorf("%s holds a client certificate issued by %q, not by tlsdock: tlsdock would replace it and the key.pem next to it; give another directory (for example %s/%s) or move %s away", certPath, c.Issuer.CommonName, p, "HOST", strings.Join(present, ", "))
+	default:
+		return fmt.Errorf("%s holds %s, which tlsdock did not write (no cert.pem of a tlsdock CA): tlsdock would replace them; give another directory or move them away", p, strings.Join(present, ", "))
+	}
+}
+
+// tlsdockCAPrefix starts the subject of every local CA tlsdock creates
+// (certstore.NewCA).
+const tlsdockCAPrefix = "tlsdock local CA "
 
 // ownDir makes the open directory 0700 and owner's.
 func ownDir(fd int, owner *ClientOwner) error {

@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"context"
+	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestDefaultClientOwner(t *testing.T) {
@@ -194,5 +197,115 @@ func TestNewClientHint(t *testing.T) {
 	h := NewClientHint([]string{"tcp://127.0.0.1:2376"}, "/home/al ice/$x", hostname)
 	if !strings.Contains(h.Env, "DOCKER_CERT_PATH='/home/al ice/$x'") || !strings.Contains(h.Context, "--docker 'host=tcp://127.0.0.1:2376,ca=/home/al ice/$x/ca.pem,") {
 		t.Errorf("unquoted: %+v", h)
+	}
+}
+
+// TestClientBundleOwnerPlantsSpecialFiles: the bundle's owner can put
+// anything in its directory. A FIFO (or a symlink to one, or to /dev/zero)
+// as cert.pem must not make root's provision hang on the read, holding
+// the host lock, nor read without end: the next provision replaces it
+// with a regular file.
+func TestClientBundleOwnerPlantsSpecialFiles(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: a bundle for another account")
+	}
+	for _, plant := range []string{"fifo", "symlink to a fifo", "symlink to /dev/zero"} {
+		t.Run(plant, func(t *testing.T) {
+			h := newFakeHost(t)
+			home := filepath.Join(h.root, "home/alice")
+			if err := os.MkdirAll(home, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(home, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			owner, err := ParseClientOwner("--client-owner", "nobody")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := generateCfg()
+			cfg.ClientOut = filepath.Join(home, "bundle")
+			cfg.ClientOwner = owner
+			mustProvision(t, h.agent(&fakeVerifier{}), cfg)
+
+			cert := filepath.Join(cfg.ClientOut, "cert.pem")
+			fifo := filepath.Join(home, "fifo")
+			if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(cert); err != nil {
+				t.Fatal(err)
+			}
+			switch plant {
+			case "fifo":
+				err = syscall.Mkfifo(cert, 0o644)
+			case "symlink to a fifo":
+				err = os.Symlink(fifo, cert)
+			default:
+				err = os.Symlink("/dev/zero", cert)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Before the fix this provision blocked in the read of
+			// cert.pem (go test's -timeout ended it). Now the file is
+			// refused, naming it (WriteFileAtomicAt writes over regular
+			// files only), and nothing read it.
+			_, err = h.agent(&fakeVerifier{}).Provision(context.Background(), cfg)
+			if err == nil || !strings.Contains(err.Error(), cert+": it is") {
+				t.Fatalf("provision: %v, want %s refused", err, cert)
+			}
+		})
+	}
+}
+
+// TestClientBundleKeepsForeignBundle: DOCKER_CERT_PATH's default is
+// ~/.docker, where a user often has the ca.pem, cert.pem and key.pem of
+// another daemon. --client-out ~/.docker (or certs client --out) must not
+// replace them: refused before anything is written, naming the file.
+func TestClientBundleKeepsForeignBundle(t *testing.T) {
+	h := newFakeHost(t)
+	mustProvision(t, h.agent(&fakeVerifier{}), generateCfg())
+	dir := filepath.Join(h.root, "home/alice/.docker")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := selfSignedClient(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: foreign.Certificate[0]})
+	files := map[string]string{"ca.pem": string(certPEM), "cert.pem": string(certPEM), "key.pem": "-----BEGIN EC PRIVATE KEY-----\nnot tlsdock's\n-----END EC PRIVATE KEY-----\n"}
+	for n, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner := currentOwner()
+	err = CheckClientOut("--client-out", dir, owner)
+	var ie *InputError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), filepath.Join(dir, "cert.pem")) || !strings.Contains(err.Error(), "tlsdock foreign probe") {
+		t.Errorf("CheckClientOut: %v, want an InputError naming cert.pem and its issuer", err)
+	}
+	if _, err := h.agent(nil, noDNS).IssueClientFor("alice", nil, dir, owner); err == nil {
+		t.Error("certs client --out replaced a bundle tlsdock did not write")
+	}
+	for n, body := range files {
+		if got, _ := os.ReadFile(filepath.Join(dir, n)); string(got) != body {
+			t.Errorf("%s was replaced", n)
+		}
+	}
+	// A bundle of this host's CA in the same place is renewed.
+	for n := range files {
+		os.Remove(filepath.Join(dir, n))
+	}
+	if _, err := h.agent(nil, noDNS).IssueClientFor("alice", nil, dir, owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckClientOut("--client-out", dir, owner); err != nil {
+		t.Errorf("CheckClientOut over tlsdock's own bundle: %v", err)
+	}
+	if _, err := h.agent(nil, noDNS).IssueClientFor("alice", nil, dir, owner); err != nil {
+		t.Errorf("reissue over tlsdock's own bundle: %v", err)
 	}
 }

@@ -191,7 +191,7 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 	if svc.ExecStart == nil {
 		return nil, &InputError{Field: unitInfo.FragmentPath, Err: errors.New("docker.service has no ExecStart: repair the docker package")}
 	}
-	if err := a.takeOverEnv(plan, svc); err != nil {
+	if err := a.takeOverEnv(sctx, plan, svc); err != nil {
 		return nil, err
 	}
 	if err := a.preflightStart(sctx, svc, doc); err != nil {
@@ -431,19 +431,7 @@ func (a *Agent) dropIns(u systemd.UnitInfo) []string {
 	if !u.NeedDaemonReload {
 		return u.DropInPaths
 	}
-	var out []string
-	for _, d := range u.DropInPaths {
-		if filepath.Dir(d) != systemd.DropInDir {
-			out = append(out, d)
-		}
-	}
-	entries, _ := os.ReadDir(a.o.Paths.Abs(systemd.DropInDir))
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".conf") && !e.IsDir() {
-			out = append(out, systemd.DropInDir+"/"+e.Name())
-		}
-	}
-	return out
+	return a.dropInsOnDisk(u.DropInPaths)
 }
 
 // checkTargets refuses, before anything changes, a file or directory that

@@ -28,6 +28,9 @@ type dockerOptsRecipe struct {
 	// and whether it does so with mutual TLS.
 	before    string
 	beforeTLS bool
+	// variable is the variable the note must name (DOCKER_OPTS when
+	// empty).
+	variable string
 }
 
 const etcDefaultDocker = "/etc/default/docker"
@@ -88,7 +91,7 @@ func mustRel(t *testing.T, root, p string) string {
 // where the flags came from, a second provision changes nothing, and the
 // revert gives dockerd its listeners back as they were.
 func TestTakeOverDockerOpts(t *testing.T) {
-	for _, r := range dockerOptsRecipes() {
+	for _, r := range append(dockerOptsRecipes(), attackRecipes()...) {
 		for _, v := range []struct {
 			name string
 			mode Mode
@@ -122,8 +125,12 @@ func TestTakeOverDockerOpts(t *testing.T) {
 				res := mustProvision(t, h.agent(&fakeVerifier{}, withExe, noDNS), cfg)
 				checkTakenOver(t, h, m)
 				notes := strings.Join(res.Notes, "\n")
-				if !strings.Contains(notes, "DOCKER_OPTS") || !strings.Contains(notes, r.from) || !strings.Contains(notes, "next provision") {
-					t.Errorf("the notes do not name DOCKER_OPTS, %s and the next provision:\n%s", r.from, notes)
+				variable := r.variable
+				if variable == "" {
+					variable = "DOCKER_OPTS"
+				}
+				if !strings.Contains(notes, variable) || !strings.Contains(notes, r.from) || !strings.Contains(notes, "next provision") {
+					t.Errorf("the notes do not name %s, %s and the next provision:\n%s", variable, r.from, notes)
 				}
 				for p, body := range userBefore {
 					if got := readFile(t, h.root, p); got != body {
@@ -136,8 +143,8 @@ func TestTakeOverDockerOpts(t *testing.T) {
 				if res2.Changed || res2.Restarted {
 					t.Errorf("second provision changed=%v restarted=%v: %+v", res2.Changed, res2.Restarted, res2.Files)
 				}
-				if !strings.Contains(strings.Join(res2.Notes, "\n"), "DOCKER_OPTS") {
-					t.Errorf("the second provision does not note DOCKER_OPTS: %q", res2.Notes)
+				if !strings.Contains(strings.Join(res2.Notes, "\n"), variable) {
+					t.Errorf("the second provision does not note %s: %q", variable, res2.Notes)
 				}
 
 				rcfg := Defaults()

@@ -116,6 +116,38 @@ var tlsValueFlags = map[string]bool{"--tlscacert": true, "--tlscert": true, "--t
 
 var tlsBoolFlags = map[string]bool{"--tls": true, "--tlsverify": true}
 
+// dockerdBoolShorts are the one-letter boolean flags of dockerd (-D,
+// --debug, and the flags that print and exit). pflag reads a group of
+// short flags as one word ("-DH tcp://..." is -D -H tcp://...): the boolean
+// ones take no value, and the first flag that takes one takes the rest of
+// the word, or the next word when the rest is empty.
+const dockerdBoolShorts = "Dvhr"
+
+func isShortHost(v string) bool {
+	_, _, _, ok := ShortHost(v)
+	return ok
+}
+
+// ShortHost splits a group of dockerd's short flags that ends in -H
+// ("-H", "-Hvalue", "-H=value", "-DH", "-DHvalue"): the boolean flags
+// before it, the value written in the word, and whether the value is the
+// next word. It returns ok false for any other word.
+func ShortHost(v string) (bools, value string, next, ok bool) {
+	if len(v) < 2 || v[0] != '-' || v[1] == '-' {
+		return "", "", false, false
+	}
+	for i := 1; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == 'H':
+			value = strings.TrimPrefix(v[i+1:], "=")
+			return v[1:i], value, v[i+1:] == "", true
+		case strings.IndexByte(dockerdBoolShorts, c) < 0:
+			return "", "", false, false
+		}
+	}
+	return "", "", false, false
+}
+
 // WithoutFlags returns the command with every -H/--host flag and, when tls is
 // true, every --tls* flag removed, together with the host values it removed
 // and the raw text of the removed TLS flags.
@@ -133,8 +165,21 @@ func (c Command) WithoutFlags(tls bool) (rest Command, hosts []string, removedTL
 		case hostFlags[v] && i+1 < len(c):
 			hosts = append(hosts, c[i+1].Value)
 			i++
-		case strings.HasPrefix(v, "-H") && len(v) > 2 && !strings.HasPrefix(v, "--"):
-			hosts = append(hosts, v[2:])
+		case isShortHost(v):
+			bools, value, next, _ := ShortHost(v)
+			if next {
+				if i+1 == len(c) {
+					rest = append(rest, c[i])
+					continue
+				}
+				i++
+				value = c[i].Value
+			}
+			hosts = append(hosts, value)
+			if bools != "" {
+				// "-DH tcp://..." is -D and -H: -D stays.
+				rest = append(rest, Token{Raw: "-" + bools, Value: "-" + bools})
+			}
 		case tls && tlsValueFlags[name] && hasValue:
 			removedTLS = append(removedTLS, c[i].Raw)
 		case tls && tlsValueFlags[v] && i+1 < len(c):

@@ -170,6 +170,22 @@ func (m *Manager) Unit(ctx context.Context, name string) (UnitInfo, error) {
 	return info, nil
 }
 
+// ManagerEnvironment returns the environment systemd gives every
+// service (DefaultEnvironment= and systemctl set-environment), as
+// NAME=VALUE: the Manager's Environment property.
+func (m *Manager) ManagerEnvironment(ctx context.Context) ([]string, error) {
+	s, err := m.conn.GetManagerProperty("Environment")
+	if err != nil {
+		return nil, fmt.Errorf("reading systemd's environment over D-Bus: %w", err)
+	}
+	v, err := godbus.ParseVariant(s, godbus.ParseSignatureMust("as"))
+	if err != nil {
+		return nil, fmt.Errorf("reading systemd's environment over D-Bus: %q: %w", s, err)
+	}
+	env, _ := v.Value().([]string)
+	return env, nil
+}
+
 func str(v any) string {
 	s, _ := v.(string)
 	return s

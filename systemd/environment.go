@@ -25,12 +25,15 @@ import (
 //     service starts, in order; "-" in front lets the file be missing or
 //     unreadable; an empty assignment resets the list; and the files'
 //     settings override Environment=;
+//   - UnsetEnvironment= removes the names it lists (or a NAME=VALUE
+//     assignment with exactly that value) from what the two above set,
+//     before the command lines are expanded;
 //   - on a command line, a word that is exactly "$NAME" is replaced by the
 //     value split into words at white space (quotes respected), and
 //     "${NAME}" by the value as one word.
 //
-// The system manager's own environment (DefaultEnvironment= in
-// system.conf) is not read: a variable set only there is unknown here.
+// The service manager's own environment (DefaultEnvironment= in
+// system.conf, systemctl set-environment) comes first, as Env's base.
 
 // Assignment is one variable of a service's environment and where it was
 // set.
@@ -54,6 +57,10 @@ type EnvFile struct {
 	From string
 }
 
+// ManagerEnvironment names the service manager's environment as the
+// source of a variable.
+const ManagerEnvironment = "the service manager's environment (systemctl show-environment)"
+
 // maxEnvFileSize bounds how much of an environment file is read.
 const maxEnvFileSize = 1 << 20
 
@@ -62,10 +69,28 @@ const maxEnvFileSize = 1 << 20
 func (s *Service) addEnv(name, value, from string) {
 	if strings.TrimSpace(value) == "" {
 		// An empty assignment resets the list.
-		if name == "Environment" {
+		switch name {
+		case "Environment":
 			s.Environment = nil
-		} else {
+		case "UnsetEnvironment":
+			s.UnsetEnvironment = nil
+		default:
 			s.EnvironmentFiles = nil
+		}
+		return
+	}
+	if name == "UnsetEnvironment" {
+		words, err := splitWords(value, true, false)
+		if err != nil {
+			return // systemd ignores the whole line
+		}
+		for _, w := range words {
+			if w, err = resolveSpecifiers(w); err != nil {
+				continue
+			}
+			if k, _, _ := strings.Cut(w, "="); validEnvName(k) {
+				s.UnsetEnvironment = append(s.UnsetEnvironment, w)
+			}
 		}
 		return
 	}
@@ -102,8 +127,17 @@ func (s *Service) addEnv(name, value, from string) {
 // read in order, each overriding what came before. root is the host's
 // root directory. A file that cannot be read and is not optional is an
 // error, as it is for systemd, which then does not start the service.
-func (s *Service) Env(root string) (map[string]Assignment, error) {
+//
+// base is the service manager's environment (DefaultEnvironment= in
+// system.conf and `systemctl set-environment`, as NAME=VALUE), which
+// every service starts with, under its own settings.
+func (s *Service) Env(root string, base ...string) (map[string]Assignment, error) {
 	env := map[string]Assignment{}
+	for _, kv := range base {
+		if k, v, ok := strings.Cut(kv, "="); ok && validEnvName(k) {
+			env[k] = Assignment{Name: k, Value: v, From: ManagerEnvironment}
+		}
+	}
 	for _, a := range s.Environment {
 		env[a.Name] = a
 	}
@@ -126,6 +160,14 @@ func (s *Service) Env(root string) (map[string]Assignment, error) {
 			for _, a := range as {
 				env[a.Name] = a
 			}
+		}
+	}
+	// UnsetEnvironment= removes a NAME, or a NAME=VALUE with that value,
+	// before the command lines are expanded.
+	for _, w := range s.UnsetEnvironment {
+		k, v, hasValue := strings.Cut(w, "=")
+		if a, ok := env[k]; ok && (!hasValue || a.Value == v) {
+			delete(env, k)
 		}
 	}
 	return env, nil
@@ -151,9 +193,33 @@ func globUnder(root, pattern string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, "/"+filepath.ToSlash(rel))
+		p := "/" + filepath.ToSlash(rel)
+		if hiddenMatch(pattern, p) {
+			continue
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no file matches: %w", os.ErrNotExist)
 	}
 	return out, nil
+}
+
+// hiddenMatch reports whether the match p has a name starting with "."
+// where the pattern's name does not: glob(3) without GLOB_PERIOD, which
+// systemd uses, does not match a leading dot with a wildcard, while
+// filepath.Glob does.
+func hiddenMatch(pattern, p string) bool {
+	pc, mc := strings.Split(filepath.Clean(pattern), "/"), strings.Split(p, "/")
+	if len(pc) != len(mc) {
+		return false
+	}
+	for i := range mc {
+		if strings.HasPrefix(mc[i], ".") && !strings.HasPrefix(pc[i], ".") {
+			return true
+		}
+	}
+	return false
 }
 
 func readEnvFileAt(root, p string) ([]Assignment, error) {

@@ -45,6 +45,9 @@ type Service struct {
 	// (environment.go; Env reads the files).
 	Environment      []Assignment
 	EnvironmentFiles []EnvFile
+	// UnsetEnvironment are the UnsetEnvironment= words: NAME, or
+	// NAME=VALUE.
+	UnsetEnvironment []string
 }
 
 // ReadService parses a service's fragment and drop-ins (paths as systemd
@@ -86,7 +89,7 @@ func ReadService(root, fragment string, dropIns []string, skip ...string) (*Serv
 				continue
 			}
 			switch o.Name {
-			case "Environment", "EnvironmentFile":
+			case "Environment", "EnvironmentFile", "UnsetEnvironment":
 				svc.addEnv(o.Name, o.Value, f)
 			case "ExecStart":
 				if strings.TrimSpace(o.Value) == "" {

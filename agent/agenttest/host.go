@@ -85,6 +85,10 @@ type Host struct {
 	// deleted it when it stopped (ownsSocketFile); docker.socket's socket
 	// has no path until docker.socket binds it again.
 	sockGone bool
+	// managerEnv is the service manager's environment
+	// (DefaultEnvironment=, systemctl set-environment): every service
+	// starts with it, under its own Environment=.
+	managerEnv []string
 }
 
 // SetStrictSocket makes a host without a docker.socket unit behave as
@@ -395,7 +399,7 @@ func (h *Host) judgeLocked(svc *unitFiles, listening []string) (*Daemon, error) 
 			}
 		}
 	}
-	in.env, err = s.environment(h.Root)
+	in.env, err = s.environment(h.Root, h.managerEnv)
 	if err != nil {
 		return nil, refuse(ReasonUnit, "%v", err)
 	}
@@ -701,4 +705,20 @@ func (h *Host) Ping(context.Context) error {
 		return fmt.Errorf("dial unix /var/run/docker.sock: connect: no such file or directory (a dockerd that listened on it itself deleted docker.socket's file when it stopped): %w", errNotRunning)
 	}
 	return nil
+}
+
+// SetManagerEnvironment is `systemctl set-environment NAME=VALUE...`:
+// every service started from now on has these variables, under its own
+// Environment= and EnvironmentFile= settings.
+func (h *Host) SetManagerEnvironment(kv ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.managerEnv = append(h.managerEnv, kv...)
+}
+
+// ManagerEnvironment is systemd's Manager.Environment property.
+func (h *Host) ManagerEnvironment(context.Context) ([]string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.managerEnv...), nil
 }

@@ -275,12 +275,18 @@ func expandBraces(w string, env map[string]string) string {
 	}
 }
 
-// environment is the service's environment: Environment= assignments
+// environment is the service's environment: the manager's environment
+// (NAME=VALUE words), then Environment= assignments
 // (each value is a list of quoted "VAR=value" words), then each
 // EnvironmentFile= read at start, where a leading "-" lets the file be
 // missing; files override Environment= (systemd.exec(5), "Environment").
-func (s settings) environment(root string) (map[string]string, error) {
+func (s settings) environment(root string, manager []string) (map[string]string, error) {
 	env := map[string]string{}
+	for _, kv := range manager {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
 	for _, line := range s["Service.Environment"] {
 		words, err := splitExec(line, nil)
 		if err != nil {
@@ -304,6 +310,21 @@ func (s settings) environment(root string) (map[string]string, error) {
 		}
 		for k, v := range parseEnvFile(b) {
 			env[k] = v
+		}
+	}
+	// UnsetEnvironment= removes NAME, or NAME=VALUE when the value is
+	// that, before the command line is expanded (systemd.exec(5)).
+	for _, line := range s["Service.UnsetEnvironment"] {
+		words, err := splitExec(line, nil)
+		if err != nil {
+			return nil, fmt.Errorf("parsing UnsetEnvironment=: %w", err)
+		}
+		for _, w := range words {
+			if k, v, ok := strings.Cut(w, "="); !ok {
+				delete(env, w)
+			} else if env[k] == v {
+				delete(env, k)
+			}
 		}
 	}
 	return env, nil

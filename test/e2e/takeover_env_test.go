@@ -11,8 +11,8 @@ import (
 	"github.com/tlsdock/tlsdock/test/e2e/testhost"
 )
 
-// startEnvHost boots a test host named env-NAME-RANDOM with tlsdock
-// installed, like startWithTlsdock.
+// startEnvHost boots a test host named env-NAME-RANDOM (NAME-RANDOM when
+// NAME starts with "atk-") with tlsdock installed, like startWithTlsdock.
 func startEnvHost(t *testing.T, name string) *testhost.Host {
 	t.Helper()
 	testhost.SkipUnlessEnabled(t)
@@ -23,7 +23,10 @@ func startEnvHost(t *testing.T, name string) *testhost.Host {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	h, err := testhost.Boot(ctx, testhost.Options{Name: "env-" + name + "-" + hex.EncodeToString(suffix), Logf: t.Logf})
+	if !strings.HasPrefix(name, "atk-") {
+		name = "env-" + name
+	}
+	h, err := testhost.Boot(ctx, testhost.Options{Name: name + "-" + hex.EncodeToString(suffix), Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +62,9 @@ func TestEnvTakeOverDockerOpts(t *testing.T) {
 		{name: "default-dropin", mode: "dropin", file: etcDefault, line: "DOCKER_OPTS=\"-H tcp://0.0.0.0:2375\"\n"},
 		{name: "default-proxy", mode: "proxy", file: etcDefault, line: "DOCKER_OPTS=\"-H tcp://0.0.0.0:2375\"\n"},
 		{name: "environment-daemon-json", mode: "daemon-json", file: override, line: "[Service]\nEnvironment=\"DOCKER_OPTS=-H tcp://0.0.0.0:2375\"\n"},
+		// dockerd's pflag reads a group of short flags: -DH is -D -H.
+		{name: "atk-grouped-proxy", mode: "proxy", file: etcDefault, line: "DOCKER_OPTS=\"-DH tcp://0.0.0.0:2375\"\n"},
+		{name: "atk-grouped-joined-daemon-json", mode: "daemon-json", file: etcDefault, line: "DOCKER_OPTS=\"-DHtcp://0.0.0.0:2375\"\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
