@@ -116,7 +116,7 @@ func (a *Agent) configuredLocal(ctx context.Context) bool {
 	if err != nil {
 		return true
 	}
-	svc, err := systemd.ReadService(a.o.Paths.Root, u.FragmentPath, a.dropInsOnDisk(u))
+	svc, err := systemd.ReadService(a.o.Paths.Root, u.FragmentPath, a.dropInsForStart(u))
 	if err != nil || svc.ExecStart == nil {
 		return true
 	}
@@ -132,10 +132,9 @@ func (a *Agent) configuredLocal(ctx context.Context) bool {
 	return servesLocal(unitHosts, docHosts)
 }
 
-// dropInsOnDisk is docker.service's drop-ins as a start now would load
-// them: the ones systemd reports outside /etc/systemd/system/docker.service.d
-// and every .conf in that directory.
-func (a *Agent) dropInsOnDisk(u systemd.UnitInfo) []string {
+// dropInsForStart is docker.service's drop-ins as a start now would load
+// them, after the daemon-reload it takes (dropInsOnDisk).
+func (a *Agent) dropInsForStart(u systemd.UnitInfo) []string {
 	u.NeedDaemonReload = true
 	return a.dropIns(u)
 }
