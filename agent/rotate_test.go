@@ -224,7 +224,7 @@ func (l *eventLog) all() []string {
 // rig is a rotator over a real source directory, with a fake clock and a
 // fake applier.
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	clock *fakeClock
 	app   *fakeApplier
 	r     *Rotator
@@ -237,7 +237,7 @@ type rig struct {
 
 var t0 = fixedNow
 
-func newRig(t *testing.T, mod ...func(*RunConfig, *RunOptions)) *rig {
+func newRig(t testing.TB, mod ...func(*RunConfig, *RunOptions)) *rig {
 	t.Helper()
 	ca, err := certstore.NewCA(certstore.ECDSAP256, t0.Add(-time.Hour), rand.Reader)
 	if err != nil {
@@ -326,7 +326,7 @@ func (g *rig) prepare(s set) {
 	g.dir().deb.clear()
 }
 
-func writeSource(t *testing.T, dir, name string, data []byte) {
+func writeSource(t testing.TB, dir, name string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 		t.Fatal(err)
@@ -401,7 +401,7 @@ func (g *rig) metric(name, label string) float64 {
 }
 
 type testWriter struct {
-	t   *testing.T
+	t   testing.TB
 	buf *bytes.Buffer
 	mu  sync.Mutex
 }
@@ -416,7 +416,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func testLogger(t *testing.T, buf *bytes.Buffer) *slog.Logger {
+func testLogger(t testing.TB, buf *bytes.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(&testWriter{t: t, buf: buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 

@@ -391,3 +391,19 @@ func TestWatchTruncatedChainWaits(t *testing.T) {
 		t.Fatalf("applied at %v, want when the chain was whole (1.5s)", got)
 	}
 }
+
+// BenchmarkSourceLoad is what looking at the source on every change costs:
+// reading the three files with the trust checks and validating the set.
+func BenchmarkSourceLoad(b *testing.B) {
+	g := newRig(b)
+	s0 := g.issue(ServerValidity)
+	g.prepare(s0)
+	d := g.dir()
+	now := g.clock.Now()
+	b.ResetTimer()
+	for range b.N {
+		if _, _, err := d.load(now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
