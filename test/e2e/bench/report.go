@@ -307,7 +307,7 @@ func (r *report) markdown() string {
 	if t := r.rot; t != nil && len(t.toStop) > 0 {
 		p("From docker.service's journal, the median rotation splits into %s from the first rename to\n", fmtMS(t.toStop.median()))
 		p("the restart (validation, backup, install, daemon-reload, reset-failed; debounce %v, waited only\n", t.debounce)
-	p("while the set was incomplete),\n")
+		p("while the set was incomplete),\n")
 		p("%s for the restart itself (Stopping → Started) and %s until the poller saw the new serial.\n", fmtMS(t.inner.median()), fmtMS(t.toSeen.median()))
 	}
 	if t := r.rot; t != nil && len(t.downtime) > 0 {
