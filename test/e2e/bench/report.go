@@ -362,7 +362,7 @@ func (r *report) missed() []string {
 		}
 		if x.id == "4" && r.rot != nil && len(r.rot.toStop) > 0 {
 			t := r.rot
-			s += fmt.Sprintf(" Of the rotation, %s passed before the restart (debounce %v included), the restart took %s (the bare one %s) and %s passed until the new serial was seen.",
+			s += fmt.Sprintf(" Of the rotation, %s passed before the restart (the debounce %v waits only while the set is incomplete), the restart took %s (the bare one %s) and %s passed until the new serial was seen.",
 				fmtMS(t.toStop.median()), t.debounce, fmtMS(t.inner.median()), fmtMS(t.restart.median()), fmtMS(t.toSeen.median()))
 		}
 		out = append(out, s)
