@@ -134,7 +134,7 @@ func TestPendingSetReplaced(t *testing.T) {
 		if got := g.serials(); fmt.Sprint(got) != fmt.Sprint([]string{s2.serial}) {
 			t.Fatalf("applied %v, want [%s] only", got, s2.serial)
 		}
-		if got, want := g.callTimes(), []time.Duration{time.Minute + DefaultDebounce}; fmt.Sprint(got) != fmt.Sprint(want) {
+		if got, want := g.callTimes(), []time.Duration{time.Minute}; fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("applies at %v, want %v", got, want)
 		}
 		if note := g.lastNote(); strings.Contains(note, "pending") {

@@ -25,8 +25,9 @@ import (
 // loop's own.
 type RunConfig struct {
 	Config
-	// Debounce is the trailing timer: a burst of changes is acted on once
-	// no change came for this long.
+	// Debounce is the trailing timer: a change that leaves the set
+	// incomplete or invalid waits this long for more changes before the
+	// set is refused. A complete, valid set is acted on at once.
 	Debounce time.Duration
 	// MaxWait bounds how long a continuous burst can delay acting.
 	MaxWait time.Duration
@@ -72,7 +73,7 @@ func (c RunConfig) Validate() error {
 	case c.DryRun:
 		return inputErr("--dry-run", "tlsdock run has no dry run: use `tlsdock provision --dry-run` to see what a rotation would change")
 	case c.Debounce <= 0:
-		return inputErr("--debounce", "must be positive, got %v: it is how long the source must stay unchanged before tlsdock acts, usually 2s", c.Debounce)
+		return inputErr("--debounce", "must be positive, got %v: it is how long an incomplete or invalid source set waits for more changes, usually 2s", c.Debounce)
 	case c.MaxWait < c.Debounce:
 		return inputErr("--max-wait", "--max-wait %v must be at least --debounce %v: it bounds how long a burst of changes can delay a rotation", c.MaxWait, c.Debounce)
 	case c.MinRestartInterval < 0:

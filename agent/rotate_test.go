@@ -224,7 +224,7 @@ func (l *eventLog) all() []string {
 // rig is a rotator over a real source directory, with a fake clock and a
 // fake applier.
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	clock *fakeClock
 	app   *fakeApplier
 	r     *Rotator
@@ -237,7 +237,7 @@ type rig struct {
 
 var t0 = fixedNow
 
-func newRig(t *testing.T, mod ...func(*RunConfig, *RunOptions)) *rig {
+func newRig(t testing.TB, mod ...func(*RunConfig, *RunOptions)) *rig {
 	t.Helper()
 	ca, err := certstore.NewCA(certstore.ECDSAP256, t0.Add(-time.Hour), rand.Reader)
 	if err != nil {
@@ -326,7 +326,7 @@ func (g *rig) prepare(s set) {
 	g.dir().deb.clear()
 }
 
-func writeSource(t *testing.T, dir, name string, data []byte) {
+func writeSource(t testing.TB, dir, name string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 		t.Fatal(err)
@@ -401,7 +401,7 @@ func (g *rig) metric(name, label string) float64 {
 }
 
 type testWriter struct {
-	t   *testing.T
+	t   testing.TB
 	buf *bytes.Buffer
 	mu  sync.Mutex
 }
@@ -416,7 +416,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func testLogger(t *testing.T, buf *bytes.Buffer) *slog.Logger {
+func testLogger(t testing.TB, buf *bytes.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(&testWriter{t: t, buf: buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -430,14 +430,14 @@ func TestDebounce(t *testing.T) {
 		wantInvalid int // invalid sets reported
 	}{
 		{
-			name: "a burst of writes is one apply",
+			name: "a burst of writes: applied once the set is complete and valid",
 			play: func(g *rig, s1 set, write func(time.Duration, map[string][]byte)) {
 				write(1*s, map[string][]byte{certstore.CAFile: s1.ca})
 				write(1500*time.Millisecond, map[string][]byte{certstore.CertFile: s1.cert})
 				write(2*s, map[string][]byte{certstore.KeyFile: s1.key})
 				write(2500*time.Millisecond, map[string][]byte{certstore.KeyFile: s1.key})
 			},
-			wantAt: []time.Duration{4500 * time.Millisecond},
+			wantAt: []time.Duration{2 * s}, // the CA alone is the installed set, the certificate alone a mismatch
 		},
 		{
 			name: "certificate and key a second apart",
@@ -445,7 +445,7 @@ func TestDebounce(t *testing.T) {
 				write(1*s, map[string][]byte{certstore.CertFile: s1.cert})
 				write(2*s, map[string][]byte{certstore.KeyFile: s1.key})
 			},
-			wantAt: []time.Duration{4 * s},
+			wantAt: []time.Duration{2 * s},
 		},
 		{
 			name: "key before certificate",
@@ -453,7 +453,7 @@ func TestDebounce(t *testing.T) {
 				write(1*s, map[string][]byte{certstore.KeyFile: s1.key})
 				write(1900*time.Millisecond, map[string][]byte{certstore.CertFile: s1.cert})
 			},
-			wantAt: []time.Duration{3900 * time.Millisecond},
+			wantAt: []time.Duration{1900 * time.Millisecond},
 		},
 		{
 			name: "certificate and key further apart than the debounce: the mismatch is reported, then one apply",
@@ -461,17 +461,17 @@ func TestDebounce(t *testing.T) {
 				write(1*s, map[string][]byte{certstore.CertFile: s1.cert})
 				write(5*s, map[string][]byte{certstore.KeyFile: s1.key})
 			},
-			wantAt:      []time.Duration{7 * s},
+			wantAt:      []time.Duration{5 * s},
 			wantInvalid: 1,
 		},
 		{
-			name: "endless rewrites are acted on after max-wait",
+			name: "endless rewrites of a whole set: applied at the first",
 			play: func(g *rig, s1 set, write func(time.Duration, map[string][]byte)) {
 				for i := 1; i <= 30; i++ {
 					write(time.Duration(i)*s, map[string][]byte{certstore.CAFile: s1.ca, certstore.CertFile: s1.cert, certstore.KeyFile: s1.key})
 				}
 			},
-			wantAt: []time.Duration{11 * s},
+			wantAt: []time.Duration{1 * s},
 		},
 		{
 			name: "a partial set at max-wait is not ready yet while writes go on",
@@ -481,7 +481,7 @@ func TestDebounce(t *testing.T) {
 				}
 				write(15*s, map[string][]byte{certstore.KeyFile: s1.key})
 			},
-			wantAt: []time.Duration{17 * s},
+			wantAt: []time.Duration{15 * s},
 		},
 	}
 	for _, tt := range tests {
@@ -547,7 +547,7 @@ func TestRateLimit(t *testing.T) {
 			g.writeSet(s)
 		}
 		g.runUntil(g.at(10 * time.Minute))
-		wantAt := []time.Duration{2 * time.Second, 22 * time.Second}
+		wantAt := []time.Duration{0, 20 * time.Second}
 		if got := g.callTimes(); fmt.Sprint(got) != fmt.Sprint(wantAt) {
 			t.Fatalf("applies at %v, want %v", got, wantAt)
 		}

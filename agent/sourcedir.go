@@ -11,14 +11,19 @@ import (
 	"github.com/tlsdock/tlsdock/certstore"
 )
 
-// dirSource is a watched source directory: a change starts the debounce,
-// a settled directory is loaded and validated once, and a valid set that
-// differs from the installed one is handed to the provision sequence.
+// dirSource is a watched source directory. Every change is looked at right
+// away (a probe): a complete, valid set that differs from the installed
+// one is handed to the provision sequence at once, without waiting for
+// the debounce. Only while what the source holds does not load or
+// validate (a writer doing the files one by one, a file partly written)
+// does the debounce wait for more changes; a settled source that is still
+// invalid is reported.
 type dirSource struct {
 	r *Rotator
 
 	watch   *sourceWatch // nil before open
 	deb     debouncer    // changes not acted on yet
+	probe   bool         // a change not looked at yet: look at once
 	scanNow bool         // scan without waiting (startup, SIGHUP)
 
 	candidate *certstore.Set // a valid source set that differs from installed
@@ -105,8 +110,12 @@ func (d *dirSource) onError(err error) {
 	d.changed()
 }
 
-// changed notes a change of the source at the clock's time.
-func (d *dirSource) changed() { d.deb.changed(d.r.o.Clock.Now()) }
+// changed notes a change of the source at the clock's time; the next step
+// looks at the source at once.
+func (d *dirSource) changed() {
+	d.deb.changed(d.r.o.Clock.Now())
+	d.probe = true
+}
 
 func (d *dirSource) recheck() { d.blockedFP, d.scanNow = "", true }
 
@@ -118,7 +127,9 @@ func (d *dirSource) reload() {
 
 func (d *dirSource) next(now time.Time) time.Time {
 	var at time.Time
-	if d.deb.pending() {
+	if d.probe {
+		at = now
+	} else if d.deb.pending() {
 		at = d.deb.at()
 	} else if d.scanNow {
 		at = now
@@ -140,13 +151,19 @@ func (d *dirSource) blocked() bool {
 
 func (d *dirSource) step(ctx context.Context, now time.Time) {
 	switch {
+	case d.probe && d.deb.pending() && !d.deb.due(now):
+		// A change: act on a complete, valid set at once; anything
+		// else waits for the debounce (see scan).
+		d.probe = false
+		d.scan(now, false)
 	case d.deb.due(now):
+		d.probe = false
 		settled := d.deb.settled(now)
 		d.deb.clear()
 		d.scanNow = false
 		d.scan(now, settled)
 	case d.scanNow && !d.deb.pending(): // while a burst is in progress, the debounce scans
-		d.scanNow = false
+		d.probe, d.scanNow = false, false
 		d.scan(now, true)
 	case !d.wakeAt.IsZero() && !d.deb.pending() && !now.Before(d.wakeAt):
 		// A notBefore passed: read and validate the source again.
@@ -184,7 +201,10 @@ func (d *dirSource) load(now time.Time) (*certstore.Set, time.Time, error) {
 }
 
 // scan reads the source. settled says no change came for Debounce: before
-// that, a set that does not load or validate is only not ready yet.
+// that, a set that does not load or validate is only not ready yet, and
+// the debounce goes on. A set that loads and validates ends the debounce
+// whether settled or not: the pair matches and every PEM block is whole
+// (a file cut inside a block does not load), so it is acted on at once.
 //
 // A valid set whose notBefore is ahead is pending: docker keeps serving
 // the installed set, and one wake-up (wakeAt) is planned for when the
@@ -200,7 +220,9 @@ func (d *dirSource) scan(now time.Time, settled bool) {
 	if err != nil {
 		if !settled {
 			r.log.Debug("the source set is not complete yet; waiting for more changes", "dir", r.cfg.Certs, "err", err)
-			d.deb.wait(now)
+			if !d.deb.pending() {
+				d.deb.wait(now) // max-wait passed while changes go on
+			}
 			return
 		}
 		d.setPending(nil, time.Time{})
@@ -224,6 +246,7 @@ func (d *dirSource) scan(now time.Time, settled bool) {
 		r.o.Metrics.setValidationError(true)
 		return
 	}
+	d.deb.clear() // complete and valid: nothing to wait for
 	if d.invalid != "" {
 		r.log.Info("the source set is valid again", "dir", r.cfg.Certs, "serial", set.Serial())
 	}

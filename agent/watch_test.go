@@ -301,3 +301,109 @@ func TestWatchSourceCreatedLater(t *testing.T) {
 	g.later(time.Minute)
 	g.wantSerials(s1.serial, s2.serial)
 }
+
+// now runs whatever is due at the fake clock's time, without moving it.
+func (g *rig) now() { g.runUntil(g.clock.Now()) }
+
+// TestWatchWholeSetAppliedAtOnce: a whole set arriving in one rename (a
+// Kubernetes ..data swap) is applied at the time of the change, not a
+// debounce later.
+func TestWatchWholeSetAppliedAtOnce(t *testing.T) {
+	g := newRig(t)
+	s0, s1 := g.issue(ServerValidity), g.issue(ServerValidity)
+	g.app.installed = s0.parsed(t)
+	gen := k8sSwap(t, g.src, s0, 1, "")
+	g.startWatching()
+	g.runUntil(g.at(time.Minute))
+	g.wantSerials()
+
+	k8sSwap(t, g.src, s1, 2, gen)
+	g.pump()
+	g.now()
+	g.wantSerials(s1.serial)
+	if got := g.callTimes(); fmt.Sprint(got) != fmt.Sprint([]time.Duration{time.Minute}) {
+		t.Fatalf("applied at %v, want at the change (1m0s)", got)
+	}
+}
+
+// TestWatchInPlaceFileByFile: a writer that rewrites the files in place,
+// one after the other, is applied once the last one landed and never in
+// between: the new certificate with the old key does not match.
+func TestWatchInPlaceFileByFile(t *testing.T) {
+	g := newRig(t)
+	s0, s1 := g.issue(ServerValidity), g.issue(ServerValidity)
+	g.app.installed = s0.parsed(t)
+	g.prepare(s0)
+	g.startWatching()
+
+	g.runUntil(g.at(time.Second))
+	mustWrite(t, filepath.Join(g.src, certstore.CertFile), s1.cert)
+	g.pump()
+	g.now()
+	g.wantSerials()
+	if !g.dir().deb.pending() {
+		t.Fatal("the certificate without its key ended the debounce")
+	}
+	g.runUntil(g.at(1500 * time.Millisecond))
+	mustWrite(t, filepath.Join(g.src, certstore.KeyFile), s1.key)
+	g.pump()
+	g.now()
+	g.wantSerials(s1.serial)
+	if got := g.callTimes(); fmt.Sprint(got) != fmt.Sprint([]time.Duration{1500 * time.Millisecond}) {
+		t.Fatalf("applied at %v, want when the key landed (1.5s)", got)
+	}
+	if n := g.metric("tlsdock_rotations_total", "invalid"); n != 0 {
+		t.Fatalf("the certificate without its key was reported invalid %v times", n)
+	}
+}
+
+// TestWatchTruncatedChainWaits: a chain file seen while it is written,
+// cut after its leaf, is not a valid shorter chain: the debounce waits
+// for the rest, which is then applied at once.
+func TestWatchTruncatedChainWaits(t *testing.T) {
+	g := newRig(t)
+	s0, s1 := g.issue(ServerValidity), g.issue(ServerValidity)
+	g.app.installed = s0.parsed(t)
+	g.prepare(s0)
+	g.startWatching()
+
+	// The key first (old certificate, new key: no match), then the
+	// certificate file, leaf and CA, seen cut inside the CA's BEGIN line.
+	g.runUntil(g.at(time.Second))
+	mustWrite(t, filepath.Join(g.src, certstore.KeyFile), s1.key)
+	chain := append(append([]byte{}, s1.cert...), s1.ca...)
+	cut := len(s1.cert) + len("-----BEG")
+	for _, n := range []int{len(s1.cert) / 2, cut} {
+		mustWrite(t, filepath.Join(g.src, certstore.CertFile), chain[:n])
+		g.pump()
+		g.now()
+		g.wantSerials()
+		if !g.dir().deb.pending() {
+			t.Fatalf("a chain file cut after %d bytes ended the debounce", n)
+		}
+	}
+	g.runUntil(g.at(1500 * time.Millisecond))
+	mustWrite(t, filepath.Join(g.src, certstore.CertFile), chain)
+	g.pump()
+	g.now()
+	g.wantSerials(s1.serial)
+	if got := g.callTimes(); fmt.Sprint(got) != fmt.Sprint([]time.Duration{1500 * time.Millisecond}) {
+		t.Fatalf("applied at %v, want when the chain was whole (1.5s)", got)
+	}
+}
+
+// BenchmarkSourceLoad is what looking at the source on every change costs:
+// reading the three files with the trust checks and validating the set.
+func BenchmarkSourceLoad(b *testing.B) {
+	g := newRig(b)
+	s0 := g.issue(ServerValidity)
+	g.prepare(s0)
+	d := g.dir()
+	now := g.clock.Now()
+	b.ResetTimer()
+	for range b.N {
+		if _, _, err := d.load(now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

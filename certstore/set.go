@@ -228,6 +228,9 @@ func decodePEM(data []byte, name, want string) ([]*pem.Block, error) {
 		blocks = append(blocks, b)
 	}
 	begins := bytes.Count(data, []byte("-----BEGIN "))
+	if cutInBegin(data) {
+		begins++ // the file ends inside the next block's BEGIN line
+	}
 	switch {
 	case len(bytes.TrimSpace(data)) == 0:
 		return nil, fmt.Errorf("%s: is empty: it must hold %s in PEM format", l, want)
@@ -237,6 +240,17 @@ func decodePEM(data []byte, name, want string) ([]*pem.Block, error) {
 		return nil, fmt.Errorf("%s: holds a truncated or corrupted PEM block (%d \"-----BEGIN\" lines, %d complete blocks): the file may be partly written; wait for the issuer or copy it again", l, begins, len(blocks))
 	}
 	return blocks, nil
+}
+
+// cutInBegin says data ends in the middle of a "-----BEGIN " line: a file
+// cut there while being written holds whole blocks only, and would
+// otherwise read as a valid shorter chain.
+func cutInBegin(data []byte) bool {
+	t := bytes.TrimRight(data, " \t\r\n")
+	if i := bytes.LastIndexByte(t, '\n'); i >= 0 {
+		t = t[i+1:]
+	}
+	return len(t) > 0 && bytes.HasPrefix([]byte("-----BEGIN "), t)
 }
 
 func parseCertificates(data []byte, name, want string) ([]*x509.Certificate, error) {

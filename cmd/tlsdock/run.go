@@ -29,7 +29,7 @@ type runFlags struct{}
 
 func (rf *runFlags) register(fs *pflag.FlagSet) {
 	d := agent.RunDefaults()
-	fs.Duration("debounce", d.Debounce, "act once the source has not changed for this long")
+	fs.Duration("debounce", d.Debounce, "while the source set is incomplete or invalid, wait this long for more changes (a complete, valid set is acted on at once)")
 	fs.Duration("max-wait", d.MaxWait, "act at the latest this long after a burst of changes began")
 	fs.Duration("min-restart-interval", d.MinRestartInterval, "least time between two rotations (docker.service allows 3 starts in 60s)")
 	fs.Duration("renew-before", 0, "with --generate: renew the server certificate this long before it expires (0: at two thirds of its lifetime)")
@@ -73,8 +73,8 @@ the source of the last ` + "`tlsdock provision`" + ` run by hand, as recorded in
 CA), else ` + agent.DefaultSource + `; ` + "`tlsdock status`" + ` shows which. Likewise
 it keeps that provision's mode, host, san, key-type, live-restore and
 probe-client where neither a flag nor the file sets them. When the files
-change it waits until they settle (--debounce, at most --max-wait), checks
-that the set is complete and valid, and rotates with the provision sequence:
+change it checks at once that the set is complete and valid (if not, it
+waits for more changes: --debounce, at most --max-wait), and rotates with the provision sequence:
 back up, install, restart docker.service, verify, roll back on failure. An
 invalid set is never installed: the error names the file, shows in
 ` + "`tlsdock status`" + ` and is checked again when the files change. Rotations are at
