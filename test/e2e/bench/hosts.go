@@ -21,7 +21,7 @@ import (
 func (b *bench) bootHost(ctx context.Context, role string) (*testhost.Host, error) {
 	rnd := make([]byte, 3)
 	_, _ = rand.Read(rnd)
-	h, err := testhost.Boot(ctx, testhost.Options{Name: "bench-" + role + "-" + hex.EncodeToString(rnd), Logf: b.logf})
+	h, err := testhost.Boot(ctx, testhost.Options{Name: b.p.hostPrefix + role + "-" + hex.EncodeToString(rnd), Logf: b.logf})
 	if err != nil {
 		return nil, err
 	}
