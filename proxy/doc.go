@@ -48,7 +48,9 @@
 // logrotate) every record goes to the file, and the logger (the journal)
 // keeps the denials, the errors and the events: journald rate-limits each
 // unit, and the file keeps the whole trail under sustained load. A record
-// the file cannot take goes to the logger.
+// the file cannot take goes to the logger. A record is buffered after its
+// response is written: a crash of the process (not Shutdown and Close)
+// loses at most FlushInterval of records of answered requests.
 //
 // # Policy file
 //

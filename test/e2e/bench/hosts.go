@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,7 +21,7 @@ import (
 func (b *bench) bootHost(ctx context.Context, role string) (*testhost.Host, error) {
 	rnd := make([]byte, 3)
 	_, _ = rand.Read(rnd)
-	h, err := testhost.Boot(ctx, testhost.Options{Name: *hostPrefix + role + "-" + hex.EncodeToString(rnd), Logf: b.logf})
+	h, err := testhost.Boot(ctx, testhost.Options{Name: b.p.hostPrefix + role + "-" + hex.EncodeToString(rnd), Logf: b.logf})
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +228,3 @@ func fetch(h *testhost.Host, guestDir, localDir string, names ...string) error {
 	}
 	return nil
 }
-
-// hostPrefix begins the name of every test host, so that runs beside
-// other test hosts on the machine never collide.
-var hostPrefix = flag.String("host-prefix", "bench-", "begin every test host's name with this")

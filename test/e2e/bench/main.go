@@ -60,6 +60,9 @@ type plan struct {
 	proxyDur       time.Duration // row 6: per load measurement
 	proxyRotations int           // row 6: rotations under load per terminator
 	proxyIdle      time.Duration // row 6: wait before the idle RSS
+
+	only       string // "proxy": row 6 alone
+	hostPrefix string // of the test hosts' names
 }
 
 var (
@@ -108,6 +111,8 @@ func main() {
 	quick := flag.Bool("quick", false, "one iteration of everything, 1 s load runs and a 5 s idle window (what CI runs)")
 	out := flag.String("out", "docs/benchmarks.md", "write the report (Markdown) to this file as well as to stdout; empty: stdout only")
 	verbose := flag.Bool("v", false, "log the test hosts' progress too")
+	only := flag.String("only", "", "measure only this section: \"proxy\" (row 6); the other rows say not measured")
+	prefix := flag.String("host-prefix", "bench-", "prefix of the test hosts' names (runs side by side use their own)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
@@ -117,6 +122,11 @@ func main() {
 	if *quick {
 		p = quickPlan
 	}
+	if *only != "" && *only != "proxy" {
+		fmt.Fprintf(os.Stderr, "bench: -only %q: the only section that runs alone is \"proxy\"\n", *only)
+		os.Exit(2)
+	}
+	p.only, p.hostPrefix = *only, *prefix
 	code, err := run(p, *out, *verbose)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -168,45 +178,50 @@ func run(p plan, out string, verbose bool) (int, error) {
 		rep.errors = append(rep.errors, fmt.Sprintf("%s: %v", what, err))
 	}
 
-	b.progress("1. certificate setup")
-	certs, err := benchCerts(ctx, b)
-	if err != nil {
-		fail("certificate setup", err)
-	}
-	rep.certs = certs
-
-	b.progress("2. provision")
-	prov, err := benchProvision(ctx, b)
-	if err != nil {
-		fail("provision", err)
-	}
-	rep.prov = prov
-
-	b.progress("3. new-connection cost")
-	rsaDir := ""
-	if certs != nil {
-		rsaDir = certs.rsaDir
-	} else if dir, _, err := runOpenSSLRecipe(ctx, b.tmp); err == nil {
-		rsaDir = dir
-	}
-	if rsaDir == "" {
-		fail("new-connection cost", errors.New("no RSA-4096 set from the openssl recipe"))
-	} else if load, err := benchLoad(ctx, b, rsaDir); err != nil {
-		fail("new-connection cost", err)
+	if p.only == "proxy" {
+		rep.noRun = "not measured: -only proxy"
+		rep.errors = append(rep.errors, "rows 1 to 5: not measured (-only proxy)")
 	} else {
-		rep.load = load
-	}
+		b.progress("1. certificate setup")
+		certs, err := benchCerts(ctx, b)
+		if err != nil {
+			fail("certificate setup", err)
+		}
+		rep.certs = certs
 
-	b.progress("4 and 5. rotation and idle cost of tlsdock run")
-	rot, err := benchRotate(ctx, b)
-	switch {
-	case errors.Is(err, errNoRun):
-		rep.noRun = "not measured: tlsdock run missing"
-		b.progress("%v", err)
-	case err != nil:
-		fail("rotation and idle", err)
+		b.progress("2. provision")
+		prov, err := benchProvision(ctx, b)
+		if err != nil {
+			fail("provision", err)
+		}
+		rep.prov = prov
+
+		b.progress("3. new-connection cost")
+		rsaDir := ""
+		if certs != nil {
+			rsaDir = certs.rsaDir
+		} else if dir, _, err := runOpenSSLRecipe(ctx, b.tmp); err == nil {
+			rsaDir = dir
+		}
+		if rsaDir == "" {
+			fail("new-connection cost", errors.New("no RSA-4096 set from the openssl recipe"))
+		} else if load, err := benchLoad(ctx, b, rsaDir); err != nil {
+			fail("new-connection cost", err)
+		} else {
+			rep.load = load
+		}
+
+		b.progress("4 and 5. rotation and idle cost of tlsdock run")
+		rot, err := benchRotate(ctx, b)
+		switch {
+		case errors.Is(err, errNoRun):
+			rep.noRun = "not measured: tlsdock run missing"
+			b.progress("%v", err)
+		case err != nil:
+			fail("rotation and idle", err)
+		}
+		rep.rot = rot
 	}
-	rep.rot = rot
 
 	b.progress("6. proxy mode against native TLS, socat and nginx")
 	px, err := benchProxy(ctx, b)

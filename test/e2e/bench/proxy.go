@@ -25,10 +25,16 @@ const (
 	termProxy  = "tlsdock proxy"
 	termNative = "native dockerd TLS"
 	termNginx  = "nginx"
-	termSocat  = "socat"
+	// termNginxLog is the same nginx server with an access log (the
+	// default combined format, one write per request).
+	termNginxLog = "nginx (access log)"
+	termSocat    = "socat"
 )
 
-var terminators = []string{termProxy, termNative, termNginx, termSocat}
+var terminators = []string{termProxy, termNative, termNginx, termNginxLog, termSocat}
+
+// auditLogPath is the proxy's audit log on its host (the default).
+const auditLogPath = "/var/log/tlsdock/audit.jsonl"
 
 // proxyResults are the samples of row 6.
 type proxyResults struct {
@@ -40,6 +46,13 @@ type proxyResults struct {
 	rssLoad, rssIdle      sample // the proxy's VmRSS in MiB
 	idleAfter             time.Duration
 	nginx, socat          string // versions
+	// cpu is, by terminator and process, each keep-alive run's CPU time
+	// in µs per request.
+	cpu map[string]map[string]sample
+	// auditLines and auditRequests are the proxy's audit records written
+	// during its keep-alive runs and the requests the load client counted.
+	auditLines, auditRequests int64
+	auditErr                  string
 }
 
 // proxyConf is the nginx recipe: an http {} TLS terminator with client
@@ -61,6 +74,23 @@ http {
 	}
 	server {
 		listen 127.0.0.1:2378 ssl;
+		ssl_certificate %[3]s/server-cert.pem;
+		ssl_certificate_key %[3]s/server-key.pem;
+		ssl_client_certificate %[3]s/ca.pem;
+		ssl_verify_client on;
+		ssl_protocols TLSv1.2 TLSv1.3;
+		ssl_session_cache off;
+		ssl_session_tickets off;
+		location / {
+			proxy_pass http://dockerd;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_buffering off;
+		}
+	}
+	server {
+		listen 127.0.0.1:2379 ssl;
+		access_log %[1]s/access.log;
 		ssl_certificate %[3]s/server-cert.pem;
 		ssl_certificate_key %[3]s/server-key.pem;
 		ssl_client_certificate %[3]s/ca.pem;
@@ -162,6 +192,7 @@ func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
 	r := &proxyResults{
 		keepalive: map[string]sample{}, handshakes: map[string]sample{}, tls: map[string]string{},
 		rotFailed: map[string]sample{}, rotOK: map[string]sample{}, rotLat: map[string]sample{}, rotFirstErr: map[string]string{},
+		cpu: map[string]map[string]sample{},
 	}
 	if o, err := exec.CommandContext(ctx, nginxBin, "-v").CombinedOutput(); err == nil {
 		r.nginx = strings.TrimSpace(strings.TrimPrefix(string(o), "nginx version: "))
@@ -260,11 +291,44 @@ func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
 		}
 	}
 	targets := map[string]loadTarget{
-		termProxy:  {name: termProxy, h: px, dir: client},
-		termNative: {name: termNative, h: native, dir: client},
-		termSocat:  {name: termSocat, h: px, dir: client, addr: "127.0.0.1:2377"},
-		termNginx:  {name: termNginx, h: px, dir: client, addr: "127.0.0.1:2378"},
+		termProxy:    {name: termProxy, h: px, dir: client},
+		termNative:   {name: termNative, h: native, dir: client},
+		termSocat:    {name: termSocat, h: px, dir: client, addr: "127.0.0.1:2377"},
+		termNginx:    {name: termNginx, h: px, dir: client, addr: "127.0.0.1:2378"},
+		termNginxLog: {name: termNginxLog, h: px, dir: client, addr: "127.0.0.1:2379"},
 	}
+
+	// The processes in each terminator's path, read from /proc before
+	// and after each keep-alive run.
+	mainPID := func(h *testhost.Host, unit string) (string, error) {
+		out, _, err := h.Exec(ctx, nil, "systemctl", "show", "-p", "MainPID", "--value", unit)
+		pid := strings.TrimSpace(string(out))
+		if err == nil && (pid == "" || pid == "0") {
+			err = fmt.Errorf("%s has no main PID", unit)
+		}
+		return pid, err
+	}
+	hostProcs := map[*testhost.Host][]cpuProc{}
+	for _, h := range []*testhost.Host{native, px} {
+		for _, u := range []struct{ name, unit string }{{procDockerd, "docker.service"}, {procJournald, "systemd-journald.service"}} {
+			pid, err := mainPID(h, u.unit)
+			if err != nil {
+				return nil, err
+			}
+			hostProcs[h] = append(hostProcs[h], cpuProc{u.name, procTicks(guestFile(h, "/proc"), pid)})
+		}
+	}
+	tlsdockProc := cpuProc{procTlsdock, procTicks(guestFile(px, "/proc"), proxyPID)}
+	nginxProc := cpuProc{procNginx, treeTicks(filepath.Join(work, "nginx.pid"))}
+	socatProc := cpuProc{procSocat, treeTicks(socatPid)}
+	paths := map[string][]cpuProc{
+		termProxy:    append([]cpuProc{tlsdockProc}, hostProcs[px]...),
+		termNative:   hostProcs[native],
+		termNginx:    append([]cpuProc{nginxProc}, hostProcs[px]...),
+		termNginxLog: append([]cpuProc{nginxProc}, hostProcs[px]...),
+		termSocat:    append([]cpuProc{socatProc}, hostProcs[px]...),
+	}
+	auditFile := guestFile(px, auditLogPath)
 
 	// Warm-up (not counted); socat and nginx may still be starting.
 	for _, name := range terminators {
@@ -293,6 +357,16 @@ func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
 				if name == termProxy {
 					stopRSS = b.sampleRSS(px, proxyPID, &r.rssLoad)
 				}
+				var before cpuReading
+				var linesBefore int64
+				if m == "keepalive" {
+					if before, err = readCPU(paths[name]); err != nil {
+						return nil, err
+					}
+					if name == termProxy {
+						linesBefore, _ = countLines(auditFile)
+					}
+				}
 				res, err := b.runLoad(ctx, targets[name], m, b.p.proxyDur)
 				if stopRSS != nil {
 					stopRSS()
@@ -301,6 +375,31 @@ func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
 					return nil, err
 				}
 				if m == "keepalive" {
+					// socat's forks exit and are reaped once their
+					// connections close; the audit log flushes within 100 ms.
+					time.Sleep(300 * time.Millisecond)
+					after, err := readCPU(paths[name])
+					if err != nil {
+						return nil, err
+					}
+					if r.cpu[name] == nil {
+						r.cpu[name] = map[string]sample{}
+					}
+					for p, us := range usPerRequest(before, after, res.Count) {
+						r.cpu[name][p] = append(r.cpu[name][p], us)
+					}
+					if name == termProxy {
+						lines, err := countLines(auditFile)
+						switch {
+						case err != nil:
+							r.auditErr = err.Error()
+						case lines < linesBefore:
+							r.auditErr = "the audit log was rotated during a run"
+						default:
+							r.auditLines += lines - linesBefore
+							r.auditRequests += res.Count
+						}
+					}
 					r.keepalive[name] = append(r.keepalive[name], res.rate())
 				} else {
 					r.handshakes[name] = append(r.handshakes[name], res.rate())
