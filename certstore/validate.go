@@ -25,9 +25,12 @@ type Requirements struct {
 	// public CA may chain to instead of the CA bundle: the system's
 	// trusted roots. The CA bundle is then only the CA of the clients
 	// (dockerd's tlscacert), as with certbot's fullchain.pem and a
-	// private client CA. nil: the server certificate must chain to the CA
+	// private client CA. It is called only when the server certificate
+	// does not chain to the CA bundle, so that a private PKI never loads
+	// the system's roots (several MiB of a long-running daemon's memory).
+	// nil, or a nil pool: the server certificate must chain to the CA
 	// bundle.
-	ServerRoots *x509.CertPool
+	ServerRoots func() *x509.CertPool
 }
 
 // MinRSABits is the smallest RSA key Validate accepts.
@@ -171,9 +174,11 @@ func (s *Set) Validate(req Requirements) error {
 		_, err := leaf.Verify(opts)
 		public := false
 		if err != nil && req.ServerRoots != nil {
-			opts.Roots = req.ServerRoots
-			_, perr := leaf.Verify(opts)
-			public = perr == nil
+			if system := req.ServerRoots(); system != nil {
+				opts.Roots = system
+				_, perr := leaf.Verify(opts)
+				public = perr == nil
+			}
 		}
 		if err != nil && !public {
 			if e := s.chainError(err, at, leafTimeOK, ekuOK); e != nil {
@@ -365,8 +370,9 @@ func sigName(a x509.SignatureAlgorithm) string {
 // chain that Validate accepted with Requirements.ServerRoots: the CA
 // bundle then verifies only the clients). The chain is checked in the
 // middle of the leaf's lifetime: this chooses the roots, Validate judges
-// the times. With neither, the CA bundle.
-func (s *Set) ServerRoots(system *x509.CertPool) *x509.CertPool {
+// the times. With neither, the CA bundle. system is called only when the
+// chain does not lead to the CA bundle.
+func (s *Set) ServerRoots(system func() *x509.CertPool) *x509.CertPool {
 	roots := x509.NewCertPool()
 	if s == nil || s.Cert == nil {
 		return roots
@@ -385,9 +391,13 @@ func (s *Set) ServerRoots(system *x509.CertPool) *x509.CertPool {
 	if _, err := s.Cert.Verify(opts); err == nil || system == nil {
 		return roots
 	}
-	opts.Roots = system
+	sys := system()
+	if sys == nil {
+		return roots
+	}
+	opts.Roots = sys
 	if _, err := s.Cert.Verify(opts); err == nil {
-		return system
+		return sys
 	}
 	return roots
 }

@@ -32,11 +32,11 @@ func TestValidatePublicServerChain(t *testing.T) {
 	if err := full.Validate(req); err == nil || !strings.Contains(err.Error(), "is not signed by any CA in client-ca.pem (/etc/tlsdock/client-ca.pem)") {
 		t.Fatalf("without the system's roots: %v, want a refusal naming the client CA", err)
 	}
-	req.ServerRoots = system
+	req.ServerRoots = func() *x509.CertPool { return system }
 	if err := full.Validate(req); err != nil {
 		t.Fatalf("with the system's roots: %v", err)
 	}
-	if got := full.ServerRoots(system); got != system {
+	if got := full.ServerRoots(func() *x509.CertPool { return system }); got != system {
 		t.Error("ServerRoots of the public chain is not the system's pool")
 	}
 
@@ -56,12 +56,18 @@ func TestValidatePublicServerChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// ...and never loads the system's roots (MiBs of a daemon's memory).
+	loads := 0
+	req.ServerRoots = func() *x509.CertPool { loads++; return system }
 	if err := private.Validate(req); err != nil {
 		t.Fatal(err)
 	}
-	if got := private.ServerRoots(system); got == system {
+	if got := private.ServerRoots(req.ServerRoots); got == system {
 		t.Error("ServerRoots of a private set is the system's pool")
 	} else if _, err := private.Cert.Verify(x509.VerifyOptions{Roots: got, CurrentTime: now}); err != nil {
 		t.Errorf("ServerRoots of a private set does not verify it (root %s): %v", root.cert.Subject, err)
+	}
+	if loads != 0 {
+		t.Errorf("a private set loaded the system's roots %d times", loads)
 	}
 }
