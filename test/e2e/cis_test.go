@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -158,9 +160,15 @@ func TestCISPaths(t *testing.T) {
 				t.Helper()
 				cert, key := e2eSet(t, iss.ca, time.Now())
 				writeSet(t, h, src, iss.ca.CertPEM, cert, key)
+				want := pemSerial(t, cert)
 				res := parseResult(t, mustTlsdock(t, ctx, h, "provision", "--certs", src, "--probe-client", probe, "--mode", mode, "--json"))
-				if !res.Changed || res.Serial == "" {
-					t.Fatalf("%s: %+v", when, res)
+				// In proxy mode tlsdock.service watches src since the
+				// first provision and acts on a complete set at once, so
+				// the daemon may have rotated to it before this provision
+				// looks: then the provision has nothing to change, and
+				// what counts is that the new serial is the one installed.
+				if res.Serial != want || (!res.Changed && !(mode == "proxy" && when == "rotation")) {
+					t.Fatalf("%s: want serial %s: %+v", when, want, res)
 				}
 				for _, c := range res.Checks {
 					if !c.OK {
@@ -250,4 +258,19 @@ func TestCISPaths(t *testing.T) {
 			t.Logf("%s: provisioned, checked, rotated, converged from the links and checked in %v", mode, time.Since(start).Round(time.Second))
 		})
 	}
+}
+
+// pemSerial is the serial of the first certificate in certPEM, formatted as
+// tlsdock reports it.
+func pemSerial(t *testing.T, certPEM []byte) string {
+	t.Helper()
+	b, _ := pem.Decode(certPEM)
+	if b == nil {
+		t.Fatal("no PEM block in certificate")
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certstore.FormatSerial(c.SerialNumber)
 }
