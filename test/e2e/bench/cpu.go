@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -117,4 +118,100 @@ func countLines(path string) (int64, error) {
 		return 0, err
 	}
 	return int64(bytes.Count(b, []byte{'\n'})), nil
+}
+
+// opFigures are one side's samples of one kind of load run: the rate, the
+// CPU per operation of each process in its path, and what its connections
+// negotiated.
+type opFigures struct {
+	rate  sample
+	procs []string          // the processes in the path, in the order shown
+	cpu   map[string]sample // µs of utime + stime per operation, by process
+	neg   []string          // "key exchange, cipher suite": each distinct one seen
+	desc  string            // describeTLS of one connection
+	// refused is the client's first error when the server refused every
+	// connection of a run (a key exchange it does not offer).
+	refused string
+}
+
+func newOpFigures(procs []string) *opFigures {
+	return &opFigures{procs: procs, cpu: map[string]sample{}}
+}
+
+// add records one run: its result and each process's µs per operation
+// (nil when CPU was not read).
+func (f *opFigures) add(res *loadResult, cpu map[string]float64) {
+	f.rate = append(f.rate, res.rate())
+	for p, us := range cpu {
+		f.cpu[p] = append(f.cpu[p], us)
+	}
+	f.addNeg(res)
+}
+
+// addNeg records what res's connections negotiated.
+func (f *opFigures) addNeg(res *loadResult) {
+	if n := negotiated(res); n != "" && !slices.Contains(f.neg, n) {
+		f.neg = append(f.neg, n)
+	}
+	if f.desc == "" {
+		f.desc = res.TLS
+	}
+}
+
+// negotiated is "key exchange, cipher suite" of a load run; empty without
+// a handshake.
+func negotiated(r *loadResult) string {
+	if r.KeyExchange == "" && r.Cipher == "" {
+		return ""
+	}
+	return orDash(r.KeyExchange) + ", " + orDash(r.Cipher)
+}
+
+// negText is every distinct key exchange and cipher suite seen.
+func negText(neg []string) string {
+	if len(neg) == 0 {
+		return "negotiated: —"
+	}
+	return strings.Join(neg, " / ")
+}
+
+// cpuTotal is the median over runs of the summed µs per operation of the
+// processes in the path; NaN without a reading.
+func (f *opFigures) cpuTotal() float64 {
+	var runs sample
+	for i := range f.cpu[f.procs[0]] {
+		var sum float64
+		for _, p := range f.procs {
+			if s := f.cpu[p]; i < len(s) {
+				sum += s[i]
+			}
+		}
+		runs = append(runs, sum)
+	}
+	return runs.median()
+}
+
+// cpuSum is each process's median µs per operation and the total, as
+// "tlsdock 96.2 + dockerd 82.7 + journald 0.0 = 178.8 µs".
+func (f *opFigures) cpuSum() string {
+	if len(f.cpu[f.procs[0]]) == 0 {
+		return "—"
+	}
+	var parts []string
+	for _, p := range f.procs {
+		parts = append(parts, fmt.Sprintf("%s %.1f", p, f.cpu[p].median()))
+	}
+	return fmt.Sprintf("%s = %.1f µs", strings.Join(parts, " + "), f.cpuTotal())
+}
+
+// side is one side's figure in a table cell: figure, then in parentheses
+// the notes, the key exchange and cipher suite negotiated and, when per is
+// not empty, the CPU per operation ("handshake", "request") of each
+// process in the path.
+func (f *opFigures) side(figure, per string, notes ...string) string {
+	parts := append(slices.Clone(notes), negText(f.neg))
+	if per != "" {
+		parts = append(parts, "CPU per "+per+": "+f.cpuSum())
+	}
+	return figure + " (" + strings.Join(parts, "; ") + ")"
 }

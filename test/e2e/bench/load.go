@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tlsdock/tlsdock/test/e2e/testhost"
@@ -18,9 +19,13 @@ type loadTarget struct {
 	h    *testhost.Host
 	dir  string // ca.pem, cert.pem, key.pem
 	addr string // in h's network namespace; empty: 127.0.0.1:2376
+	// curves restricts the client's key exchanges (the worker's -curves);
+	// empty: Go's defaults.
+	curves string
 }
 
-// runLoad runs the load worker in t's network namespace.
+// runLoad runs the load worker in t's network namespace. The result comes
+// with checkLoad's error.
 func (b *bench) runLoad(ctx context.Context, t loadTarget, mode string, d time.Duration) (*loadResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, d+time.Minute)
 	defer cancel()
@@ -28,10 +33,14 @@ func (b *bench) runLoad(ctx context.Context, t loadTarget, mode string, d time.D
 	if addr == "" {
 		addr = "127.0.0.1:2376"
 	}
-	out, _, err := t.h.ExecNet(ctx, nil, nil, b.self, "worker", "load", "-mode", mode,
+	args := []string{b.self, "worker", "load", "-mode", mode,
 		"-addr", addr,
 		"-ca", filepath.Join(t.dir, "ca.pem"), "-cert", filepath.Join(t.dir, "cert.pem"), "-key", filepath.Join(t.dir, "key.pem"),
-		"-c", strconv.Itoa(b.p.loadConc), "-d", d.String(), "-n", strconv.Itoa(b.p.loadMax))
+		"-c", strconv.Itoa(b.p.loadConc), "-d", d.String(), "-n", strconv.Itoa(b.p.loadMax)}
+	if t.curves != "" {
+		args = append(args, "-curves", t.curves)
+	}
+	out, _, err := t.h.ExecNet(ctx, nil, nil, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -39,19 +48,39 @@ func (b *bench) runLoad(ctx context.Context, t loadTarget, mode string, d time.D
 	if err := json.Unmarshal(out, &r); err != nil {
 		return nil, fmt.Errorf("load worker printed %q: %w", out, err)
 	}
-	if r.Errors > 0 {
-		return nil, fmt.Errorf("load worker against %s (%s): %d errors, first: %s", t.name, mode, r.Errors, r.FirstErr)
+	return &r, checkLoad(&r, t.name, mode)
+}
+
+// refusedError is a load run in which every operation failed: the server
+// refuses this client, as socat 1.7.4 (P-256 only) refuses a client that
+// offers X25519 alone.
+type refusedError struct {
+	target, mode, first string
+	errors              int64
+}
+
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("load worker against %s (%s): all %d operations failed, first: %s", e.target, e.mode, e.errors, e.first)
+}
+
+// checkLoad accepts a load run in which every operation succeeded. One in
+// which every operation failed is a *refusedError.
+func checkLoad(r *loadResult, target, mode string) error {
+	switch {
+	case r.Count == 0 && r.Errors > 0:
+		return &refusedError{target: target, mode: mode, first: r.FirstErr, errors: r.Errors}
+	case r.Errors > 0:
+		return fmt.Errorf("load worker against %s (%s): %d errors, first: %s", target, mode, r.Errors, r.FirstErr)
+	case r.Count == 0:
+		return fmt.Errorf("load worker against %s (%s): no operation completed", target, mode)
 	}
-	if r.Count == 0 {
-		return nil, fmt.Errorf("load worker against %s (%s): no operation completed", t.name, mode)
-	}
-	return &r, nil
+	return nil
 }
 
 // loadFigures are one host's samples of row 3.
 type loadFigures struct {
-	handshakes, newconnRate, newconnP50, newconnP99, keepalive sample
-	tls                                                        string
+	ops                    map[string]*opFigures // by load mode
+	newconnP50, newconnP99 sample
 }
 
 type loadResults struct {
@@ -59,6 +88,58 @@ type loadResults struct {
 }
 
 var loadModes = []string{"handshake", "newconn", "keepalive"}
+
+// loadProcs are the processes in the path of row 3's connections whose
+// CPU is counted per operation.
+var loadProcs = []string{procDockerd, procJournald}
+
+// hostCPU is dockerd's and systemd-journald's CPU time on h.
+func hostCPU(ctx context.Context, h *testhost.Host) ([]cpuProc, error) {
+	var procs []cpuProc
+	for _, u := range []struct{ name, unit string }{{procDockerd, "docker.service"}, {procJournald, "systemd-journald.service"}} {
+		pid, err := mainPID(ctx, h, u.unit)
+		if err != nil {
+			return nil, err
+		}
+		procs = append(procs, cpuProc{u.name, procTicks(guestFile(h, "/proc"), pid)})
+	}
+	return procs, nil
+}
+
+// mainPID is the main PID of unit in h.
+func mainPID(ctx context.Context, h *testhost.Host, unit string) (string, error) {
+	out, _, err := h.Exec(ctx, nil, "systemctl", "show", "-p", "MainPID", "--value", unit)
+	pid := strings.TrimSpace(string(out))
+	if err == nil && (pid == "" || pid == "0") {
+		err = fmt.Errorf("%s has no main PID", unit)
+	}
+	return pid, err
+}
+
+// cpuSettle is the wait after a load run before the CPU is read again:
+// socat's forks exit and are reaped once their connections close, and the
+// proxy's audit log flushes within 100 ms.
+const cpuSettle = 300 * time.Millisecond
+
+// measuredRun runs the load worker against t with the CPU of procs read
+// before the run and cpuSettle after it, and returns the result and each
+// process's µs per operation.
+func (b *bench) measuredRun(ctx context.Context, t loadTarget, mode string, d time.Duration, procs []cpuProc) (*loadResult, map[string]float64, error) {
+	before, err := readCPU(procs)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := b.runLoad(ctx, t, mode, d)
+	if err != nil {
+		return res, nil, err
+	}
+	time.Sleep(cpuSettle)
+	after, err := readCPU(procs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return res, usPerRequest(before, after, res.Count), nil
+}
 
 // benchLoad provisions two hosts, one with tlsdock's defaults and one with
 // the openssl recipe's RSA-4096 set, and measures them in alternation.
@@ -95,6 +176,12 @@ func benchLoad(ctx context.Context, b *bench, rsaDir string) (*loadResults, erro
 		return nil, err
 	}
 	rsa := loadTarget{name: "openssl recipe (RSA-4096)", h: rsaHost, dir: rsaDir}
+	procs := map[*testhost.Host][]cpuProc{}
+	for _, h := range []*testhost.Host{ecdsaHost, rsaHost} {
+		if procs[h], err = hostCPU(ctx, h); err != nil {
+			return nil, err
+		}
+	}
 
 	// Warm up both (first connections, lazy initialisation): not counted.
 	for _, t := range []loadTarget{ecdsa, rsa} {
@@ -106,6 +193,12 @@ func benchLoad(ctx context.Context, b *bench, rsaDir string) (*loadResults, erro
 	}
 
 	r := &loadResults{}
+	for _, fig := range []*loadFigures{&r.ecdsa, &r.rsa} {
+		fig.ops = map[string]*opFigures{}
+		for _, m := range loadModes {
+			fig.ops[m] = newOpFigures(loadProcs)
+		}
+	}
 	for i := range b.p.loadRuns {
 		for _, m := range loadModes {
 			// Alternate which host goes first.
@@ -115,7 +208,7 @@ func benchLoad(ctx context.Context, b *bench, rsaDir string) (*loadResults, erro
 			}
 			for _, t := range order {
 				b.progress("new-connection cost %d/%d: %s against %s", i+1, b.p.loadRuns, m, t.name)
-				res, err := b.runLoad(ctx, t, m, b.p.loadDur)
+				res, cpu, err := b.measuredRun(ctx, t, m, b.p.loadDur, procs[t.h])
 				if err != nil {
 					return nil, err
 				}
@@ -123,16 +216,10 @@ func benchLoad(ctx context.Context, b *bench, rsaDir string) (*loadResults, erro
 				if t.h == rsaHost {
 					fig = &r.rsa
 				}
-				switch m {
-				case "handshake":
-					fig.handshakes = append(fig.handshakes, res.rate())
-					fig.tls = res.TLS
-				case "newconn":
-					fig.newconnRate = append(fig.newconnRate, res.rate())
+				fig.ops[m].add(res, cpu)
+				if m == "newconn" {
 					fig.newconnP50 = append(fig.newconnP50, ms(res.P50))
 					fig.newconnP99 = append(fig.newconnP99, ms(res.P99))
-				case "keepalive":
-					fig.keepalive = append(fig.keepalive, res.rate())
 				}
 			}
 		}

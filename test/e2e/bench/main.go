@@ -12,8 +12,13 @@
 //  5. the idle cost of `tlsdock run`;
 //  6. proxy mode against native dockerd TLS, socat and nginx as TLS
 //     terminators in front of the docker socket, with one ECDSA P-256 set:
-//     keep-alive requests, fresh handshakes, failed requests per rotation
+//     keep-alive requests, fresh handshakes (with Go's default client and
+//     with a client that offers X25519 only), failed requests per rotation
 //     under load, and the proxy's RSS.
+//
+// Every TLS row names the key exchange and cipher suite each side
+// negotiated, and the load rows give the CPU per operation of each process
+// in the path, read from /proc.
 //
 // Every figure is the median of repeated runs with min and max, and every
 // comparison a ratio of figures measured in the same run. The hosts are

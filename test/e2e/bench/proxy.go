@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,23 +37,60 @@ var terminators = []string{termProxy, termNative, termNginx, termNginxLog, termS
 // auditLogPath is the proxy's audit log on its host (the default).
 const auditLogPath = "/var/log/tlsdock/audit.jsonl"
 
+// The load runs of row 6, each against several terminators.
+const (
+	measKeepalive = "keepalive"        // 6a and 6f
+	measHandshake = "handshake"        // 6b: the default client, X25519MLKEM768 first
+	measX25519    = "handshake X25519" // 6b': the client offers X25519 alone
+)
+
+// proxyMeasure is one kind of load run of row 6.
+type proxyMeasure struct {
+	key    string // of proxyResults.runs
+	mode   string // the load worker's -mode
+	curves string // the load worker's -curves
+	terms  []string
+	// refusable: a terminator may refuse every connection of this client;
+	// the row then says so.
+	refusable bool
+}
+
+var proxyMeasures = []proxyMeasure{
+	{key: measKeepalive, mode: "keepalive", terms: terminators},
+	{key: measHandshake, mode: "handshake", terms: []string{termProxy, termNative, termNginx, termSocat}},
+	{key: measX25519, mode: "handshake", curves: "X25519", terms: []string{termProxy, termNative, termNginx, termSocat}, refusable: true},
+}
+
 // proxyResults are the samples of row 6.
 type proxyResults struct {
-	keepalive, handshakes map[string]sample // requests or handshakes per second, by terminator
-	tls                   map[string]string
-	rotFailed, rotOK      map[string]sample // failed and good requests per rotation (termProxy, termNative)
-	rotLat                map[string]sample // ms from the change to the new serial served
-	rotFirstErr           map[string]string
-	rssLoad, rssIdle      sample // the proxy's VmRSS in MiB
-	idleAfter             time.Duration
-	nginx, socat          string // versions
-	// cpu is, by terminator and process, each keep-alive run's CPU time
-	// in µs per request.
-	cpu map[string]map[string]sample
+	// runs are each measurement's figures by terminator: requests or
+	// handshakes per second, CPU per operation, what was negotiated.
+	runs             map[string]map[string]*opFigures
+	rotFailed, rotOK map[string]sample // failed and good requests per rotation (termProxy, termNative)
+	rotNeg           map[string][]string
+	rotLat           map[string]sample // ms from the change to the new serial served
+	rotFirstErr      map[string]string
+	rssLoad, rssIdle sample // the proxy's VmRSS in MiB
+	idleAfter        time.Duration
+	nginx, socat     string // versions
 	// auditLines and auditRequests are the proxy's audit records written
 	// during its keep-alive runs and the requests the load client counted.
 	auditLines, auditRequests int64
 	auditErr                  string
+}
+
+// fig is measurement key's figures against terminator t (empty ones when
+// it was not measured).
+func (x *proxyResults) fig(key, t string) *opFigures {
+	f := x.runs[key][t]
+	if f == nil {
+		f = newOpFigures(cpuPaths[t])
+		if x.runs[key] == nil {
+			x.runs[key] = map[string]*opFigures{}
+		}
+		x.runs[key][t] = f
+	}
+	return f
 }
 
 // proxyConf is the nginx recipe: an http {} TLS terminator with client
@@ -190,9 +228,8 @@ func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
 		return nil, fmt.Errorf("socat not installed (test/e2e/setup-host.sh installs it): %w", err)
 	}
 	r := &proxyResults{
-		keepalive: map[string]sample{}, handshakes: map[string]sample{}, tls: map[string]string{},
-		rotFailed: map[string]sample{}, rotOK: map[string]sample{}, rotLat: map[string]sample{}, rotFirstErr: map[string]string{},
-		cpu: map[string]map[string]sample{},
+		runs:      map[string]map[string]*opFigures{},
+		rotFailed: map[string]sample{}, rotOK: map[string]sample{}, rotNeg: map[string][]string{}, rotLat: map[string]sample{}, rotFirstErr: map[string]string{},
 	}
 	if o, err := exec.CommandContext(ctx, nginxBin, "-v").CombinedOutput(); err == nil {
 		r.nginx = strings.TrimSpace(strings.TrimPrefix(string(o), "nginx version: "))
@@ -299,23 +336,11 @@ func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
 	}
 
 	// The processes in each terminator's path, read from /proc before
-	// and after each keep-alive run.
-	mainPID := func(h *testhost.Host, unit string) (string, error) {
-		out, _, err := h.Exec(ctx, nil, "systemctl", "show", "-p", "MainPID", "--value", unit)
-		pid := strings.TrimSpace(string(out))
-		if err == nil && (pid == "" || pid == "0") {
-			err = fmt.Errorf("%s has no main PID", unit)
-		}
-		return pid, err
-	}
+	// and after each load run.
 	hostProcs := map[*testhost.Host][]cpuProc{}
 	for _, h := range []*testhost.Host{native, px} {
-		for _, u := range []struct{ name, unit string }{{procDockerd, "docker.service"}, {procJournald, "systemd-journald.service"}} {
-			pid, err := mainPID(h, u.unit)
-			if err != nil {
-				return nil, err
-			}
-			hostProcs[h] = append(hostProcs[h], cpuProc{u.name, procTicks(guestFile(h, "/proc"), pid)})
+		if hostProcs[h], err = hostCPU(ctx, h); err != nil {
+			return nil, err
 		}
 	}
 	tlsdockProc := cpuProc{procTlsdock, procTicks(guestFile(px, "/proc"), proxyPID)}
@@ -349,61 +374,50 @@ func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
 	}
 
 	for i := range b.p.proxyRuns {
-		for _, m := range []string{"keepalive", "handshake"} {
-			for j := range terminators {
-				name := terminators[(i+j)%len(terminators)] // rotate who goes first
-				b.progress("proxy %d/%d: %s against %s", i+1, b.p.proxyRuns, m, name)
+		for _, m := range proxyMeasures {
+			for j := range m.terms {
+				name := m.terms[(i+j)%len(m.terms)] // rotate who goes first
+				f := r.fig(m.key, name)
+				if f.refused != "" {
+					continue
+				}
+				b.progress("proxy %d/%d: %s against %s", i+1, b.p.proxyRuns, m.key, name)
 				var stopRSS func()
 				if name == termProxy {
 					stopRSS = b.sampleRSS(px, proxyPID, &r.rssLoad)
 				}
-				var before cpuReading
+				audit := m.key == measKeepalive && name == termProxy
 				var linesBefore int64
-				if m == "keepalive" {
-					if before, err = readCPU(paths[name]); err != nil {
-						return nil, err
-					}
-					if name == termProxy {
-						linesBefore, _ = countLines(auditFile)
-					}
+				if audit {
+					linesBefore, _ = countLines(auditFile)
 				}
-				res, err := b.runLoad(ctx, targets[name], m, b.p.proxyDur)
+				t := targets[name]
+				t.curves = m.curves
+				res, cpu, err := b.measuredRun(ctx, t, m.mode, b.p.proxyDur, paths[name])
 				if stopRSS != nil {
 					stopRSS()
+				}
+				var refused *refusedError
+				if m.refusable && errors.As(err, &refused) {
+					f.refused = refused.first
+					b.progress("proxy: %s refuses the client of %q: %s", name, m.key, refused.first)
+					continue
 				}
 				if err != nil {
 					return nil, err
 				}
-				if m == "keepalive" {
-					// socat's forks exit and are reaped once their
-					// connections close; the audit log flushes within 100 ms.
-					time.Sleep(300 * time.Millisecond)
-					after, err := readCPU(paths[name])
-					if err != nil {
-						return nil, err
+				f.add(res, cpu)
+				if audit {
+					lines, err := countLines(auditFile)
+					switch {
+					case err != nil:
+						r.auditErr = err.Error()
+					case lines < linesBefore:
+						r.auditErr = "the audit log was rotated during a run"
+					default:
+						r.auditLines += lines - linesBefore
+						r.auditRequests += res.Count
 					}
-					if r.cpu[name] == nil {
-						r.cpu[name] = map[string]sample{}
-					}
-					for p, us := range usPerRequest(before, after, res.Count) {
-						r.cpu[name][p] = append(r.cpu[name][p], us)
-					}
-					if name == termProxy {
-						lines, err := countLines(auditFile)
-						switch {
-						case err != nil:
-							r.auditErr = err.Error()
-						case lines < linesBefore:
-							r.auditErr = "the audit log was rotated during a run"
-						default:
-							r.auditLines += lines - linesBefore
-							r.auditRequests += res.Count
-						}
-					}
-					r.keepalive[name] = append(r.keepalive[name], res.rate())
-				} else {
-					r.handshakes[name] = append(r.handshakes[name], res.rate())
-					r.tls[name] = res.TLS
 				}
 			}
 		}
@@ -438,6 +452,9 @@ func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
 			r.rotFailed[name] = append(r.rotFailed[name], float64(res.Errors))
 			r.rotOK[name] = append(r.rotOK[name], float64(res.Count))
 			r.rotLat[name] = append(r.rotLat[name], ms(lat))
+			if n := negotiated(res); n != "" && !slices.Contains(r.rotNeg[name], n) {
+				r.rotNeg[name] = append(r.rotNeg[name], n)
+			}
 			if res.FirstErr != "" && r.rotFirstErr[name] == "" {
 				r.rotFirstErr[name] = res.FirstErr
 			}

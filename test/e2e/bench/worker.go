@@ -41,7 +41,7 @@ func worker(args []string) int {
 	case "certgen":
 		err = workerCertgen(args[1:])
 	case "load":
-		err = workerLoad(args[1:])
+		err = workerLoad(args[1:], os.Stdout)
 	case "serial":
 		err = workerSerial(args[1:])
 	default:
@@ -121,6 +121,10 @@ type loadResult struct {
 	P50      time.Duration `json:"p50"`
 	P99      time.Duration `json:"p99"`
 	TLS      string        `json:"tls"` // version, cipher suite and key exchange of one connection
+	// KeyExchange and Cipher are what that connection negotiated
+	// (kxName of tls.ConnectionState.CurveID, tls.CipherSuiteName).
+	KeyExchange string `json:"key_exchange,omitempty"`
+	Cipher      string `json:"cipher,omitempty"`
 }
 
 func (r loadResult) rate() float64 { return float64(r.Count) / r.Elapsed.Seconds() }
@@ -155,12 +159,61 @@ func clientTLS(caFile, certFile, keyFile, serverName string) (*tls.Config, error
 func describeTLS(cs tls.ConnectionState) string {
 	s := tls.VersionName(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite)
 	if cs.CurveID != 0 {
-		s += " " + cs.CurveID.String()
+		s += " " + kxName(cs.CurveID)
 	}
 	if len(cs.PeerCertificates) > 0 {
 		s += ", server key " + keyDesc(cs.PeerCertificates[0])
 	}
 	return s
+}
+
+// keyExchanges are the names the -curves flag takes and the tables print,
+// in Go's order of preference.
+var keyExchanges = []tls.CurveID{
+	tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.SecP384r1MLKEM1024,
+	tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521,
+}
+
+// kxName names a key exchange as the tables print it: X25519MLKEM768,
+// X25519, P-256 (not Go's "CurveP256").
+func kxName(id tls.CurveID) string {
+	switch id {
+	case tls.CurveP256:
+		return "P-256"
+	case tls.CurveP384:
+		return "P-384"
+	case tls.CurveP521:
+		return "P-521"
+	}
+	return id.String()
+}
+
+// parseCurves reads the -curves flag: key exchanges separated by commas,
+// by kxName or Go's constant name, in any case. Empty: nil, Go's defaults.
+func parseCurves(s string) ([]tls.CurveID, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var ids []tls.CurveID
+	for _, name := range strings.Split(s, ",") {
+		name = strings.TrimSpace(name)
+		found := false
+		for _, id := range keyExchanges {
+			if strings.EqualFold(name, kxName(id)) || strings.EqualFold(name, id.String()) {
+				ids = append(ids, id)
+				found = true
+				break
+			}
+		}
+		if !found {
+			var known []string
+			for _, id := range keyExchanges {
+				known = append(known, kxName(id))
+			}
+			return nil, fmt.Errorf("-curves %q: unknown key exchange %q; known: %s", s, name, strings.Join(known, ", "))
+		}
+	}
+	return ids, nil
 }
 
 func keyDesc(c *x509.Certificate) string {
@@ -174,11 +227,12 @@ func keyDesc(c *x509.Certificate) string {
 }
 
 // workerLoad drives one endpoint with -c workers for -d (or -n
-// operations, whichever comes first) and prints a loadResult. Modes:
+// operations, whichever comes first) and prints a loadResult to stdout,
+// with the key exchange and cipher suite of its first handshake. Modes:
 //   - handshake: TCP connect + full mutual-TLS handshake + close;
 //   - newconn: a new connection for each GET /_ping (handshake included);
 //   - keepalive: GET /_ping over -c kept-alive connections.
-func workerLoad(args []string) error {
+func workerLoad(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:2376", "endpoint")
 	mode := fs.String("mode", "handshake", "handshake, newconn or keepalive")
@@ -190,6 +244,7 @@ func workerLoad(args []string) error {
 	maxOps := fs.Int64("n", 200000, "bound on operations")
 	stdinStop := fs.Bool("stdin-stop", false, "also stop when stdin ends (the orchestrator closes it)")
 	errPause := fs.Duration("err-pause", 0, "pause of a worker after a failed operation, as a client that retries")
+	curves := fs.String("curves", "", "key exchanges the client offers, separated by commas (X25519MLKEM768, X25519, P-256, ...); empty: Go's defaults, the X25519MLKEM768 hybrid first")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -201,12 +256,13 @@ func workerLoad(args []string) error {
 	if err != nil {
 		return err
 	}
+	if cfg.CurvePreferences, err = parseCurves(*curves); err != nil {
+		return err
+	}
 	res := loadResult{Mode: *mode}
-	var tlsDesc atomic.Value
+	var first atomic.Pointer[tls.ConnectionState]
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		if tlsDesc.Load() == nil {
-			tlsDesc.Store(describeTLS(cs))
-		}
+		first.CompareAndSwap(nil, &cs)
 		return nil
 	}
 
@@ -322,10 +378,11 @@ func workerLoad(args []string) error {
 		all = append(all, l...)
 	}
 	res.P50, res.P99 = percentile(all, 50), percentile(all, 99)
-	if s, ok := tlsDesc.Load().(string); ok {
-		res.TLS = s
+	if cs := first.Load(); cs != nil {
+		res.TLS = describeTLS(*cs)
+		res.KeyExchange, res.Cipher = kxName(cs.CurveID), tls.CipherSuiteName(cs.CipherSuite)
 	}
-	return json.NewEncoder(os.Stdout).Encode(res)
+	return json.NewEncoder(stdout).Encode(res)
 }
 
 // serialResult is what the serial worker prints (JSON). Times are Unix
