@@ -41,9 +41,12 @@ lint: $(GOLANGCI_LINT)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GOLANGCI_LINT) run --allow-parallel-runners ./...
+	$(GOLANGCI_LINT) run --allow-parallel-runners --build-tags tlsdock_gendocs ./cmd/tlsdock
 
+# The gen-docs command is built only for make package (-tags tlsdock_gendocs).
 unit:
 	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -tags tlsdock_gendocs -run 'GenDocs' ./cmd/tlsdock
 
 # The packages the tests need and the cached rootfs of each Debian suite
 # that e2e boots: bookworm (Debian 12) and trixie (Debian 13).
@@ -101,7 +104,9 @@ fuzz:
 package: $(NFPM)
 	rm -rf $(PKG_STAGE) && mkdir -p $(PKG_STAGE)
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '-s -w -X main.Version=$(PKG_VERSION)' -o $(PKG_STAGE)/tlsdock ./cmd/tlsdock
-	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(PKG_STAGE)/tlsdock gen-docs --dir $(PKG_STAGE) >/dev/null
+	CGO_ENABLED=0 $(GO) build -trimpath -tags tlsdock_gendocs -ldflags '-X main.Version=$(PKG_VERSION)' -o $(DIST)/tlsdock-gendocs ./cmd/tlsdock
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(DIST)/tlsdock-gendocs gen-docs --dir $(PKG_STAGE) >/dev/null
+	rm -f $(DIST)/tlsdock-gendocs
 	gzip -9n $(PKG_STAGE)/man/*.1
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) MAINTAINER='$(MAINTAINER)' packaging/changelog.sh '$(PKG_VERSION)' | gzip -9n >$(PKG_STAGE)/changelog.gz
 	rm -f $(DEB) $(RPM)

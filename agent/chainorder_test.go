@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/tlsdock/tlsdock/certstore"
 	"github.com/tlsdock/tlsdock/certstore/certtest"
 )
@@ -116,10 +114,10 @@ func TestDaemonIntermediateFirstSource(t *testing.T) {
 			mustProvision(t, a, cfg.Config)
 
 			logs := &bytes.Buffer{}
-			g := &rig{t: t, clock: clock, src: src, logs: logs, reg: prometheus.NewRegistry()}
+			g := &rig{t: t, clock: clock, src: src, logs: logs, reg: NewMetrics()}
 			g.r = NewRotator(a, cfg, RunOptions{
 				Clock: clock, Rand: func(n int64) int64 { return n / 2 }, Logger: testLogger(t, logs),
-				Notify: func(s string) bool { g.notes = append(g.notes, s); return true }, Metrics: NewMetrics(g.reg),
+				Notify: func(s string) bool { g.notes = append(g.notes, s); return true }, Metrics: g.reg,
 			})
 			g.start()
 			before := dockerRestarts(h)

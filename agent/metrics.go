@@ -1,71 +1,169 @@
 package agent
 
 import (
+	"io"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Metrics are the rotation daemon's Prometheus metrics. A nil *Metrics
 // records nothing.
+//
+// They are written in Prometheus's text exposition format (version 0.0.4)
+// by WriteTo: five families of plain gauges and counters need no client
+// library, and the one that was used here (client_golang, with protobuf and
+// procfs behind it) made up about 2 MB of a binary that stays resident in
+// every idle `tlsdock run`. metrics_test.go checks the output against
+// client_golang's, family by family.
 type Metrics struct {
-	expiry          prometheus.Gauge
-	rotations       *prometheus.CounterVec
-	lastSuccess     prometheus.Gauge
-	validationError prometheus.Gauge
-	pendingFrom     prometheus.Gauge
+	mu              sync.Mutex
+	expiry          float64
+	rotations       map[string]float64
+	lastSuccess     float64
+	validationError float64
+	pendingFrom     float64
 }
 
 // RotationResults are the values of tlsdock_rotations_total's result label.
 var RotationResults = []string{"ok", "rolled_back", "failed", "invalid"}
 
-// NewMetrics creates the metrics and registers them with reg (use a
-// private registry).
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		expiry: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tlsdock_certificate_expiry_timestamp_seconds",
-			Help: "NotAfter of the installed server certificate, in seconds since the epoch.",
-		}),
-		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tlsdock_rotations_total",
-			Help: "Rotations by result: ok, rolled_back (docker is back on the previous set), failed, invalid (a source set or setting was refused; nothing changed).",
-		}, []string{"result"}),
-		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tlsdock_last_rotation_success_timestamp_seconds",
-			Help: "When the last rotation succeeded, in seconds since the epoch; 0 before the first.",
-		}),
-		validationError: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tlsdock_validation_error",
-			Help: "1 while the certificate set in the source is invalid, else 0.",
-		}),
-		pendingFrom: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tlsdock_pending_not_before_timestamp_seconds",
-			Help: "NotBefore of the valid source set waiting to become valid before it is installed, in seconds since the epoch; 0 when none waits.",
-		}),
-	}
+// The families, in the order Prometheus sorts them (by name). A family
+// without value is tlsdock_rotations_total, one sample per result.
+var metricFamilies = []struct {
+	name, help, typ string
+	value           func(m *Metrics) float64
+}{
+	{"tlsdock_certificate_expiry_timestamp_seconds", "NotAfter of the installed server certificate, in seconds since the epoch.", "gauge",
+		func(m *Metrics) float64 { return m.expiry }},
+	{"tlsdock_last_rotation_success_timestamp_seconds", "When the last rotation succeeded, in seconds since the epoch; 0 before the first.", "gauge",
+		func(m *Metrics) float64 { return m.lastSuccess }},
+	{"tlsdock_pending_not_before_timestamp_seconds", "NotBefore of the valid source set waiting to become valid before it is installed, in seconds since the epoch; 0 when none waits.", "gauge",
+		func(m *Metrics) float64 { return m.pendingFrom }},
+	{"tlsdock_rotations_total", "Rotations by result: ok, rolled_back (docker is back on the previous set), failed, invalid (a source set or setting was refused; nothing changed).", "counter",
+		nil},
+	{"tlsdock_validation_error", "1 while the certificate set in the source is invalid, else 0.", "gauge",
+		func(m *Metrics) float64 { return m.validationError }},
+}
+
+// NewMetrics returns the metrics, every counter at 0.
+func NewMetrics() *Metrics {
+	m := &Metrics{rotations: make(map[string]float64, len(RotationResults))}
 	for _, r := range RotationResults {
-		m.rotations.WithLabelValues(r)
+		m.rotations[r] = 0
 	}
-	reg.MustRegister(m.expiry, m.rotations, m.lastSuccess, m.validationError, m.pendingFrom)
 	return m
+}
+
+// WriteTo writes every family in the text exposition format.
+func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
+	m.mu.Lock()
+	b := make([]byte, 0, 2048)
+	for _, f := range metricFamilies {
+		b = appendFamilyHeader(b, f.name, f.help, f.typ)
+		if f.value != nil {
+			b = appendSample(b, f.name, "", "", f.value(m))
+			continue
+		}
+		// Label values in sorted order, as Prometheus's registry
+		// writes them.
+		for _, r := range slices.Sorted(maps.Keys(m.rotations)) {
+			b = appendSample(b, f.name, "result", r, m.rotations[r])
+		}
+	}
+	m.mu.Unlock()
+	n, err := w.Write(b)
+	return int64(n), err
+}
+
+// appendFamilyHeader appends a family's HELP and TYPE lines.
+func appendFamilyHeader(b []byte, name, help, typ string) []byte {
+	b = append(b, "# HELP "...)
+	b = append(b, name...)
+	b = append(b, ' ')
+	b = appendEscaped(b, help, false)
+	b = append(b, "\n# TYPE "...)
+	b = append(b, name...)
+	b = append(b, ' ')
+	b = append(b, typ...)
+	return append(b, '\n')
+}
+
+// appendSample appends one sample line, with at most one label.
+func appendSample(b []byte, name, label, value string, v float64) []byte {
+	b = append(b, name...)
+	if label != "" {
+		b = append(b, '{')
+		b = append(b, label...)
+		b = append(b, `="`...)
+		b = appendEscaped(b, value, true)
+		b = append(b, `"}`...)
+	}
+	b = append(b, ' ')
+	b = appendFloat(b, v)
+	return append(b, '\n')
+}
+
+// appendEscaped escapes a HELP text (backslash, newline) or a label value
+// (also the double quote), as the text format asks.
+func appendEscaped(b []byte, s string, quote bool) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			b = append(b, `\\`...)
+		case c == '\n':
+			b = append(b, `\n`...)
+		case c == '"' && quote:
+			b = append(b, `\"`...)
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// appendFloat writes a value as Prometheus's Go client does: the shortest
+// 'g' form, and +Inf, -Inf, NaN spelled out.
+func appendFloat(b []byte, v float64) []byte {
+	switch {
+	case math.IsInf(v, 1):
+		return append(b, "+Inf"...)
+	case math.IsInf(v, -1):
+		return append(b, "-Inf"...)
+	case math.IsNaN(v):
+		return append(b, "NaN"...)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}
+
+func (m *Metrics) set(p *float64, v float64) {
+	if m != nil {
+		m.mu.Lock()
+		*p = v
+		m.mu.Unlock()
+	}
 }
 
 func (m *Metrics) setExpiry(t time.Time) {
 	if m != nil {
-		m.expiry.Set(float64(t.Unix()))
+		m.set(&m.expiry, float64(t.Unix()))
 	}
 }
 
 func (m *Metrics) rotation(result string) {
 	if m != nil {
-		m.rotations.WithLabelValues(result).Inc()
+		m.mu.Lock()
+		m.rotations[result]++
+		m.mu.Unlock()
 	}
 }
 
 func (m *Metrics) setLastSuccess(t time.Time) {
 	if m != nil {
-		m.lastSuccess.Set(float64(t.Unix()))
+		m.set(&m.lastSuccess, float64(t.Unix()))
 	}
 }
 
@@ -73,20 +171,20 @@ func (m *Metrics) setValidationError(on bool) {
 	if m == nil {
 		return
 	}
+	v := 0.0
 	if on {
-		m.validationError.Set(1)
-	} else {
-		m.validationError.Set(0)
+		v = 1
 	}
+	m.set(&m.validationError, v)
 }
 
 func (m *Metrics) setPending(p *PendingSet) {
 	if m == nil {
 		return
 	}
-	if p == nil {
-		m.pendingFrom.Set(0)
-	} else {
-		m.pendingFrom.Set(float64(p.NotBefore.Unix()))
+	v := 0.0
+	if p != nil {
+		v = float64(p.NotBefore.Unix())
 	}
+	m.set(&m.pendingFrom, v)
 }

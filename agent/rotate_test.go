@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tlsdock/tlsdock/certstore"
 )
@@ -231,7 +230,7 @@ type rig struct {
 	ca    *certstore.CA
 	src   string
 	logs  *bytes.Buffer
-	reg   *prometheus.Registry
+	reg   *Metrics
 	notes []string
 }
 
@@ -248,7 +247,7 @@ func newRig(t testing.TB, mod ...func(*RunConfig, *RunOptions)) *rig {
 	if err := os.Mkdir(src, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	g := &rig{t: t, clock: &fakeClock{now: t0}, ca: ca, src: src, logs: &bytes.Buffer{}, reg: prometheus.NewRegistry()}
+	g := &rig{t: t, clock: &fakeClock{now: t0}, ca: ca, src: src, logs: &bytes.Buffer{}, reg: NewMetrics()}
 	g.app = &fakeApplier{clock: g.clock, ca: ca}
 	cfg := RunDefaults()
 	cfg.Certs = src
@@ -257,7 +256,7 @@ func newRig(t testing.TB, mod ...func(*RunConfig, *RunOptions)) *rig {
 		Rand:    func(n int64) int64 { return n / 2 },
 		Logger:  testLogger(t, g.logs),
 		Notify:  func(s string) bool { g.notes = append(g.notes, s); return true },
-		Metrics: NewMetrics(g.reg),
+		Metrics: g.reg,
 	}
 	for _, m := range mod {
 		m(&cfg, &o)
@@ -375,13 +374,11 @@ func (g *rig) callTimes() []time.Duration {
 	return s
 }
 
-// metric reads a gauge or counter from the rig's registry.
+// metric reads a gauge or counter from the rig's metrics, as a Prometheus
+// server parses them.
 func (g *rig) metric(name, label string) float64 {
 	g.t.Helper()
-	mfs, err := g.reg.Gather()
-	if err != nil {
-		g.t.Fatal(err)
-	}
+	mfs := scrape(g.t, g.reg)
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue

@@ -1,3 +1,5 @@
+//go:build tlsdock_gendocs
+
 package main
 
 import (
@@ -9,8 +11,15 @@ import (
 	"github.com/spf13/cobra/doc"
 )
 
-// newGenDocsCmd is the hidden command that the package build (make package)
-// runs to generate shell completions and man pages from the command tree.
+// addGenDocs adds the hidden gen-docs command, which the package build
+// (make package) runs to generate shell completions and man pages from the
+// command tree. It is built only with -tags tlsdock_gendocs: the man page
+// writer and its Markdown parser would add about 0.7 MB to the shipped
+// binary, all of it resident in every idle `tlsdock run` (docs_off.go).
+func addGenDocs(root *cobra.Command, env *Env) {
+	root.AddCommand(newGenDocsCmd(env))
+}
+
 func newGenDocsCmd(env *Env) *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{

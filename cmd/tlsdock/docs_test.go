@@ -1,3 +1,5 @@
+//go:build tlsdock_gendocs
+
 package main
 
 import (

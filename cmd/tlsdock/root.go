@@ -148,7 +148,7 @@ Start with:  tlsdock provision --generate --client-out ./docker-client`,
 	root.AddCommand(newProvisionCmd(&env), newStatusCmd(&env), newRevertCmd(&env), newCertsCmd(&env))
 	root.AddCommand(newRunCmd(&env), newTunnelCmd(&env))
 	root.AddCommand(newConfigCmd(&env))
-	root.AddCommand(newGenDocsCmd(&env))
+	addGenDocs(root, &env)
 	root.SetVersionTemplate("tlsdock {{.Version}}\n")
 	return root
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,12 +10,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -174,9 +173,15 @@ finish, gives attach and exec streams a grace and writes out the audit log.`,
 			if env.Agent != nil {
 				env.Agent(&o)
 			}
+			notify := systemd.Notify
+			if cfg.Mode != agent.ModeProxy {
+				// The proxy serves clients between events: its heap is
+				// in use, and the runtime's own scavenger is enough.
+				notify = returnMemoryAfterEvents(notify, idleMemoryDelay, debug.FreeOSMemory)
+			}
 			r := agent.NewRotator(agent.New(o), cfg, agent.RunOptions{
 				Logger:   logger,
-				Notify:   systemd.Notify,
+				Notify:   notify,
 				Watchdog: systemd.WatchdogInterval(),
 				Metrics:  metrics,
 				Hangup:   rotHup,
@@ -201,17 +206,27 @@ finish, gives attach and exec streams a grace and writes out the audit log.`,
 	return cmd
 }
 
-// serveMetrics serves the metrics on addr from a private registry.
+// serveMetrics serves the metrics on addr in Prometheus's text format:
+// tlsdock's own families, then the process_* families.
 func serveMetrics(addr string, logger *slog.Logger) (*agent.Metrics, func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, &agent.InputError{Field: "--metrics-listen", Err: fmt.Errorf("cannot listen on %s (%w): choose a free address, or leave metrics-listen unset", addr, err)}
 	}
-	reg := prometheus.NewRegistry()
-	m := agent.NewMetrics(reg)
-	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := agent.NewMetrics()
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		var b bytes.Buffer
+		if _, err := m.WriteTo(&b); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if err := agent.WriteProcessMetrics(&b, "/proc"); err != nil {
+			logger.Warn("reading the process metrics failed; serving the others", "component", "metrics", "err", err)
+		}
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		_, _ = w.Write(b.Bytes())
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

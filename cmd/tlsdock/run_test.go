@@ -178,11 +178,16 @@ func TestServeMetrics(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); ct != "text/plain; version=0.0.4; charset=utf-8" {
+		t.Errorf("Content-Type %q", ct)
+	}
 	for _, want := range []string{
 		"tlsdock_certificate_expiry_timestamp_seconds ",
 		`tlsdock_rotations_total{result="rolled_back"} 0`,
 		"tlsdock_last_rotation_success_timestamp_seconds 0",
 		"tlsdock_validation_error 0",
+		"# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes ",
+		"process_open_fds ",
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
