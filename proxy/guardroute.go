@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // The route classification: under a guarded rule every request is matched
@@ -96,143 +97,147 @@ func refused(method, tmpl, why string) guardRoute {
 
 // guardRoutes is dockerd's route table (daemon/server/router/*, and
 // api/server/router/* before it) in registration order: dockerd serves a
-// request with the first route whose method and path match.
-var guardRoutes = compileRoutes([]guardRoute{
-	// checkpoint (before container: it masks DELETE /containers/{name:.*})
-	refused("GET", "/containers/{name:.*}/checkpoints", whyCheckpoint),
-	refused("POST", "/containers/{name:.*}/checkpoints", whyCheckpoint),
-	refused("DELETE", "/containers/{name}/checkpoints/{checkpoint}", whyCheckpoint),
-	// container
-	target("HEAD", "/containers/{name:.*}/archive"),
-	allow("GET", "/containers/json"),
-	allow("GET", "/containers/{name:.*}/export"),
-	allow("GET", "/containers/{name:.*}/changes"),
-	allow("GET", "/containers/{name:.*}/json"),
-	allow("GET", "/containers/{name:.*}/top"),
-	allow("GET", "/containers/{name:.*}/logs"),
-	allow("GET", "/containers/{name:.*}/stats"),
-	target("GET", "/containers/{name:.*}/attach/ws"),
-	allow("GET", "/exec/{id:.*}/json"),
-	target("GET", "/containers/{name:.*}/archive"),
-	{method: "POST", tmpl: "/containers/create", class: routeBody, kind: bodyCreate, mounts: mountsBody, lock: lockAnswer},
-	allow("POST", "/containers/{name:.*}/kill"),
-	allow("POST", "/containers/{name:.*}/pause"),
-	allow("POST", "/containers/{name:.*}/unpause"),
-	// restart waits up to its ?t= for the container to stop: it holds the
-	// mutex only for its check.
-	{method: "POST", tmpl: "/containers/{name:.*}/restart", mounts: mountsContainer, lock: lockCheck},
-	{method: "POST", tmpl: "/containers/{name:.*}/start", class: routeQuery, kind: bodyStart, query: startQuery, mounts: mountsContainer, lock: lockAnswer},
-	allow("POST", "/containers/{name:.*}/stop"),
-	allow("POST", "/containers/{name:.*}/wait"),
-	allow("POST", "/containers/{name:.*}/resize"),
-	target("POST", "/containers/{name:.*}/attach"),
-	refused("POST", "/containers/{name:.*}/copy", whyCopy),
-	body("POST", "/containers/{name:.*}/exec", bodyExec, mountsTarget),
-	// exec start: the instance may be someone else's (an administrator's
-	// docker exec into a privileged container, whose ID /events shows).
-	{method: "POST", tmpl: "/exec/{name:.*}/start", mounts: mountsExec},
-	allow("POST", "/exec/{name:.*}/resize"),
-	// rename: a guarded client cannot rename a container it could not
-	// exec into (an administrator's, whose name their tooling trusts).
-	target("POST", "/containers/{name:.*}/rename"),
-	body("POST", "/containers/{name:.*}/update", bodyUpdate, mountsNone),
-	allow("POST", "/containers/prune"),
-	allow("POST", "/commit"),
-	target("PUT", "/containers/{name:.*}/archive"),
-	allow("DELETE", "/containers/{name:.*}"),
-	// image
-	allow("GET", "/images/json"),
-	allow("GET", "/images/search"),
-	allow("GET", "/images/get"),
-	allow("GET", "/images/{name:.*}/get"),
-	allow("GET", "/images/{name:.*}/history"),
-	allow("GET", "/images/{name:.*}/json"),
-	allow("GET", "/images/{name:.*}/attestations"),
-	allow("POST", "/images/load"),
-	limited("POST", "/images/create", imageCreateQuery),
-	allow("POST", "/images/{name:.*}/push"),
-	allow("POST", "/images/{name:.*}/tag"),
-	allow("POST", "/images/prune"),
-	allow("DELETE", "/images/{name:.*}"),
-	// system
-	allow("OPTIONS", "/{anyroute:.*}"),
-	allow("GET", "/_ping"),
-	allow("HEAD", "/_ping"),
-	allow("GET", "/events"),
-	allow("GET", "/info"),
-	allow("GET", "/version"),
-	allow("GET", "/system/df"),
-	allow("POST", "/auth"),
-	// volume
-	allow("GET", "/volumes"),
-	allow("GET", "/volumes/{name:.*}"),
-	body("POST", "/volumes/create", bodyVolume, mountsBody),
-	allow("POST", "/volumes/prune"),
-	refused("PUT", "/volumes/{name:.*}", whyVolumePut),
-	allow("DELETE", "/volumes/{name:.*}"),
-	// build
-	limited("POST", "/build", buildQuery),
-	allow("POST", "/build/prune"),
-	allow("POST", "/build/cancel"),
-	// session
-	refused("POST", "/session", whySession),
-	// swarm
-	refused("POST", "/swarm/init", whySwarm),
-	refused("POST", "/swarm/join", whySwarm),
-	refused("POST", "/swarm/leave", whySwarm),
-	refused("GET", "/swarm", whySwarm),
-	refused("GET", "/swarm/unlockkey", whySwarm),
-	refused("POST", "/swarm/update", whySwarm),
-	refused("POST", "/swarm/unlock", whySwarm),
-	allow("GET", "/services"),
-	allow("GET", "/services/{id}"),
-	refused("POST", "/services/create", whySwarm),
-	refused("POST", "/services/{id}/update", whySwarm),
-	refused("DELETE", "/services/{id}", whySwarm),
-	allow("GET", "/services/{id}/logs"),
-	allow("GET", "/nodes"),
-	allow("GET", "/nodes/{id}"),
-	refused("DELETE", "/nodes/{id}", whySwarm),
-	refused("POST", "/nodes/{id}/update", whySwarm),
-	allow("GET", "/tasks"),
-	allow("GET", "/tasks/{id}"),
-	allow("GET", "/tasks/{id}/logs"),
-	allow("GET", "/secrets"),
-	refused("POST", "/secrets/create", whySwarm),
-	refused("DELETE", "/secrets/{id}", whySwarm),
-	allow("GET", "/secrets/{id}"),
-	refused("POST", "/secrets/{id}/update", whySwarm),
-	allow("GET", "/configs"),
-	refused("POST", "/configs/create", whySwarm),
-	refused("DELETE", "/configs/{id}", whySwarm),
-	allow("GET", "/configs/{id}"),
-	refused("POST", "/configs/{id}/update", whySwarm),
-	// plugin
-	allow("GET", "/plugins"),
-	allow("GET", "/plugins/{name:.*}/json"),
-	allow("GET", "/plugins/privileges"),
-	refused("DELETE", "/plugins/{name:.*}", whyPlugin),
-	refused("POST", "/plugins/{name:.*}/enable", whyPlugin),
-	refused("POST", "/plugins/{name:.*}/disable", whyPlugin),
-	refused("POST", "/plugins/pull", whyPlugin),
-	refused("POST", "/plugins/{name:.*}/push", whyPlugin),
-	refused("POST", "/plugins/{name:.*}/upgrade", whyPlugin),
-	refused("POST", "/plugins/{name:.*}/set", whyPlugin),
-	refused("POST", "/plugins/create", whyPlugin),
-	// distribution
-	allow("GET", "/distribution/{name:.*}/json"),
-	// network
-	allow("GET", "/networks"),
-	allow("GET", "/networks/{id:.+}"),
-	body("POST", "/networks/create", bodyNetworkCreate, mountsNone),
-	body("POST", "/networks/{id:.*}/connect", bodyNetworkConnect, mountsNone),
-	allow("POST", "/networks/{id:.*}/disconnect"),
-	allow("POST", "/networks/prune"),
-	allow("DELETE", "/networks/{id:.*}"),
-	// debug (any method: dockerd 20.10 registers them without one)
-	refused("", "/debug/{path:.*}", whyDebug),
-	// grpc
-	refused("POST", "/grpc", whySession),
+// request with the first route whose method and path match. It is
+// compiled on first use: a tlsdock that never guards a request (every
+// command but the proxy's) does not build it.
+var guardRoutes = sync.OnceValue(func() []guardRoute {
+	return compileRoutes([]guardRoute{
+		// checkpoint (before container: it masks DELETE /containers/{name:.*})
+		refused("GET", "/containers/{name:.*}/checkpoints", whyCheckpoint),
+		refused("POST", "/containers/{name:.*}/checkpoints", whyCheckpoint),
+		refused("DELETE", "/containers/{name}/checkpoints/{checkpoint}", whyCheckpoint),
+		// container
+		target("HEAD", "/containers/{name:.*}/archive"),
+		allow("GET", "/containers/json"),
+		allow("GET", "/containers/{name:.*}/export"),
+		allow("GET", "/containers/{name:.*}/changes"),
+		allow("GET", "/containers/{name:.*}/json"),
+		allow("GET", "/containers/{name:.*}/top"),
+		allow("GET", "/containers/{name:.*}/logs"),
+		allow("GET", "/containers/{name:.*}/stats"),
+		target("GET", "/containers/{name:.*}/attach/ws"),
+		allow("GET", "/exec/{id:.*}/json"),
+		target("GET", "/containers/{name:.*}/archive"),
+		{method: "POST", tmpl: "/containers/create", class: routeBody, kind: bodyCreate, mounts: mountsBody, lock: lockAnswer},
+		allow("POST", "/containers/{name:.*}/kill"),
+		allow("POST", "/containers/{name:.*}/pause"),
+		allow("POST", "/containers/{name:.*}/unpause"),
+		// restart waits up to its ?t= for the container to stop: it holds the
+		// mutex only for its check.
+		{method: "POST", tmpl: "/containers/{name:.*}/restart", mounts: mountsContainer, lock: lockCheck},
+		{method: "POST", tmpl: "/containers/{name:.*}/start", class: routeQuery, kind: bodyStart, query: startQuery, mounts: mountsContainer, lock: lockAnswer},
+		allow("POST", "/containers/{name:.*}/stop"),
+		allow("POST", "/containers/{name:.*}/wait"),
+		allow("POST", "/containers/{name:.*}/resize"),
+		target("POST", "/containers/{name:.*}/attach"),
+		refused("POST", "/containers/{name:.*}/copy", whyCopy),
+		body("POST", "/containers/{name:.*}/exec", bodyExec, mountsTarget),
+		// exec start: the instance may be someone else's (an administrator's
+		// docker exec into a privileged container, whose ID /events shows).
+		{method: "POST", tmpl: "/exec/{name:.*}/start", mounts: mountsExec},
+		allow("POST", "/exec/{name:.*}/resize"),
+		// rename: a guarded client cannot rename a container it could not
+		// exec into (an administrator's, whose name their tooling trusts).
+		target("POST", "/containers/{name:.*}/rename"),
+		body("POST", "/containers/{name:.*}/update", bodyUpdate, mountsNone),
+		allow("POST", "/containers/prune"),
+		allow("POST", "/commit"),
+		target("PUT", "/containers/{name:.*}/archive"),
+		allow("DELETE", "/containers/{name:.*}"),
+		// image
+		allow("GET", "/images/json"),
+		allow("GET", "/images/search"),
+		allow("GET", "/images/get"),
+		allow("GET", "/images/{name:.*}/get"),
+		allow("GET", "/images/{name:.*}/history"),
+		allow("GET", "/images/{name:.*}/json"),
+		allow("GET", "/images/{name:.*}/attestations"),
+		allow("POST", "/images/load"),
+		limited("POST", "/images/create", imageCreateQuery),
+		allow("POST", "/images/{name:.*}/push"),
+		allow("POST", "/images/{name:.*}/tag"),
+		allow("POST", "/images/prune"),
+		allow("DELETE", "/images/{name:.*}"),
+		// system
+		allow("OPTIONS", "/{anyroute:.*}"),
+		allow("GET", "/_ping"),
+		allow("HEAD", "/_ping"),
+		allow("GET", "/events"),
+		allow("GET", "/info"),
+		allow("GET", "/version"),
+		allow("GET", "/system/df"),
+		allow("POST", "/auth"),
+		// volume
+		allow("GET", "/volumes"),
+		allow("GET", "/volumes/{name:.*}"),
+		body("POST", "/volumes/create", bodyVolume, mountsBody),
+		allow("POST", "/volumes/prune"),
+		refused("PUT", "/volumes/{name:.*}", whyVolumePut),
+		allow("DELETE", "/volumes/{name:.*}"),
+		// build
+		limited("POST", "/build", buildQuery),
+		allow("POST", "/build/prune"),
+		allow("POST", "/build/cancel"),
+		// session
+		refused("POST", "/session", whySession),
+		// swarm
+		refused("POST", "/swarm/init", whySwarm),
+		refused("POST", "/swarm/join", whySwarm),
+		refused("POST", "/swarm/leave", whySwarm),
+		refused("GET", "/swarm", whySwarm),
+		refused("GET", "/swarm/unlockkey", whySwarm),
+		refused("POST", "/swarm/update", whySwarm),
+		refused("POST", "/swarm/unlock", whySwarm),
+		allow("GET", "/services"),
+		allow("GET", "/services/{id}"),
+		refused("POST", "/services/create", whySwarm),
+		refused("POST", "/services/{id}/update", whySwarm),
+		refused("DELETE", "/services/{id}", whySwarm),
+		allow("GET", "/services/{id}/logs"),
+		allow("GET", "/nodes"),
+		allow("GET", "/nodes/{id}"),
+		refused("DELETE", "/nodes/{id}", whySwarm),
+		refused("POST", "/nodes/{id}/update", whySwarm),
+		allow("GET", "/tasks"),
+		allow("GET", "/tasks/{id}"),
+		allow("GET", "/tasks/{id}/logs"),
+		allow("GET", "/secrets"),
+		refused("POST", "/secrets/create", whySwarm),
+		refused("DELETE", "/secrets/{id}", whySwarm),
+		allow("GET", "/secrets/{id}"),
+		refused("POST", "/secrets/{id}/update", whySwarm),
+		allow("GET", "/configs"),
+		refused("POST", "/configs/create", whySwarm),
+		refused("DELETE", "/configs/{id}", whySwarm),
+		allow("GET", "/configs/{id}"),
+		refused("POST", "/configs/{id}/update", whySwarm),
+		// plugin
+		allow("GET", "/plugins"),
+		allow("GET", "/plugins/{name:.*}/json"),
+		allow("GET", "/plugins/privileges"),
+		refused("DELETE", "/plugins/{name:.*}", whyPlugin),
+		refused("POST", "/plugins/{name:.*}/enable", whyPlugin),
+		refused("POST", "/plugins/{name:.*}/disable", whyPlugin),
+		refused("POST", "/plugins/pull", whyPlugin),
+		refused("POST", "/plugins/{name:.*}/push", whyPlugin),
+		refused("POST", "/plugins/{name:.*}/upgrade", whyPlugin),
+		refused("POST", "/plugins/{name:.*}/set", whyPlugin),
+		refused("POST", "/plugins/create", whyPlugin),
+		// distribution
+		allow("GET", "/distribution/{name:.*}/json"),
+		// network
+		allow("GET", "/networks"),
+		allow("GET", "/networks/{id:.+}"),
+		body("POST", "/networks/create", bodyNetworkCreate, mountsNone),
+		body("POST", "/networks/{id:.*}/connect", bodyNetworkConnect, mountsNone),
+		allow("POST", "/networks/{id:.*}/disconnect"),
+		allow("POST", "/networks/prune"),
+		allow("DELETE", "/networks/{id:.*}"),
+		// debug (any method: dockerd 20.10 registers them without one)
+		refused("", "/debug/{path:.*}", whyDebug),
+		// grpc
+		refused("POST", "/grpc", whySession),
+	})
 })
 
 // compileRoutes turns dockerd's templates into anchored expressions:
@@ -270,8 +275,9 @@ func compileRoutes(rs []guardRoute) []guardRoute {
 // findRoute returns the route dockerd serves method and the version-less
 // clean path p with, and the value of its first path variable.
 func findRoute(method, p string) (*guardRoute, string) {
-	for i := range guardRoutes {
-		r := &guardRoutes[i]
+	routes := guardRoutes()
+	for i := range routes {
+		r := &routes[i]
 		if r.method != "" && r.method != method {
 			continue
 		}

@@ -297,7 +297,7 @@ func TestGuardPinnedPath(t *testing.T) {
 	g := compiledGuard(t, Guard{})
 	id := strings.Repeat("0123456789abcdef", 4)
 	n := 0
-	for _, r := range guardRoutes {
+	for _, r := range guardRoutes() {
 		if r.mounts != mountsContainer && r.mounts != mountsTarget {
 			continue
 		}
