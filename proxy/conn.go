@@ -55,6 +55,8 @@ type conn struct {
 	dead   bool
 
 	graceSet bool // guarded by s.mu
+
+	plain plainHead // respondPlain's, reused
 }
 
 // clientConn is the client's side of a connection once the handshake is
@@ -617,6 +619,11 @@ func (c *conn) forward(req *http.Request, target string, prebody []byte, rec *re
 		}
 		up.rd.flush = c.bw
 		before := up.rd.n
+		if bodyDone == nil && req.Method != "HEAD" {
+			if keep, ok := c.respondPlain(req, up, rec); ok {
+				return keep
+			}
+		}
 		resp, err := c.readResponse(up, req)
 		if err != nil {
 			c.dropUpstream() // unblocks the body goroutine
@@ -772,6 +779,24 @@ func (c *conn) respond(req *http.Request, resp *http.Response, up *upstream, rec
 		c.dropUpstream()
 	}
 	return !closeConn
+}
+
+// respondPlain forwards a plain response (fastpath.go) as respond would;
+// ok is false, with nothing read, for one it does not take.
+func (c *conn) respondPlain(req *http.Request, up *upstream, rec *record) (keep, ok bool) {
+	closeConn := req.Close || c.s.shutting.Load()
+	handled, code, err := forwardPlain(up.br, c.bw, closeConn, &c.plain)
+	if !handled {
+		return false, false
+	}
+	rec.status = code
+	up.rd.flush = nil
+	if err != nil {
+		rec.err = err.Error()
+		c.dropUpstream()
+		return false, true
+	}
+	return !closeConn, true
 }
 
 // onlyReader and onlyWriter hide ReadFrom and WriteTo, so that io.CopyBuffer
