@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -301,13 +302,18 @@ func (c *conn) serveRequest(over bool) bool {
 	}
 	c.state.Store(stateActive)
 	start := time.Now()
-	c.raw.SetReadDeadline(start.Add(s.o.ReadHeaderTimeout))
+	if !headerBuffered(c.br) {
+		// (A header already whole in the buffer is read without reading
+		// the connection: no deadline to set.)
+		c.raw.SetReadDeadline(start.Add(s.o.ReadHeaderTimeout))
+	}
 	c.rd.limit = int64(s.o.MaxHeaderBytes) + 4096
 	req, err := http.ReadRequest(c.br)
 	c.rd.limit = -1
-	c.raw.SetReadDeadline(time.Time{})
 	// From here on every read is of the request body (a guard's, a
-	// refused request's or a forwarded one's): each is bounded.
+	// refused request's or a forwarded one's), and connReader sets each
+	// one's deadline; the header's deadline stays until then. (A
+	// hijack's and the next request's reads set their own.)
 	c.rd.idle = s.o.BodyIdleTimeout
 	if err != nil {
 		if c.rd.hit {
@@ -467,6 +473,13 @@ func (c *conn) writeError(status int, msg string, closeConn bool) error {
 	w.WriteString("\r\n\r\n")
 	w.Write(body)
 	return w.Flush()
+}
+
+// headerBuffered reports whether br holds the end of a request header (an
+// empty line), so that http.ReadRequest reads nothing from the connection.
+func headerBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
 }
 
 func isTimeout(err error) bool {
