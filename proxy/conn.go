@@ -905,7 +905,7 @@ func writeRequestHead(w *bufio.Writer, req *http.Request, target string, upgrade
 	}
 	w.WriteString(host)
 	w.WriteString("\r\n")
-	req.Header.WriteSubset(w, excludeFor(req.Header))
+	writeHeader(w, req.Header, excludeFor(req.Header))
 	if upgrade {
 		w.WriteString("Connection: Upgrade\r\nUpgrade: ")
 		w.WriteString(strings.Join(req.Header["Upgrade"], ", "))
@@ -975,7 +975,7 @@ func writeResponseHead(w *bufio.Writer, resp *http.Response, noBody, chunked, cl
 	w.WriteString("HTTP/1.1 ")
 	w.WriteString(statusLine(resp))
 	w.WriteString("\r\n")
-	resp.Header.WriteSubset(w, excludeFor(resp.Header))
+	writeHeader(w, resp.Header, excludeFor(resp.Header))
 	switch {
 	case noBody:
 		for _, v := range resp.Header["Content-Length"] {

@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"net/http"
+	"net/textproto"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // The fast path forwards dockerd's plain responses (most of them: /_ping,
@@ -284,4 +288,54 @@ func forwardPlain(br *bufio.Reader, w *bufio.Writer, closeConn bool, h *plainHea
 		err = w.Flush()
 	}
 	return true, code, err
+}
+
+// writeHeader writes h without the names in exclude as
+// h.WriteSubset(w, exclude) does (TestWriteHeaderMatchesWriteSubset,
+// FuzzWriteHeader): names sorted, invalid ones dropped, each value with
+// CR and LF made spaces and surrounding space trimmed. It sorts the names
+// on the stack instead of in WriteSubset's pooled map-and-sort.
+func writeHeader(w *bufio.Writer, h http.Header, exclude map[string]bool) {
+	var arr [32]string
+	keys := arr[:0]
+	for k := range h {
+		if !exclude[k] {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !validFieldName(k) {
+			continue
+		}
+		for _, v := range h[k] {
+			if strings.ContainsAny(v, "\r\n") {
+				v = headerNewlineToSpace.Replace(v)
+			}
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(textproto.TrimString(v))
+			w.WriteString("\r\n")
+		}
+	}
+}
+
+var headerNewlineToSpace = strings.NewReplacer("\n", " ", "\r", " ")
+
+// validFieldName reports whether k is an RFC 7230 token, as
+// httpguts.ValidHeaderFieldName.
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
