@@ -797,11 +797,12 @@ func (c *conn) respond(req *http.Request, resp *http.Response, up *upstream, rec
 // respondPlain forwards a plain response (fastpath.go) as respond would;
 // ok is false, with nothing read, for one it does not take.
 func (c *conn) respondPlain(req *http.Request, up *upstream, rec *record) (keep, ok bool) {
-	closeConn := req.Close || c.s.shutting.Load()
-	handled, code, err := forwardPlain(up.br, c.bw, closeConn, &c.plain)
-	if !handled {
+	if !peekPlainHead(up.br, &c.plain) {
 		return false, false
 	}
+	// (Shutdown may have begun while dockerd answered.)
+	closeConn := req.Close || c.s.shutting.Load()
+	code, err := writePlain(up.br, c.bw, closeConn, &c.plain)
 	rec.status = code
 	up.rd.flush = nil
 	if err != nil {

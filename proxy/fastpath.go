@@ -249,6 +249,12 @@ func forwardPlain(br *bufio.Reader, w *bufio.Writer, closeConn bool, h *plainHea
 	if !peekPlainHead(br, h) {
 		return false, 0, nil
 	}
+	code, err = writePlain(br, w, closeConn, h)
+	return true, code, err
+}
+
+// writePlain forwards the plain response peekPlainHead parsed into h.
+func writePlain(br *bufio.Reader, w *bufio.Writer, closeConn bool, h *plainHead) (code int, err error) {
 	h.sortLines()
 	w.WriteString("HTTP/1.1 ")
 	w.Write(h.status)
@@ -266,7 +272,7 @@ func forwardPlain(br *bufio.Reader, w *bufio.Writer, closeConn bool, h *plainHea
 	w.WriteString("\r\n\r\n")
 	code = h.code
 	if _, err := br.Discard(h.size); err != nil {
-		return true, code, err // cannot be: the head is buffered
+		return code, err // cannot be: the head is buffered
 	}
 	h.status, h.n = nil, 0 // points into the buffer no more
 	if n := h.length; n > 0 {
@@ -287,7 +293,7 @@ func forwardPlain(br *bufio.Reader, w *bufio.Writer, closeConn bool, h *plainHea
 	if err == nil {
 		err = w.Flush()
 	}
-	return true, code, err
+	return code, err
 }
 
 // writeHeader writes h without the names in exclude as
