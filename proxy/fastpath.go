@@ -222,11 +222,10 @@ func (h *plainHead) sortLines() {
 func peekPlainHead(br *bufio.Reader, h *plainHead) bool {
 	want := 1
 	for {
-		buf, err := br.Peek(want)
-		if err != nil {
+		if _, err := br.Peek(want); err != nil {
 			return false
 		}
-		buf, _ = br.Peek(br.Buffered())
+		buf, _ := br.Peek(br.Buffered())
 		switch parsePlainHead(buf, h) {
 		case plainOK:
 			return true
@@ -279,7 +278,7 @@ func writePlain(br *bufio.Reader, w *bufio.Writer, closeConn bool, h *plainHead)
 		if n <= int64(br.Buffered()) {
 			b, _ := br.Peek(int(n))
 			w.Write(b)
-			br.Discard(int(n))
+			_, err = br.Discard(int(n)) // buffered: cannot fail
 		} else {
 			bp := copyBufPool.Get().(*[]byte)
 			var got int64
