@@ -58,6 +58,7 @@ type conn struct {
 	graceSet bool // guarded by s.mu
 
 	plain plainHead // respondPlain's, reused
+	rec   record    // the request's audit record, reused
 }
 
 // clientConn is the client's side of a connection once the handshake is
@@ -329,7 +330,8 @@ func (c *conn) serveRequest(over bool) bool {
 	}
 	c.cl.requests.Add(1)
 	c.cl.lastSeen.Store(s.o.Now().UnixNano())
-	rec := &record{start: start, method: req.Method, path: req.URL.Path, decision: "error"}
+	c.rec = record{start: start, method: req.Method, path: req.URL.Path, decision: "error"}
+	rec := &c.rec
 	defer c.audit(rec)
 
 	refuse := func(status int, msg string) bool {

@@ -47,6 +47,7 @@ type plainHead struct {
 	size   int                           // bytes of the head, with the empty line
 	lines  [maxFastHeaders]plainHeadLine // forwarded header lines, in order read
 	n      int
+	num    [20]byte // for Content-Length
 }
 
 type plainHeadLine struct {
@@ -263,8 +264,7 @@ func writePlain(br *bufio.Reader, w *bufio.Writer, closeConn bool, h *plainHead)
 		w.WriteString("\r\n")
 	}
 	w.WriteString("Content-Length: ")
-	var num [20]byte
-	w.Write(strconv.AppendInt(num[:0], h.length, 10))
+	w.Write(strconv.AppendInt(h.num[:0], h.length, 10))
 	if closeConn {
 		w.WriteString("\r\nConnection: close")
 	}
