@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -80,8 +78,7 @@ type AuditLog struct {
 	// while writes fail (a full disk) until they succeed again.
 	pending []byte
 	size    int64
-	buf     bytes.Buffer
-	enc     *json.Encoder
+	line    []byte // the record being written (appendAuditRecord)
 	armed   bool
 	closed  bool
 	failing bool
@@ -113,7 +110,6 @@ func OpenAuditLog(path string, o AuditLogOptions) (*AuditLog, error) {
 		o.AfterFunc = func(d time.Duration, f func()) { time.AfterFunc(d, f) }
 	}
 	a := &AuditLog{path: path, o: o, log: o.Logger.With("component", "audit", "audit_log", path)}
-	a.enc = json.NewEncoder(&a.buf)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
@@ -206,11 +202,14 @@ func (a *AuditLog) Write(r *AuditRecord) error {
 			return a.failed(err)
 		}
 	}
-	a.buf.Reset()
-	if err := a.enc.Encode(r); err != nil {
+	line, err := appendAuditRecord(a.line[:0], r)
+	if err != nil {
 		return err
 	}
-	n := int64(a.buf.Len())
+	if cap(line) <= auditBufSize {
+		a.line = line // reused; a huge one is not kept
+	}
+	n := int64(len(line))
 	if cur := a.size + int64(len(a.pending)); a.o.MaxSize > 0 && cur > 0 && cur+n > a.o.MaxSize {
 		if err := a.rotateLocked(); err != nil {
 			return a.failed(err)
@@ -221,7 +220,7 @@ func (a *AuditLog) Write(r *AuditRecord) error {
 			return fmt.Errorf("audit log %s: %d bytes of records wait for the file: %w", a.path, len(a.pending), err)
 		}
 	}
-	a.pending = append(a.pending, a.buf.Bytes()...)
+	a.pending = append(a.pending, line...)
 	a.armLocked()
 	return nil
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -55,6 +56,9 @@ type conn struct {
 	dead   bool
 
 	graceSet bool // guarded by s.mu
+
+	plain plainHead // respondPlain's, reused
+	rec   record    // the request's audit record, reused
 }
 
 // clientConn is the client's side of a connection once the handshake is
@@ -299,13 +303,18 @@ func (c *conn) serveRequest(over bool) bool {
 	}
 	c.state.Store(stateActive)
 	start := time.Now()
-	c.raw.SetReadDeadline(start.Add(s.o.ReadHeaderTimeout))
+	if !headerBuffered(c.br) {
+		// (A header already whole in the buffer is read without reading
+		// the connection: no deadline to set.)
+		c.raw.SetReadDeadline(start.Add(s.o.ReadHeaderTimeout))
+	}
 	c.rd.limit = int64(s.o.MaxHeaderBytes) + 4096
 	req, err := http.ReadRequest(c.br)
 	c.rd.limit = -1
-	c.raw.SetReadDeadline(time.Time{})
 	// From here on every read is of the request body (a guard's, a
-	// refused request's or a forwarded one's): each is bounded.
+	// refused request's or a forwarded one's), and connReader sets each
+	// one's deadline; the header's deadline stays until then. (A
+	// hijack's and the next request's reads set their own.)
 	c.rd.idle = s.o.BodyIdleTimeout
 	if err != nil {
 		if c.rd.hit {
@@ -321,7 +330,8 @@ func (c *conn) serveRequest(over bool) bool {
 	}
 	c.cl.requests.Add(1)
 	c.cl.lastSeen.Store(s.o.Now().UnixNano())
-	rec := &record{start: start, method: req.Method, path: req.URL.Path, decision: "error"}
+	c.rec = record{start: start, method: req.Method, path: req.URL.Path, decision: "error"}
+	rec := &c.rec
 	defer c.audit(rec)
 
 	refuse := func(status int, msg string) bool {
@@ -465,6 +475,13 @@ func (c *conn) writeError(status int, msg string, closeConn bool) error {
 	w.WriteString("\r\n\r\n")
 	w.Write(body)
 	return w.Flush()
+}
+
+// headerBuffered reports whether br holds the end of a request header (an
+// empty line), so that http.ReadRequest reads nothing from the connection.
+func headerBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
 }
 
 func isTimeout(err error) bool {
@@ -617,6 +634,11 @@ func (c *conn) forward(req *http.Request, target string, prebody []byte, rec *re
 		}
 		up.rd.flush = c.bw
 		before := up.rd.n
+		if bodyDone == nil && req.Method != "HEAD" {
+			if keep, ok := c.respondPlain(req, up, rec); ok {
+				return keep
+			}
+		}
 		resp, err := c.readResponse(up, req)
 		if err != nil {
 			c.dropUpstream() // unblocks the body goroutine
@@ -774,6 +796,25 @@ func (c *conn) respond(req *http.Request, resp *http.Response, up *upstream, rec
 	return !closeConn
 }
 
+// respondPlain forwards a plain response (fastpath.go) as respond would;
+// ok is false, with nothing read, for one it does not take.
+func (c *conn) respondPlain(req *http.Request, up *upstream, rec *record) (keep, ok bool) {
+	if !peekPlainHead(up.br, &c.plain) {
+		return false, false
+	}
+	// (Shutdown may have begun while dockerd answered.)
+	closeConn := req.Close || c.s.shutting.Load()
+	code, err := writePlain(up.br, c.bw, closeConn, &c.plain)
+	rec.status = code
+	up.rd.flush = nil
+	if err != nil {
+		rec.err = err.Error()
+		c.dropUpstream()
+		return false, true
+	}
+	return !closeConn, true
+}
+
 // onlyReader and onlyWriter hide ReadFrom and WriteTo, so that io.CopyBuffer
 // uses the pooled buffer.
 type onlyReader struct{ io.Reader }
@@ -867,7 +908,7 @@ func writeRequestHead(w *bufio.Writer, req *http.Request, target string, upgrade
 	}
 	w.WriteString(host)
 	w.WriteString("\r\n")
-	req.Header.WriteSubset(w, excludeFor(req.Header))
+	writeHeader(w, req.Header, excludeFor(req.Header))
 	if upgrade {
 		w.WriteString("Connection: Upgrade\r\nUpgrade: ")
 		w.WriteString(strings.Join(req.Header["Upgrade"], ", "))
@@ -937,7 +978,7 @@ func writeResponseHead(w *bufio.Writer, resp *http.Response, noBody, chunked, cl
 	w.WriteString("HTTP/1.1 ")
 	w.WriteString(statusLine(resp))
 	w.WriteString("\r\n")
-	resp.Header.WriteSubset(w, excludeFor(resp.Header))
+	writeHeader(w, resp.Header, excludeFor(resp.Header))
 	switch {
 	case noBody:
 		for _, v := range resp.Header["Content-Length"] {
