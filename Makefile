@@ -89,7 +89,8 @@ test: e2e-setup lint unit fuzz e2e
 # (golang/go#75804, fixed in Go 1.27). -timeout bounds a stuck worker.
 FUZZTIME ?= 100000x
 FUZZ_TARGETS := certstore:FuzzParseSet daemonjson:FuzzParseRender daemonjson:FuzzMergeKeepsUnknownKeys \
-	systemd:FuzzParseCommand systemd:FuzzReadServiceDropIn proxy:FuzzMatch proxy:FuzzFraming
+	systemd:FuzzParseCommand systemd:FuzzReadServiceDropIn proxy:FuzzMatch proxy:FuzzFraming \
+	proxy:FuzzPlainResponse proxy:FuzzAuditJSON proxy:FuzzWriteHeader
 
 .PHONY: fuzz
 fuzz:
