@@ -127,7 +127,7 @@ func (a *Agent) Provision(ctx context.Context, cfg Config) (*Result, error) {
 		// What docker.socket listens on after an interrupted apply is
 		// unknown: a drop-in the apply wrote and loaded may never have
 		// been listened on.
-		plan.Restart, plan.socketRestart = true, plan.socketRestart || plan.socket.Held
+		plan.Restart, plan.socketRestart, plan.forced = true, plan.socketRestart || plan.socket.Held, true
 		res.Restarted, res.SocketRestarted = true, res.SocketRestarted || plan.socketRestart
 		res.Notes = append(res.Notes, "an earlier run was interrupted: its changes were undone and docker is restarted")
 	}

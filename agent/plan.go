@@ -91,11 +91,36 @@ type Plan struct {
 	// before daemon.json (writeOrder).
 	interim     []FileChange
 	dropInFirst bool
+	// unitsStale: when the plan read them, systemd said that
+	// docker.service's or docker.socket's files changed on disk since it
+	// loaded them (NeedDaemonReload). forced: an interrupted run was
+	// recovered, and what systemd has loaded is not known.
+	unitsStale, forced bool
 }
 
 // Changed reports whether applying the plan changes anything.
 func (p *Plan) Changed() bool {
 	return p.Install || p.NewCA != nil || len(p.Files) > 0 || p.LiveRestoreFirst || p.socketRestart || p.releaseSocket
+}
+
+// needsReload reports whether systemd must reload its unit files
+// (daemon-reload) before docker restarts: the plan writes or removes a
+// unit file, docker.socket's drop-in is on disk but not loaded, systemd
+// said a unit's files changed on disk since it loaded them, or the plan
+// cannot tell (a revert restores a snapshot; a recovered interrupted run).
+// A rotation that only installs a new certificate set needs none: dockerd
+// reads daemon.json and the certificates itself when it starts, and
+// systemd's copy of the units is the one on disk.
+func (p *Plan) needsReload() bool {
+	if p.restore != nil || p.forced || p.unitsStale || p.socketRestart && !p.socket.loaded {
+		return true
+	}
+	for _, f := range append(append([]FileChange{}, p.interim...), p.Files...) {
+		if contains(unitPaths, f.Path) {
+			return true
+		}
+	}
+	return false
 }
 
 // changes reports whether the plan writes or removes one of paths.
@@ -176,6 +201,7 @@ func (a *Agent) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 		return nil, err
 	}
 	plan.DockerActive = unitInfo.ActiveState == "active"
+	plan.unitsStale = unitInfo.NeedDaemonReload
 	dropIns := a.dropIns(unitInfo)
 	later, err := systemd.LaterExecStart(a.o.Paths.Root, dropIns)
 	if err != nil {

@@ -300,10 +300,11 @@ func (e notServedError) Unwrap() error { return e.err }
 // restartDocker is every server's docker restart: docker.service, or
 // docker.socket then docker.service when the plan changes the listeners
 // docker.socket holds. It records the restart in done before it starts,
-// and reloads systemd first unless the new unit files are loaded already.
+// and reloads systemd first unless the new unit files are loaded already
+// or no unit file changed (Plan.needsReload).
 func (a *Agent) restartDocker(ctx context.Context, cfg Config, p *Plan, done *served) error {
 	done.touch(systemd.DockerUnit)
-	reload := !done.loaded
+	reload := !done.loaded && p.needsReload()
 	done.loaded = true
 	if p.socketRestart {
 		return a.restartSocket(ctx, cfg, reload)

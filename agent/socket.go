@@ -54,6 +54,7 @@ func (a *Agent) readSocket(ctx context.Context, plan *Plan, cfg Config) error {
 	}
 	plan.socket.unit = info
 	plan.socket.loaded = contains(info.DropInPaths, SocketDropInPath)
+	plan.unitsStale = plan.unitsStale || info.NeedDaemonReload
 	return nil
 }
 

@@ -87,6 +87,13 @@ func (p Probe) check(ctx context.Context, name string, fn func(context.Context) 
 	return c
 }
 
+// listenRetry is how long waitListening waits after a refused connection.
+// dockerd that holds its TCP listener itself (hosts in daemon.json) opens
+// it a few milliseconds after it told systemd it is ready, which is when
+// the restart job ends: a refused connect costs microseconds, so the wait
+// stays short rather than adding up to a whole poll interval.
+const listenRetry = 10 * time.Millisecond
+
 func (p Probe) waitListening(ctx context.Context) error {
 	deadline := time.Now().Add(p.Wait)
 	for {
@@ -104,7 +111,7 @@ func (p Probe) waitListening(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(listenRetry):
 		}
 	}
 }

@@ -332,3 +332,67 @@ func TestRunKilledMidRotationConverges(t *testing.T) {
 		t.Fatalf("journal.json left behind: %v", err)
 	}
 }
+
+// rotReloads counts systemd's daemon-reloads so far.
+func rotReloads(t *testing.T, ctx context.Context, h *testhost.Host) int {
+	t.Helper()
+	out := run(t, ctx, h, "sh", "-c", "journalctl --no-pager -o cat _PID=1 | grep -c '^Reloading' || true")
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatalf("counting daemon-reloads: %q", out)
+	}
+	return n
+}
+
+// TestRunReloadsOnlyForChangedUnits: a rotation that only installs a new
+// set restarts dockerd without a daemon-reload; once a drop-in of
+// docker.service changed on disk without one, the next rotation reloads
+// first, and the restarted dockerd runs with that drop-in.
+//
+// systemd sees a new drop-in (NeedDaemonReload) only in a drop-in
+// directory that existed at its last daemon-reload: it caches the
+// directories of its unit search path. A drop-in in a directory created
+// since is seen neither by NeedDaemonReload nor by tlsdock's plan (which
+// reads what systemd loaded), and the restart runs what systemd loaded, as
+// `systemctl restart` does. So the directory is made, and loaded, first.
+func TestRunReloadsOnlyForChangedUnits(t *testing.T) {
+	ctx := ctxFor(t, 5*time.Minute)
+	h, iss, s0 := rotHost(t, ctx)
+	rotIdle(t, ctx, h, s0.serial)
+	run(t, ctx, h, "mkdir", "-p", "/etc/systemd/system/docker.service.d")
+	run(t, ctx, h, "systemctl", "daemon-reload")
+	reloads := rotReloads(t, ctx, h)
+
+	s1 := iss.issue()
+	s1.write(t, h)
+	rotWaitServed(t, ctx, h, s1.serial)
+	rotIdle(t, ctx, h, s1.serial)
+	rotDockerActive(t, ctx, h)
+	if got := rotReloads(t, ctx, h) - reloads; got != 0 {
+		t.Errorf("a rotation that changed no unit file reloaded systemd %d times", got)
+	}
+
+	const mark = "TLSDOCK_E2E_DROPIN=1"
+	if err := h.WriteFile("/etc/systemd/system/docker.service.d/50-e2e.conf", []byte("[Service]\nEnvironment="+mark+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := unitProp(t, ctx, h, "docker.service", "NeedDaemonReload"); got != "yes" {
+		t.Fatalf("NeedDaemonReload = %q after a new drop-in, want yes", got)
+	}
+	reloads = rotReloads(t, ctx, h)
+	s2 := iss.issue()
+	s2.write(t, h)
+	rotWaitServed(t, ctx, h, s2.serial)
+	rotIdle(t, ctx, h, s2.serial)
+	rotDockerActive(t, ctx, h)
+	if got := rotReloads(t, ctx, h) - reloads; got < 1 {
+		t.Errorf("the rotation after a drop-in changed did not reload systemd")
+	}
+	if got := unitProp(t, ctx, h, "docker.service", "NeedDaemonReload"); got != "no" {
+		t.Errorf("NeedDaemonReload = %q after the rotation, want no", got)
+	}
+	env := run(t, ctx, h, "sh", "-c", "tr '\\0' '\\n' </proc/$(systemctl show -p MainPID --value docker.service)/environ")
+	if !strings.Contains(env, mark) {
+		t.Errorf("the restarted dockerd runs without the new drop-in's %s", mark)
+	}
+}
