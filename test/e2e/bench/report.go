@@ -411,7 +411,8 @@ func (r *report) markdown() string {
 	p("rotation by hand costs once the files are in place.\n")
 	if t := r.rot; t != nil && len(t.toStop) > 0 {
 		p("From docker.service's journal, the median rotation splits into %s from the first rename to\n", fmtMS(t.toStop.median()))
-		p("the restart (validation, backup, install, daemon-reload, reset-failed; debounce %v, waited only\n", t.debounce)
+		p("the restart (validation, backup, install, reset-failed, and a daemon-reload only when a unit file\n")
+		p("changed, never in these rotations; debounce %v, waited only\n", t.debounce)
 		p("while the set was incomplete),\n")
 		p("%s for the restart itself (Stopping → Started) and %s until the poller saw the new serial.\n", fmtMS(t.inner.median()), fmtMS(t.toSeen.median()))
 	}
