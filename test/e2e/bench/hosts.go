@@ -17,11 +17,17 @@ import (
 	"github.com/tlsdock/tlsdock/test/e2e/testhost"
 )
 
-// bootHost boots a fresh test host with tlsdock in /usr/local/bin.
+// bootHost boots a fresh test host with tlsdock in /usr/local/bin, from
+// the default rootfs (Debian 12).
 func (b *bench) bootHost(ctx context.Context, role string) (*testhost.Host, error) {
+	return b.bootHostFrom(ctx, role, "")
+}
+
+// bootHostFrom is bootHost from rootfs (empty: the default).
+func (b *bench) bootHostFrom(ctx context.Context, role, rootfs string) (*testhost.Host, error) {
 	rnd := make([]byte, 3)
 	_, _ = rand.Read(rnd)
-	h, err := testhost.Boot(ctx, testhost.Options{Name: b.p.hostPrefix + role + "-" + hex.EncodeToString(rnd), Logf: b.logf})
+	h, err := testhost.Boot(ctx, testhost.Options{RootFS: rootfs, Name: b.p.hostPrefix + role + "-" + hex.EncodeToString(rnd), Logf: b.logf})
 	if err != nil {
 		return nil, err
 	}

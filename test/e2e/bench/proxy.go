@@ -34,6 +34,14 @@ const (
 
 var terminators = []string{termProxy, termNative, termNginx, termNginxLog, termSocat}
 
+// termNativeTrixie is row 6c's second native host: Debian 13, whose
+// dockerd (26.1) drains the connections it accepted before it exits.
+const termNativeTrixie = "native dockerd TLS (trixie)"
+
+// rotSides are the hosts rotated under load in row 6c; the native ones
+// also get a bare `systemctl restart docker.service` under the same load.
+var rotSides = []string{termProxy, termNative, termNativeTrixie}
+
 // auditLogPath is the proxy's audit log on its host (the default).
 const auditLogPath = "/var/log/tlsdock/audit.jsonl"
 
@@ -66,10 +74,20 @@ type proxyResults struct {
 	// runs are each measurement's figures by terminator: requests or
 	// handshakes per second, CPU per operation, what was negotiated.
 	runs             map[string]map[string]*opFigures
-	rotFailed, rotOK map[string]sample // failed and good requests per rotation (termProxy, termNative)
+	rotFailed, rotOK map[string]sample // failed and good requests per rotation (rotSides)
 	rotNeg           map[string][]string
 	rotLat           map[string]sample // ms from the change to the new serial served
 	rotFirstErr      map[string]string
+	// bareFailed and bareOK are the failed and good requests under the same
+	// load during a bare `systemctl restart docker.service` of each native
+	// host (termNative, termNativeTrixie), no tlsdock involved.
+	bareFailed, bareOK map[string]sample
+	bareNeg            map[string][]string
+	bareFirstErr       map[string]string
+	// dockerd is `dockerd --version` of each native host.
+	dockerd map[string]string
+	// trixieSkipped says why the trixie host was not measured.
+	trixieSkipped    string
 	rssLoad, rssIdle sample // the proxy's VmRSS in MiB
 	idleAfter        time.Duration
 	nginx, socat     string // versions
@@ -230,6 +248,8 @@ func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
 	r := &proxyResults{
 		runs:      map[string]map[string]*opFigures{},
 		rotFailed: map[string]sample{}, rotOK: map[string]sample{}, rotNeg: map[string][]string{}, rotLat: map[string]sample{}, rotFirstErr: map[string]string{},
+		bareFailed: map[string]sample{}, bareOK: map[string]sample{}, bareNeg: map[string][]string{}, bareFirstErr: map[string]string{},
+		dockerd: map[string]string{},
 	}
 	if o, err := exec.CommandContext(ctx, nginxBin, "-v").CombinedOutput(); err == nil {
 		r.nginx = strings.TrimSpace(strings.TrimPrefix(string(o), "nginx version: "))
@@ -271,7 +291,33 @@ func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
 		return nil, err
 	}
 	defer b.closeHost(px)
-	for _, h := range []*testhost.Host{native, px} {
+	// Row 6c's second native host, Debian 13: only for the rotations.
+	var nativeTx *testhost.Host
+	if err := testhost.Trixie.Ready(); err != nil {
+		r.trixieSkipped = err.Error()
+		b.progress("proxy: no trixie host: %v", err)
+	} else {
+		b.progress("proxy: booting a trixie host for row 6c")
+		if nativeTx, err = b.bootHostFrom(ctx, "native-tx", testhost.Trixie.RootFS); err != nil {
+			return nil, err
+		}
+		defer b.closeHost(nativeTx)
+	}
+	natives := map[string]*testhost.Host{termNative: native}
+	if nativeTx != nil {
+		natives[termNativeTrixie] = nativeTx
+	}
+	for t, h := range natives {
+		out, _, err := h.Exec(ctx, nil, "dockerd", "--version")
+		if err != nil {
+			return nil, err
+		}
+		r.dockerd[t] = strings.TrimSpace(string(out))
+	}
+	for _, h := range []*testhost.Host{native, px, nativeTx} {
+		if h == nil {
+			continue
+		}
 		for n, guest := range map[string]string{
 			"ca.pem": "/etc/tlsdock/certs/ca.pem", "server-cert.pem": "/etc/tlsdock/certs/server-cert.pem", "server-key.pem": "/etc/tlsdock/certs/server-key.pem",
 			"cert.pem": "/root/client/cert.pem", "key.pem": "/root/client/key.pem",
@@ -281,8 +327,10 @@ func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
 			}
 		}
 	}
-	if err := provisionChecked(ctx, native, "--certs", "/etc/tlsdock/certs", "--probe-client", "/root/client"); err != nil {
-		return nil, err
+	for _, h := range natives {
+		if err := provisionChecked(ctx, h, "--certs", "/etc/tlsdock/certs", "--probe-client", "/root/client"); err != nil {
+			return nil, fmt.Errorf("%s: %w", h.Name, err)
+		}
 	}
 	if err := provisionChecked(ctx, px, "--mode", "proxy", "--certs", "/etc/tlsdock/certs", "--probe-client", "/root/client"); err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, px.Journal(ctx, "tlsdock.service", 30))
@@ -334,6 +382,9 @@ func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
 		termNginx:    {name: termNginx, h: px, dir: client, addr: "127.0.0.1:2378"},
 		termNginxLog: {name: termNginxLog, h: px, dir: client, addr: "127.0.0.1:2379"},
 	}
+	if nativeTx != nil {
+		targets[termNativeTrixie] = loadTarget{name: termNativeTrixie, h: nativeTx, dir: client}
+	}
 
 	// The processes in each terminator's path, read from /proc before
 	// and after each load run.
@@ -356,7 +407,11 @@ func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
 	auditFile := guestFile(px, auditLogPath)
 
 	// Warm-up (not counted); socat and nginx may still be starting.
-	for _, name := range terminators {
+	warm := terminators
+	if nativeTx != nil {
+		warm = append(slices.Clip(warm), termNativeTrixie)
+	}
+	for _, name := range warm {
 		t := targets[name]
 		deadline := time.Now().Add(15 * time.Second)
 		for _, m := range []string{"handshake", "keepalive"} {
@@ -435,28 +490,49 @@ func benchProxy(ctx context.Context, b *bench) (*proxyResults, error) {
 	}
 
 	// Rotations under load: proxy through its daemon's watched source,
-	// native through `tlsdock provision --certs` of the changed source.
+	// native through `tlsdock provision --certs` of the changed source;
+	// after each native rotation a bare restart of the same host under the
+	// same load.
 	for i := range b.p.proxyRotations {
-		for _, name := range []string{termProxy, termNative} {
-			h := targets[name].h
-			b.progress("proxy: rotation %d/%d under load, %s", i+1, b.p.proxyRotations, name)
-			res, lat, err := b.rotateUnderLoad(ctx, h, name == termNative, client, ca, i)
-			if err != nil {
-				j := "tlsdock.service"
-				if name == termNative {
-					j = "docker.service"
+		for _, name := range rotSides {
+			t, ok := targets[name]
+			if !ok {
+				continue
+			}
+			h := t.h
+			kinds := []rotKind{rotProxy}
+			if name != termProxy {
+				kinds = []rotKind{rotNative, rotBare}
+			}
+			for _, kind := range kinds {
+				what := "rotation"
+				if kind == rotBare {
+					what = "bare restart"
 				}
-				return nil, fmt.Errorf("rotation under load, %s: %w\n%s", name, err, h.Journal(ctx, j, 30))
-			}
-			b.progress("proxy: rotation %d/%d, %s: %d failed, %d good requests, new serial after %s", i+1, b.p.proxyRotations, name, res.Errors, res.Count, fmtMS(ms(lat)))
-			r.rotFailed[name] = append(r.rotFailed[name], float64(res.Errors))
-			r.rotOK[name] = append(r.rotOK[name], float64(res.Count))
-			r.rotLat[name] = append(r.rotLat[name], ms(lat))
-			if n := negotiated(res); n != "" && !slices.Contains(r.rotNeg[name], n) {
-				r.rotNeg[name] = append(r.rotNeg[name], n)
-			}
-			if res.FirstErr != "" && r.rotFirstErr[name] == "" {
-				r.rotFirstErr[name] = res.FirstErr
+				b.progress("proxy: %s %d/%d under load, %s", what, i+1, b.p.proxyRotations, name)
+				res, lat, err := b.rotateUnderLoad(ctx, h, kind, client, ca, i)
+				if err != nil {
+					j := "tlsdock.service"
+					if kind != rotProxy {
+						j = "docker.service"
+					}
+					return nil, fmt.Errorf("%s under load, %s: %w\n%s", what, name, err, h.Journal(ctx, j, 30))
+				}
+				b.progress("proxy: %s %d/%d, %s: %d failed, %d good requests, after %s", what, i+1, b.p.proxyRotations, name, res.Errors, res.Count, fmtMS(ms(lat)))
+				failed, good, neg, firstErr := r.rotFailed, r.rotOK, r.rotNeg, r.rotFirstErr
+				if kind == rotBare {
+					failed, good, neg, firstErr = r.bareFailed, r.bareOK, r.bareNeg, r.bareFirstErr
+				} else {
+					r.rotLat[name] = append(r.rotLat[name], ms(lat))
+				}
+				failed[name] = append(failed[name], float64(res.Errors))
+				good[name] = append(good[name], float64(res.Count))
+				if n := negotiated(res); n != "" && !slices.Contains(neg[name], n) {
+					neg[name] = append(neg[name], n)
+				}
+				if res.FirstErr != "" && firstErr[name] == "" {
+					firstErr[name] = res.FirstErr
+				}
 			}
 		}
 	}
@@ -488,13 +564,28 @@ func (b *bench) sampleRSS(h *testhost.Host, pid string, s *sample) func() {
 	return func() { close(stop); wg.Wait() }
 }
 
+// rotKind is what rotateUnderLoad does under the load.
+type rotKind int
+
+const (
+	// rotProxy: a new set renamed into the proxy daemon's watched source.
+	rotProxy rotKind = iota
+	// rotNative: a new set renamed into the source, then `tlsdock
+	// provision --certs` of it (daemon-json mode), which restarts dockerd.
+	rotNative
+	// rotBare: no tlsdock at all: `systemctl reset-failed` (untimed), then
+	// `systemctl restart docker.service`, as an operator runs it.
+	rotBare
+)
+
 // rotateUnderLoad runs the load worker (a new connection per GET /_ping, 4
 // workers, each pausing 20 ms after a failure) against h's 127.0.0.1:2376,
-// rotates to a new server set from ca and stops the load one second after
-// the new serial is served. native: the set is renamed into the source and
-// `tlsdock provision --certs` installs it; otherwise the proxy daemon
-// picks it up from its watched source.
-func (b *bench) rotateUnderLoad(ctx context.Context, h *testhost.Host, native bool, client string, ca *certstore.CA, i int) (*loadResult, time.Duration, error) {
+// does what kind says and stops the load one second after it is done:
+// after the new serial is served for a rotation (the duration returned is
+// from the first rename to then), after `systemctl restart` returned for a
+// bare restart (the duration is the restart's).
+func (b *bench) rotateUnderLoad(ctx context.Context, h *testhost.Host, kind rotKind, client string, ca *certstore.CA, i int) (*loadResult, time.Duration, error) {
+	native := kind == rotNative
 	serial, cert, key, err := issueServer(ca, "server")
 	if err != nil {
 		return nil, 0, err
@@ -513,10 +604,6 @@ func (b *bench) rotateUnderLoad(ctx context.Context, h *testhost.Host, native bo
 	defer cancel()
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	type loaded struct {
-		out []byte
-		err error
-	}
 	loadDone := make(chan loaded, 1)
 	go func() {
 		out, _, err := h.ExecNet(lctx, nil, pr, b.self, "worker", "load", "-mode", "newconn", "-addr", "127.0.0.1:2376",
@@ -525,6 +612,17 @@ func (b *bench) rotateUnderLoad(ctx context.Context, h *testhost.Host, native bo
 		loadDone <- loaded{out, err}
 	}()
 	time.Sleep(time.Second)
+
+	if kind == rotBare {
+		lat, err := timedRestart(ctx, h)
+		if err != nil {
+			return nil, 0, fmt.Errorf("systemctl restart docker.service: %w", err)
+		}
+		time.Sleep(time.Second)
+		pw.Close()
+		res, err := loadOutcome(<-loadDone)
+		return res, lat, err
+	}
 
 	type polled struct {
 		r   serialResult
@@ -562,16 +660,27 @@ func (b *bench) rotateUnderLoad(ctx context.Context, h *testhost.Host, native bo
 	_ = os.Remove(guestFile(h, incoming))
 	time.Sleep(time.Second)
 	pw.Close()
-	l := <-loadDone
+	res, err := loadOutcome(<-loadDone)
+	return res, lat, err
+}
+
+// loaded is what the load worker of rotateUnderLoad printed.
+type loaded struct {
+	out []byte
+	err error
+}
+
+// loadOutcome is the load worker's result from its output.
+func loadOutcome(l loaded) (*loadResult, error) {
 	if l.err != nil {
-		return nil, 0, l.err
+		return nil, l.err
 	}
 	var res loadResult
 	if err := json.Unmarshal(l.out, &res); err != nil {
-		return nil, 0, fmt.Errorf("load worker printed %q: %w", l.out, err)
+		return nil, fmt.Errorf("load worker printed %q: %w", l.out, err)
 	}
 	if res.Count == 0 {
-		return nil, 0, errors.New("load worker: no request completed")
+		return nil, errors.New("load worker: no request completed")
 	}
-	return &res, lat, nil
+	return &res, nil
 }
