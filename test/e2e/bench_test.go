@@ -82,11 +82,39 @@ func TestBenchQuick(t *testing.T) {
 				}
 			}
 		}
-		if id == "6c" && !strings.Contains(cells[3], "native ") {
-			t.Errorf("row 6c: no native count in %q", cells[3])
+		if id == "6c" {
+			checkRotationRow(t, cells)
 		}
 	}
 	checkNegotiated(t, rows)
+}
+
+// checkRotationRow checks that row 6c has both native hosts, Debian 12's
+// dockerd 20.10 and Debian 13's 26.1, each with its rotation and its bare
+// restart under the same load, and what each rotation adds over its bare
+// restart.
+func checkRotationRow(t *testing.T, cells []string) {
+	t.Helper()
+	s := sides(cells[3])
+	if len(s) != 2 {
+		t.Errorf("row 6c: %d native sides in %q, want 2", len(s), cells[3])
+		return
+	}
+	for i, want := range []string{"native (bookworm, dockerd 20.10.", "native (trixie, dockerd 26.1."} {
+		if !strings.HasPrefix(s[i], want) {
+			t.Errorf("row 6c: side %q, want it to start with %q", s[i], want)
+		}
+		for _, part := range []string{" rotation ", ", bare restart "} {
+			if !strings.Contains(s[i], part) || strings.Contains(s[i], part+"—") {
+				t.Errorf("row 6c: no%scount in %q", part, s[i])
+			}
+		}
+	}
+	for _, want := range []string{"rotation − bare restart (medians): bookworm ", ", trixie "} {
+		if !strings.Contains(cells[4], want) || strings.Contains(cells[4], want+"—") {
+			t.Errorf("row 6c: ratio %q lacks %q", cells[4], want)
+		}
+	}
 }
 
 // benchHeader is the header of the bench's table.

@@ -23,7 +23,9 @@
 // Every figure is the median of repeated runs with min and max, and every
 // comparison a ratio of figures measured in the same run. The hosts are
 // test hosts (package testhost: Debian 12, systemd, dockerd 20.10 in
-// systemd-nspawn); load and probes run in their private network namespaces
+// systemd-nspawn; row 6c boots a Debian 13 host, dockerd 26.1, as well,
+// and also restarts each native host's dockerd bare under the same load);
+// load and probes run in their private network namespaces
 // and reach only 127.0.0.1 there. It needs root.
 //
 //	go run ./test/e2e/bench             # make bench: the full run (about 8 minutes)

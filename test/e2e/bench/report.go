@@ -394,7 +394,11 @@ func (r *report) markdown() string {
 	p("| CPU | %s |\n", r.env.cpu)
 	p("| kernel | %s |\n", r.env.kernel)
 	p("| Go | %s |\n", r.env.goVersion)
-	p("| dockerd | %s (Debian 12 test host in systemd-nspawn, %s) |\n", orDash(r.env.dockerd), orDash(r.env.systemd))
+	tx := ""
+	if x := r.proxy; x != nil && x.dockerd[termNativeTrixie] != "" {
+		tx = "; row 6c also: " + x.dockerd[termNativeTrixie] + " (Debian 13 test host)"
+	}
+	p("| dockerd | %s (Debian 12 test host in systemd-nspawn, %s)%s |\n", orDash(r.env.dockerd), orDash(r.env.systemd), tx)
 	p("| openssl | %s |\n", orDash(r.env.openssl))
 	p("| tlsdock | %s |\n", orDash(r.env.tlsdock))
 	p("| load average (1, 5, 15 min) | %s at the start, %s at the end (the CPUs are shared; other work on the machine shows here) |\n\n", orDash(r.env.loadStart), orDash(r.env.loadEnd))
@@ -629,7 +633,7 @@ func (r *report) proxyText(p func(string, ...any)) {
 			x.rotLat[termProxy].format(fmtMS), x.rotLat[termNative].format(fmtMS), x.rotLat[termNativeTrixie].format(fmtMS))
 		for _, n := range nativeHosts {
 			if v := x.dockerd[n.term]; v != "" {
-				p("%s, %s: %s.\n", n.term, n.suite, v)
+				p("dockerd of the %s native host: %s.\n", n.suite, v)
 			}
 		}
 		if x.trixieSkipped != "" {

@@ -204,3 +204,125 @@ func TestMarkdownProxyOnly(t *testing.T) {
 		}
 	}
 }
+
+// withRotations adds row 6c's samples to x: failed requests per rotation
+// of the proxy, per rotation and per bare restart of each native host.
+func withRotations(x *proxyResults, proxy, bookworm, bookwormBare, trixie, trixieBare []float64) *proxyResults {
+	x.rotFailed, x.rotOK, x.rotNeg = map[string]sample{}, map[string]sample{}, map[string][]string{}
+	x.bareFailed, x.bareOK, x.bareNeg = map[string]sample{}, map[string]sample{}, map[string][]string{}
+	x.dockerd = map[string]string{
+		termNative:       "Docker version 20.10.24+dfsg1, build 297e128",
+		termNativeTrixie: "Docker version 26.1.5+dfsg1, build a72d7cd",
+	}
+	set := func(failed, ok map[string]sample, neg map[string][]string, t string, v []float64) {
+		if v == nil {
+			return
+		}
+		failed[t] = v
+		for range v {
+			ok[t] = append(ok[t], 300)
+		}
+		neg[t] = []string{x25519}
+	}
+	set(x.rotFailed, x.rotOK, x.rotNeg, termProxy, proxy)
+	x.rotNeg[termProxy] = []string{hybrid}
+	set(x.rotFailed, x.rotOK, x.rotNeg, termNative, bookworm)
+	set(x.bareFailed, x.bareOK, x.bareNeg, termNative, bookwormBare)
+	set(x.rotFailed, x.rotOK, x.rotNeg, termNativeTrixie, trixie)
+	set(x.bareFailed, x.bareOK, x.bareNeg, termNativeTrixie, trixieBare)
+	return x
+}
+
+// TestRotationRow checks row 6c: met only with 0 failed from the proxy and
+// from the trixie native rotations, whatever bookworm's dockerd 20.10
+// fails; bookworm's rotation shown against its bare restart.
+func TestRotationRow(t *testing.T) {
+	for _, tc := range []struct {
+		name                                          string
+		proxy, bookworm, bookwormBare, trixie, txBare []float64
+		want                                          string
+		wantRatio                                     string
+	}{
+		{"all 0 but bookworm", []float64{0, 0, 0}, []float64{2, 1, 4}, []float64{3, 2, 3}, []float64{0, 0, 0}, []float64{0, 0, 0}, "met",
+			"rotation − bare restart (medians): bookworm −1 (within the bare restart's 3 [2–3]), trixie 0 (within the bare restart's 0 [0–0])"},
+		{"bookworm above its bare restart", []float64{0}, []float64{6}, []float64{2}, []float64{0}, []float64{0}, "met",
+			"bookworm +4 (above the bare restart's 2)"},
+		{"trixie fails one", []float64{0}, []float64{1}, []float64{1}, []float64{1}, []float64{0}, "MISSED", "trixie +1 (above the bare restart's 0)"},
+		{"trixie fails in one rotation of three", []float64{0, 0, 0}, []float64{1, 1, 1}, []float64{1, 1, 1}, []float64{0, 2, 0}, []float64{0, 0, 0}, "MISSED", "trixie 0"},
+		{"proxy fails one", []float64{1}, []float64{1}, []float64{1}, []float64{0}, []float64{0}, "MISSED", "bookworm 0"},
+		{"no trixie rotation", []float64{0}, []float64{1}, []float64{1}, nil, nil, "MISSED", "trixie —"},
+		{"no proxy rotation", nil, []float64{1}, []float64{1}, []float64{0}, []float64{0}, "MISSED", "trixie 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := withRotations(fakeProxy(693, 914), tc.proxy, tc.bookworm, tc.bookwormBare, tc.trixie, tc.txBare)
+			got := rowsByID(&report{proxy: x})["6c"]
+			if got.result != tc.want {
+				t.Errorf("result %q, want %q (row %+v)", got.result, tc.want, got)
+			}
+			if !strings.Contains(got.ratio, tc.wantRatio) {
+				t.Errorf("ratio %q lacks %q", got.ratio, tc.wantRatio)
+			}
+			if got.target != rotTarget {
+				t.Errorf("target %q, want %q", got.target, rotTarget)
+			}
+		})
+	}
+}
+
+// TestRotationRowSides checks the cells of row 6c: the proxy's count, and
+// each native host's rotation and bare restart with its dockerd version
+// and what was negotiated.
+func TestRotationRowSides(t *testing.T) {
+	x := withRotations(fakeProxy(693, 914), []float64{0}, []float64{3}, []float64{2}, []float64{0}, []float64{0})
+	got := rowsByID(&report{proxy: x})["6c"]
+	if want := "0 (of 300; " + hybrid + ")"; got.tlsdock != want {
+		t.Errorf("tlsdock cell %q, want %q", got.tlsdock, want)
+	}
+	want := "native (bookworm, dockerd 20.10.24) rotation 3 (of 300; " + x25519 + "), bare restart 2 (of 300; " + x25519 + "); " +
+		"native (trixie, dockerd 26.1.5) rotation 0 (of 300; " + x25519 + "), bare restart 0 (of 300; " + x25519 + ")"
+	if got.baseline != want {
+		t.Errorf("baseline cell\n%q, want\n%q", got.baseline, want)
+	}
+
+	x.trixieSkipped = "the trixie rootfs is not ready"
+	got = rowsByID(&report{proxy: x})["6c"]
+	if !strings.Contains(got.baseline, "native (trixie, dockerd 26.1.5) not measured (the trixie rootfs is not ready)") || got.result != "MISSED" {
+		t.Errorf("without the trixie host: %+v", got)
+	}
+}
+
+// TestDockerdVersion checks the version shown for each native host.
+func TestDockerdVersion(t *testing.T) {
+	for in, want := range map[string]string{
+		"Docker version 20.10.24+dfsg1, build 297e128": "20.10.24",
+		"Docker version 26.1.5+dfsg1, build a72d7cd":   "26.1.5",
+		"Docker version 28.0.1, build 068a01e":         "28.0.1",
+		"something else":                               "something else",
+	} {
+		if got := dockerdVersion(in); got != want {
+			t.Errorf("dockerdVersion(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestMarkdownRotationText checks that row 6's text explains the bare
+// restart and why dockerd 20.10's rotation cannot reach 0.
+func TestMarkdownRotationText(t *testing.T) {
+	x := withRotations(fakeProxy(693, 914), []float64{0}, []float64{3}, []float64{2}, []float64{0}, []float64{0})
+	x.bareFirstErr = map[string]string{termNative: "EOF"}
+	md := (&report{proxy: x, p: quickPlan, noRun: "not measured: -only proxy"}).markdown()
+	for _, want := range []string{
+		"**bare\nrestart**", "dockerd 20.10 closes the connections it accepted", "moby PR #45314",
+		"**the verdict needs 0 from the proxy and from the Debian 13\nnative rotations**",
+		"dockerd of the trixie native host: Docker version 26.1.5",
+		"First failure during a bare restart, native dockerd TLS: `EOF`.",
+		"; row 6c also: Docker version 26.1.5+dfsg1, build a72d7cd (Debian 13 test host) |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	if strings.Contains(md, "**6c**") {
+		t.Errorf("row 6c missed with every figure met:\n%s", md)
+	}
+}
