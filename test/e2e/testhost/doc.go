@@ -13,6 +13,12 @@
 // namespace (--private-network: ports never clash and nothing touches the
 // machine's network) and its own work directory under /var/tmp/tlsdock-e2e.
 //
+// Hosts that must talk to each other share a Network (NewNetwork, or
+// StartNetwork and StartNOn in tests): a bridge in a network namespace of its
+// own, tlsdock-e2e-net-NAME. Each host on it gets eth0 with an address of the
+// network's subnet (Host.Addr), a veth pair whose other end is on the bridge.
+// Nothing is created in the machine's own network namespace.
+//
 // Run commands inside with Exec (the guest's binaries in all of its
 // namespaces) and remote clients with ExecNet (this machine's binaries, for
 // example the Docker 28 CLI in /usr/local/bin, inside the guest's network
@@ -25,6 +31,7 @@
 // host running. CleanupStale, which Boot calls first, finds such leftovers by
 // their lock files under /var/tmp/tlsdock-e2e (a lock nobody holds belongs to
 // a dead process) and by their names (tlsdock-e2e-*), then kills their
-// processes, unmounts their overlays and removes their cgroups and files.
-// Hosts of live processes are never touched.
+// processes, unmounts their overlays and removes their cgroups and files,
+// then deletes the namespaces of networks whose lock (NAME.netns there) no
+// live process holds. Hosts and networks of live processes are never touched.
 package testhost

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,10 +33,15 @@ func lockPath(name string) string { return filepath.Join(WorkRoot, name+".lock")
 // away with the process however that ends; a lock file that can be locked
 // belongs to a dead owner.
 func acquireLock(name string) (*os.File, error) {
+	return acquireLockAt(lockPath(name), "test host name "+strconv.Quote(name))
+}
+
+// acquireLockAt creates and locks the lock file p; what names the thing it
+// locks in errors.
+func acquireLockAt(p, what string) (*os.File, error) {
 	if err := os.MkdirAll(WorkRoot, 0o700); err != nil {
 		return nil, err
 	}
-	p := lockPath(name)
 	for range 10 {
 		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
@@ -44,7 +50,7 @@ func acquireLock(name string) (*os.File, error) {
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 			f.Close()
 			if errors.Is(err, syscall.EWOULDBLOCK) {
-				return nil, fmt.Errorf("test host name %q is in use (%s is locked by a live process)", name, p)
+				return nil, fmt.Errorf("%s is in use (%s is locked by a live process)", what, p)
 			}
 			return nil, fmt.Errorf("locking %s: %w", p, err)
 		}
@@ -85,9 +91,10 @@ func lockHeld(name string) bool {
 
 // CleanupStale removes what earlier runs that crashed left behind: running
 // hosts (their processes are killed), overlay mounts under WorkRoot, cgroup
-// directories named tlsdock-e2e-*, work directories and lock files. It
-// recognizes hosts of live processes by their locks and leaves them alone, so
-// it is safe while other tests run. Boot calls it.
+// directories named tlsdock-e2e-*, work directories, lock files and the
+// network namespaces of test networks (tlsdock-e2e-net-*). It recognizes
+// hosts and networks of live processes by their locks and leaves them alone,
+// so it is safe while other tests run. Boot and NewNetwork call it.
 func CleanupStale() error {
 	var errs []error
 
@@ -168,6 +175,12 @@ func CleanupStale() error {
 		if err := removeWorkDir(filepath.Join(WorkRoot, e.Name())); err != nil {
 			errs = append(errs, err)
 		}
+	}
+
+	// 4. Test networks: a network's namespace goes once its lock is free.
+	// Hosts go first (above): their veth pairs go with their namespaces.
+	if err := cleanupStaleNetworks(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -37,6 +37,10 @@ type Options struct {
 	// WorkDir holds the overlay's upper, work and merged directories and the
 	// console log. Default: WorkRoot/NAME. Close removes it.
 	WorkDir string
+	// Network, if set, puts the host on that test network too: eth0 inside,
+	// with the network's next address (Host.Addr), besides its own
+	// loopback. Close the hosts before the network.
+	Network *Network
 }
 
 // Host is one booted test host.
@@ -57,6 +61,9 @@ type Host struct {
 	BootTime time.Duration
 	// Suite is the Debian release of the host's rootfs (see SuiteOf).
 	Suite Suite
+	// Addr is the host's IPv4 address on Options.Network (on its eth0),
+	// or empty without one.
+	Addr string
 
 	logf   func(format string, args ...any)
 	hier   []hierarchy // the cgroup hierarchies, one cgroup of the host's in each
@@ -64,6 +71,9 @@ type Host struct {
 	st     state
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has been waited for
+
+	net      *Network
+	netIndex int // the host's number on net, from 2; 0 before attach
 
 	closeOnce sync.Once
 	closeErr  error
@@ -115,7 +125,7 @@ func Boot(ctx context.Context, opt Options) (*Host, error) {
 		opt.Logf("testhost: cleaning up stale hosts: %v", err)
 	}
 
-	h := &Host{Name: opt.Name, logf: opt.Logf, Suite: SuiteOf(opt.RootFS)}
+	h := &Host{Name: opt.Name, logf: opt.Logf, Suite: SuiteOf(opt.RootFS), net: opt.Network}
 	lock, err := acquireLock(opt.Name)
 	if err != nil {
 		return nil, err
@@ -240,6 +250,9 @@ func (h *Host) start(ctx context.Context) error {
 		return err
 	}
 	if err := h.loopbackUp(ctx); err != nil {
+		return err
+	}
+	if err := h.attach(ctx); err != nil {
 		return err
 	}
 	return h.WaitActive(ctx, "docker.service")
@@ -371,8 +384,9 @@ func (h *Host) loopbackUp(ctx context.Context) error {
 }
 
 // Close stops the host (poweroff, then SIGKILL), unmounts its overlay and
-// removes its cgroups, its work directory and its lock. It is safe to call
-// more than once and on a host that failed to boot.
+// removes its veth pair on a test network, its cgroups, its work directory
+// and its lock. It is safe to call more than once and on a host that failed
+// to boot.
 func (h *Host) Close() error {
 	h.closeOnce.Do(func() { h.closeErr = h.close() })
 	return h.closeErr
@@ -381,6 +395,11 @@ func (h *Host) Close() error {
 func (h *Host) close() error {
 	start := time.Now()
 	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := h.detach(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	cancel()
 	if h.cmd != nil {
 		if h.PID > 0 && !h.hasExited() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

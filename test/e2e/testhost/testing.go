@@ -2,6 +2,7 @@ package testhost
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -24,6 +25,34 @@ func Start(t testing.TB) *Host {
 // suite's HostPrefix.
 func StartN(t testing.TB, n int) []*Host {
 	t.Helper()
+	return StartNOn(t, nil, n)
+}
+
+// StartNetwork creates a test network for t (see NewNetwork) with
+// DefaultSubnet, or skips t like Start. t.Cleanup closes it, after the
+// hosts that StartNOn booted on it later.
+func StartNetwork(t testing.TB) *Network {
+	t.Helper()
+	SkipUnlessEnabled(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := NewNetwork(ctx, uniqueName(t.Name()), netip.Prefix{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	t.Logf("testhost: test network %s (%s, namespace %s)", n.Name, n.Subnet, n.NS)
+	return n
+}
+
+// StartNOn boots n test hosts for t like StartN, on the test network net
+// (none if nil).
+func StartNOn(t testing.TB, net *Network, n int) []*Host {
+	t.Helper()
 	SkipUnlessEnabled(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -37,7 +66,7 @@ func StartN(t testing.TB, n int) []*Host {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			hosts[i], errs[i] = Boot(ctx, Options{RootFS: opt.RootFS, Name: prefix + uniqueName(t.Name()), Logf: t.Logf})
+			hosts[i], errs[i] = Boot(ctx, Options{RootFS: opt.RootFS, Name: prefix + uniqueName(t.Name()), Logf: t.Logf, Network: net})
 		})
 	}
 	wg.Wait()
