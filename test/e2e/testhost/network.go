@@ -178,6 +178,11 @@ func (h *Host) attach(ctx context.Context) error {
 		}
 		h.netIndex, h.Addr = i, a.String()
 	}
+	// After PowerLoss the old pair goes with the dead guest's namespace,
+	// which the kernel tears down in the background: do not wait for it.
+	if err := h.detach(ctx); err != nil {
+		return err
+	}
 	veth := vethName(h.netIndex)
 	addr := h.Addr + "/" + strconv.Itoa(h.net.Subnet.Bits())
 	pid := strconv.Itoa(h.PID)

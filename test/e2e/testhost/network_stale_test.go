@@ -73,3 +73,54 @@ func TestNetworkCleanupStale(t *testing.T) {
 		t.Errorf("CleanupStale removed the live network's lock: %v", err)
 	}
 }
+
+// TestNetworkPowerCycle: after PowerLoss the host's veth pair is gone with
+// its network namespace; PowerOn gives the new guest the same address and a
+// new pair under the same name; Close removes it.
+func TestNetworkPowerCycle(t *testing.T) {
+	n := StartNetwork(t)
+	h := StartNOn(t, n, 1)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	links := func() string {
+		out, err := exec.CommandContext(ctx, "ip", "-n", n.NS, "-o", "link", "show", "master", bridgeName).CombinedOutput()
+		if err != nil {
+			t.Fatalf("links on %s: %v\n%s", n.NS, err, out)
+		}
+		return string(out)
+	}
+	guestAddr := func() string {
+		out, _, err := h.ExecNet(ctx, nil, nil, "ip", "-o", "-4", "addr", "show", "dev", guestIf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	addr := h.Addr
+	if !strings.Contains(links(), "veth2@") || !strings.Contains(guestAddr(), " "+addr+"/24 ") {
+		t.Fatalf("after boot: bridge ports %q, eth0 %q", links(), guestAddr())
+	}
+	if err := h.PowerLoss(); err != nil {
+		t.Fatal(err)
+	}
+	// The pair goes with the dead guest's namespace, asynchronously.
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Contains(links(), "veth2@") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if l := links(); strings.Contains(l, "veth2@") {
+		t.Fatalf("after PowerLoss the bridge still has %q", l)
+	}
+	if err := h.PowerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h.Addr != addr || !strings.Contains(links(), "veth2@") || !strings.Contains(guestAddr(), " "+addr+"/24 ") {
+		t.Fatalf("after PowerOn: address %s (was %s), bridge ports %q, eth0 %q", h.Addr, addr, links(), guestAddr())
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l := links(); l != "" {
+		t.Errorf("after Close the bridge still has %q", l)
+	}
+}
