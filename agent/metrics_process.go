@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 )
 
@@ -24,7 +25,7 @@ func WriteProcessMetrics(w io.Writer, proc string) error {
 	if err != nil {
 		return err
 	}
-	boot, err := bootTime(proc + "/stat")
+	boot, err := bootTimes.get(proc + "/stat")
 	if err != nil {
 		return err
 	}
@@ -92,6 +93,33 @@ func readProcStat(procDir string) (procStat, error) {
 		}
 	}
 	return st, nil
+}
+
+// bootTimes holds the boot time read from each stat file: it does not
+// change while the machine runs, so a scrape reads it once, not every time.
+var bootTimes bootTimeCache
+
+type bootTimeCache struct {
+	mu sync.Mutex
+	by map[string]uint64
+}
+
+// get is bootTime(path), read on the first call that succeeds.
+func (c *bootTimeCache) get(path string) (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.by[path]; ok {
+		return v, nil
+	}
+	v, err := bootTime(path)
+	if err != nil {
+		return 0, err
+	}
+	if c.by == nil {
+		c.by = map[string]uint64{}
+	}
+	c.by[path] = v
+	return v, nil
 }
 
 // bootTime is btime of /proc/stat: the boot, in seconds since the epoch.

@@ -202,10 +202,11 @@ func value(mf *dto.MetricFamily) float64 {
 	return m.GetCounter().GetValue()
 }
 
-// TestProcessMetricsOddCommandName reads a stat line whose command name
-// holds spaces and parentheses, and refuses a cut one.
-func TestProcessMetricsOddCommandName(t *testing.T) {
-	proc := t.TempDir()
+// fakeProc makes a /proc with stat and self/stat as given, and three open
+// files.
+func fakeProc(t *testing.T, stat, selfStat string) (proc string, write func(name, s string)) {
+	t.Helper()
+	proc = t.TempDir()
 	if err := os.MkdirAll(filepath.Join(proc, "self", "fd"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -214,15 +215,23 @@ func TestProcessMetricsOddCommandName(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write := func(name, s string) {
+	write = func(name, s string) {
 		t.Helper()
 		if err := os.WriteFile(filepath.Join(proc, name), []byte(s), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write("stat", "cpu  1 2 3\nbtime 1764700000\nprocesses 9\n")
+	write("stat", stat)
+	write("self/stat", selfStat)
+	return proc, write
+}
+
+// TestProcessMetricsOddCommandName reads a stat line whose command name
+// holds spaces and parentheses, and refuses a cut one.
+func TestProcessMetricsOddCommandName(t *testing.T) {
 	// utime 250, stime 50 ticks; starttime 1234 ticks; vsize; rss 1000 pages.
-	write("self/stat", "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 1234 123456789 1000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n")
+	const selfStat = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 1234 123456789 1000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+	proc, write := fakeProc(t, "cpu  1 2 3\nbtime 1764700000\nprocesses 9\n", selfStat)
 	var out bytes.Buffer
 	if err := WriteProcessMetrics(&out, proc); err != nil {
 		t.Fatal(err)
@@ -243,9 +252,18 @@ func TestProcessMetricsOddCommandName(t *testing.T) {
 	if err := WriteProcessMetrics(&out, proc); err == nil || !strings.Contains(err.Error(), "fields") {
 		t.Errorf("a cut stat line: err = %v", err)
 	}
-	write("stat", "cpu  1 2 3\n")
-	write("self/stat", "4242 (a) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 1234 123456789 1000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n")
-	if err := WriteProcessMetrics(&out, proc); err == nil || !strings.Contains(err.Error(), "btime") {
+	// The boot time is read once: a later scrape does not read stat again.
+	write("self/stat", selfStat)
+	write("stat", "cpu  1 2 3\nbtime 1\n")
+	out.Reset()
+	if err := WriteProcessMetrics(&out, proc); err != nil {
+		t.Fatal(err)
+	}
+	if want := "process_start_time_seconds 1.76470001234e+09\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("the boot time was read again: no %q in\n%s", want, out.String())
+	}
+	noBtime, _ := fakeProc(t, "cpu  1 2 3\n", selfStat)
+	if err := WriteProcessMetrics(&out, noBtime); err == nil || !strings.Contains(err.Error(), "btime") {
 		t.Errorf("no btime: err = %v", err)
 	}
 }

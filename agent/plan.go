@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -115,12 +116,10 @@ func (p *Plan) needsReload() bool {
 	if p.restore != nil || p.forced || p.unitsStale || p.socketRestart && !p.socket.loaded {
 		return true
 	}
-	for _, f := range append(append([]FileChange{}, p.interim...), p.Files...) {
-		if contains(unitPaths, f.Path) {
-			return true
-		}
+	if p.changes(unitPaths...) {
+		return true
 	}
-	return false
+	return slices.ContainsFunc(p.interim, func(f FileChange) bool { return contains(unitPaths, f.Path) })
 }
 
 // changes reports whether the plan writes or removes one of paths.

@@ -75,30 +75,34 @@ func TestRotationRestartsWithoutDaemonReload(t *testing.T) {
 }
 
 // TestRotationReloadsWhenAUnitChanged: the cases where the restart needs
-// systemd to load unit files first.
+// systemd to load unit files first, among them a run after an interrupted
+// one: what systemd has loaded is then not known.
 func TestRotationReloadsWhenAUnitChanged(t *testing.T) {
+	edit := func(path, content string) func(*testing.T, *fakeHost, Config) {
+		return func(t *testing.T, h *fakeHost, _ Config) { writeFile(t, h.root, path, content) }
+	}
+	remove := func(path string) func(*testing.T, *fakeHost, Config) {
+		return func(t *testing.T, h *fakeHost, _ Config) { removeFile(t, h, path) }
+	}
+	crash := func(step string) func(*testing.T, *fakeHost, Config) {
+		return func(t *testing.T, h *fakeHost, cfg Config) { crashedProvision(t, h, cfg, step) }
+	}
+	const limits = "[Service]\nLimitNOFILE=1048576\n"
 	for _, tc := range []struct {
 		name   string
 		socket bool
 		// change edits the host after the first provision, as someone
-		// else would, without a daemon-reload.
-		change func(t *testing.T, h *fakeHost)
+		// else would, without a daemon-reload, or interrupts a run
+		// with cfg, the configuration the second provision uses.
+		change func(t *testing.T, h *fakeHost, cfg Config)
 	}{
-		{"tlsdock's drop-in is gone", false, func(t *testing.T, h *fakeHost) {
-			removeFile(t, h, DropInPath)
-		}},
-		{"another docker.service drop-in was written", false, func(t *testing.T, h *fakeHost) {
-			writeFile(t, h.root, "/etc/systemd/system/docker.service.d/limits.conf", "[Service]\nLimitNOFILE=1048576\n")
-		}},
-		{"docker.service's drop-in was edited", true, func(t *testing.T, h *fakeHost) {
-			writeFile(t, h.root, "/etc/systemd/system/docker.service.d/limits.conf", "[Service]\nLimitNOFILE=1048576\n")
-		}},
-		{"another docker.socket drop-in was written", true, func(t *testing.T, h *fakeHost) {
-			writeFile(t, h.root, "/etc/systemd/system/docker.socket.d/mode.conf", "[Socket]\nSocketMode=0600\n")
-		}},
-		{"tlsdock's docker.socket drop-in is gone", true, func(t *testing.T, h *fakeHost) {
-			removeFile(t, h, SocketDropInPath)
-		}},
+		{"tlsdock's drop-in is gone", false, remove(DropInPath)},
+		{"another docker.service drop-in was written", false, edit("/etc/systemd/system/docker.service.d/limits.conf", limits)},
+		{"docker.service's drop-in was edited", true, edit("/etc/systemd/system/docker.service.d/limits.conf", limits)},
+		{"another docker.socket drop-in was written", true, edit("/etc/systemd/system/docker.socket.d/mode.conf", "[Socket]\nSocketMode=0600\n")},
+		{"tlsdock's docker.socket drop-in is gone", true, remove(SocketDropInPath)},
+		{"a run interrupted after certs-installed", true, crash("certs-installed")},
+		{"a run interrupted after restarted", true, crash("restarted")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newFakeHost(t)
@@ -106,33 +110,13 @@ func TestRotationReloadsWhenAUnitChanged(t *testing.T) {
 				writeFile(t, h.root, socketFragment, debianSocket)
 			}
 			mustProvision(t, h.agent(&fakeVerifier{}), certsCfg(writeSet(t, h.root, "127.0.0.1")))
-			tc.change(t, h)
-			before := len(h.Calls())
-			res := mustProvision(t, h.agent(&fakeVerifier{}), certsCfg(writeSet(t, h.root, "127.0.0.1")))
-			calls := h.Calls()[before:]
-			if !reloadBeforeRestart(calls) {
-				t.Errorf("no daemon-reload before the restart: %q", calls)
-			}
-			assertServes(t, h, res.Serial)
-		})
-	}
-}
-
-// TestRecoveredRunReloads: after an interrupted run, what systemd has
-// loaded is not known, so the restart that follows the recovery reloads.
-func TestRecoveredRunReloads(t *testing.T) {
-	for _, step := range []string{"certs-installed", "restarted"} {
-		t.Run(step, func(t *testing.T) {
-			h := newFakeHost(t)
-			writeFile(t, h.root, socketFragment, debianSocket)
-			mustProvision(t, h.agent(&fakeVerifier{}), certsCfg(writeSet(t, h.root, "127.0.0.1")))
 			cfg := certsCfg(writeSet(t, h.root, "127.0.0.1"))
-			crashedProvision(t, h, cfg, step)
+			tc.change(t, h, cfg)
 			before := len(h.Calls())
 			res := mustProvision(t, h.agent(&fakeVerifier{}), cfg)
 			calls := h.Calls()[before:]
 			if !reloadBeforeRestart(calls) {
-				t.Errorf("no daemon-reload before the restart after a recovery: %q", calls)
+				t.Errorf("no daemon-reload before the restart: %q", calls)
 			}
 			assertServes(t, h, res.Serial)
 		})
