@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -215,14 +216,22 @@ func serveMetrics(addr string, logger *slog.Logger) (*agent.Metrics, func(), err
 	}
 	m := agent.NewMetrics()
 	mux := http.NewServeMux()
+	var procErr onChange
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		var b bytes.Buffer
 		if _, err := m.WriteTo(&b); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		if err := agent.WriteProcessMetrics(&b, "/proc"); err != nil {
-			logger.Warn("reading the process metrics failed; serving the others", "component", "metrics", "err", err)
+		err := agent.WriteProcessMetrics(&b, "/proc")
+		// A scraper asks every few seconds: say it when reading starts
+		// failing (or fails differently) and when it works again, not at
+		// every scrape.
+		switch procErr.set(err) {
+		case changedToError:
+			logger.Warn("reading the process metrics failed; serving the others until it works again", "component", "metrics", "err", err)
+		case changedToOK:
+			logger.Info("reading the process metrics works again", "component", "metrics")
 		}
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		_, _ = w.Write(b.Bytes())
@@ -239,4 +248,37 @@ func serveMetrics(addr string, logger *slog.Logger) (*agent.Metrics, func(), err
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}, nil
+}
+
+// onChange remembers the last outcome of a repeated step, to tell when it
+// changed.
+type onChange struct {
+	mu   sync.Mutex
+	last string // the last error's text, "" after a success
+}
+
+const (
+	unchanged = iota
+	changedToError
+	changedToOK
+)
+
+// set records err and says how the outcome changed from the last one.
+func (o *onChange) set(err error) int {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	prev := o.last
+	o.last = msg
+	switch {
+	case msg == prev:
+		return unchanged
+	case msg != "":
+		return changedToError
+	default:
+		return changedToOK
+	}
 }

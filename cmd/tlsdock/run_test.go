@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -220,5 +221,25 @@ func TestRunReloadBadFileNamesTheLine(t *testing.T) {
 	_, err = reloadRunConfig(cmd, "/")
 	if want := conf + `:2: debounce: "soon" is not a duration`; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("reload: %v, want %q", err, want)
+	}
+}
+
+func TestOnChange(t *testing.T) {
+	var o onChange
+	errA, errB := errors.New("a"), errors.New("b")
+	for i, step := range []struct {
+		err  error
+		want int
+	}{
+		{nil, unchanged},
+		{errA, changedToError},
+		{errA, unchanged},
+		{errB, changedToError},
+		{nil, changedToOK},
+		{nil, unchanged},
+	} {
+		if got := o.set(step.err); got != step.want {
+			t.Errorf("step %d (%v): %d, want %d", i, step.err, got, step.want)
+		}
 	}
 }
