@@ -14,7 +14,9 @@ set -euo pipefail
 
 CACHE=/var/cache/tlsdock-e2e
 # gcc and libc6-dev: make unit runs go test -race, which needs cgo.
-PKGS=(debootstrap systemd-container iproute2 util-linux openssl curl lintian rpm shellcheck socat nginx-light gcc libc6-dev)
+# ansible: the Ansible role's test (test/e2e/ansible_test.go) runs
+# ansible-playbook from here against test hosts.
+PKGS=(debootstrap systemd-container iproute2 util-linux openssl curl lintian rpm shellcheck socat nginx-light gcc libc6-dev ansible)
 
 need=()
 for p in "${PKGS[@]}"; do
@@ -71,6 +73,35 @@ build_rootfs() {
 	exec 9>&-
 }
 
+# python_debs ROOTFS DIR downloads into DIR the .debs of python3 that the
+# rootfs lacks (apt on this machine, with the rootfs's dpkg status): Ansible
+# modules need python3 on the host, and the test hosts cannot download.
+# Only for a rootfs of this machine's own suite; skipped when DIR is there.
+python_debs() {
+	local rootfs=$1 dir=$2
+	exec 9>"$dir.lock"
+	flock 9
+	if [ -f "$dir/.tlsdock-complete" ]; then
+		exec 9>&-
+		return 0
+	fi
+	# shellcheck disable=SC1091 # this machine's os-release
+	if [ "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" != "$(. "$rootfs/etc/os-release" && echo "${VERSION_CODENAME:-}")" ]; then
+		exec 9>&-
+		return 0
+	fi
+	rm -rf "$dir.tmp"
+	mkdir -p "$dir.tmp/partial"
+	apt-get install --download-only -y -qq \
+		-o Dir::State::status="$rootfs/var/lib/dpkg/status" \
+		-o Dir::Cache::archives="$dir.tmp" python3 >/dev/null
+	rm -rf "$dir.tmp/partial" "$dir.tmp/lock" "$dir"
+	touch "$dir.tmp/.tlsdock-complete"
+	mv "$dir.tmp" "$dir"
+	echo "setup-host: python3 packages for the test hosts in $dir"
+	exec 9>&-
+}
+
 if [ -n "${TLSDOCK_E2E_ROOTFS:-}" ]; then
 	build_rootfs "${TLSDOCK_E2E_SUITE:-bookworm}" "$TLSDOCK_E2E_ROOTFS"
 else
@@ -80,7 +111,10 @@ else
 	fi
 	for suite in "$@"; do
 		case "$suite" in
-		bookworm) build_rootfs bookworm "$CACHE/rootfs" ;;
+		bookworm)
+			build_rootfs bookworm "$CACHE/rootfs"
+			python_debs "$CACHE/rootfs" "$CACHE/debs-python3-bookworm"
+			;;
 		*[!a-z]* | '')
 			echo "setup-host: suite '$suite': want a Debian code name such as bookworm, trixie or sid" >&2
 			exit 2
