@@ -28,13 +28,13 @@ type proxyRun struct {
 // holds the lock while it restarts tlsdock.service and waits for READY=1,
 // and the reconcile needs that lock. The agent's serve step then swaps sets
 // into the running proxy, and its lock waits are bounded by --timeout.
-func startProxy(ctx context.Context, env *Env, cfg agent.Config, logger *slog.Logger, o *agent.Options) (*proxyRun, error) {
+func startProxy(ctx context.Context, env *Env, cfg agent.Config, logger *slog.Logger, metrics *agent.Metrics, o *agent.Options) (*proxyRun, error) {
 	paths := agent.Paths{Root: env.Root}
 	var listen func() ([]net.Listener, error)
 	if os.Getenv("LISTEN_FDS") != "" {
 		listen = activatedListeners
 	}
-	d, err := agent.NewProxyDaemon(agent.ProxyDaemonOptions{Paths: paths, Config: cfg, Logger: logger, Listen: listen})
+	d, err := agent.NewProxyDaemon(agent.ProxyDaemonOptions{Paths: paths, Config: cfg, Logger: logger, Listen: listen, Metrics: metrics})
 	if err != nil {
 		return nil, err
 	}

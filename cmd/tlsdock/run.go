@@ -163,7 +163,7 @@ finish, gives attach and exec streams a grace and writes out the audit log.`,
 			var rotHup <-chan os.Signal = hup
 			var pd *proxyRun
 			if cfg.Mode == agent.ModeProxy {
-				if pd, err = startProxy(ctx, env, cfg.Config, logger, &o); err != nil {
+				if pd, err = startProxy(ctx, env, cfg.Config, logger, metrics, &o); err != nil {
 					return err
 				}
 				defer pd.shutdown()
