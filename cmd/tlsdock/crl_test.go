@@ -124,8 +124,8 @@ func TestPrintProxyStatusShowsCRLFetches(t *testing.T) {
 	}}, nil, now)
 	for _, want := range []string{
 		"  crl-url:   https://ca:9000/crl: fetched 42s ago (every 5m0s), number 7, next update 2026-12-06 13:00:00 UTC\n",
-		"  crl-url:   http://ca2/crl: fetched 20m0s ago (every 5m0s), number 3; last fetch 3s ago: fetch failed: dial tcp 10.0.0.9:80: connect: connection refused (4 failures since the start)\n",
-		"  crl-url:   http://ca3/crl: never fetched successfully (every 5m0s), NO CRL IN FORCE: every client is refused; last fetch 1s ago: fetch failed: HTTP 404 Not Found (1 failures since the start)\n",
+		"  crl-url:   http://ca2/crl: fetched 20m0s ago (every 5m0s), number 3; last fetch 3s ago: fetch failed: dial tcp 10.0.0.9:80: connect: connection refused (failures since the start: 4)\n",
+		"  crl-url:   http://ca3/crl: never fetched successfully (every 5m0s), NO CRL IN FORCE: every client is refused; last fetch 1s ago: fetch failed: HTTP 404 Not Found (failures since the start: 1)\n",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())

@@ -258,7 +258,7 @@ func crlFetchLine(f agent.CRLFetchStatus, now time.Time) string {
 		line += ", NO CRL IN FORCE: every client is refused"
 	}
 	if f.LastError != "" {
-		line += fmt.Sprintf("; last fetch %s ago: %s (%d failures since the start)", ago(now, f.LastAttempt), f.LastError, f.Failures)
+		line += fmt.Sprintf("; last fetch %s ago: %s (failures since the start: %d)", ago(now, f.LastAttempt), f.LastError, f.Failures)
 	}
 	return line
 }
