@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,9 +37,20 @@ const DefaultCRLFetchTimeout = 15 * time.Second
 // maxCRLRedirects bounds the redirects a fetch follows (same scheme only).
 const maxCRLRedirects = 3
 
-// checkCRLURL checks one --crl-url: an absolute http or https URL with a
-// host, and no credentials (they would end up in the unit file and logs).
+// CRLURLFromCDP is the --crl-url that stands for the CRL distribution
+// points (http and https) of the installed set's own certificates: the CA
+// bundle's, the intermediates' of the server chain and the server
+// certificate's (DistributionPointURLs). It is opt-in: a distribution
+// point that is down refuses every client, as any URL does.
+const CRLURLFromCDP = "cdp"
+
+// checkCRLURL checks one --crl-url: CRLURLFromCDP, or an absolute http or
+// https URL with a host, and no credentials (they would end up in the unit
+// file and logs).
 func checkCRLURL(v string) error {
+	if v == CRLURLFromCDP {
+		return nil
+	}
 	u, err := url.Parse(v)
 	switch {
 	case err != nil:
@@ -53,6 +65,56 @@ func checkCRLURL(v string) error {
 		return fmt.Errorf("%q has a fragment (#...): remove it", v)
 	}
 	return nil
+}
+
+// DistributionPointURLs are the http and https CRL distribution points of
+// set's own certificates, trusted material the host was given: the CA
+// bundle, the CA certificates among the server chain's intermediates, and
+// the server certificate (its distribution point names the CRL of the
+// intermediate that issues it, in most PKIs the one that issues the
+// clients). Never those of a certificate a client presents: any client
+// could make the host fetch a URL of its choosing.
+func DistributionPointURLs(set *certstore.Set) []string {
+	if set == nil {
+		return nil
+	}
+	certs := append([]*x509.Certificate{}, set.CAs...)
+	for _, c := range set.Intermediates {
+		if c.BasicConstraintsValid && c.IsCA {
+			certs = append(certs, c)
+		}
+	}
+	certs = append(certs, set.Cert)
+	var out []string
+	for _, c := range certs {
+		if c == nil {
+			continue
+		}
+		for _, u := range c.CRLDistributionPoints {
+			if checkCRLURL(u) == nil && u != CRLURLFromCDP && !slices.Contains(out, u) {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}
+
+// ExpandCRLURLs replaces CRLURLFromCDP in urls with set's distribution
+// points (DistributionPointURLs), each URL once; cdp reports whether it
+// was given.
+func ExpandCRLURLs(urls []string, set *certstore.Set) (out []string, cdp bool) {
+	for _, u := range urls {
+		add := []string{u}
+		if u == CRLURLFromCDP {
+			cdp, add = true, DistributionPointURLs(set)
+		}
+		for _, a := range add {
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out, cdp
 }
 
 // checkCRLRefresh checks --crl-refresh.
@@ -399,8 +461,9 @@ func (d *ProxyDaemon) status() ProxyDaemonStatus {
 // refused when no CRL of it was ever good (the proxy would refuse every
 // client); with a last good one, it is only a warning.
 func checkCRLURLs(ctx context.Context, p Paths, logger *slog.Logger, urls []string, set *certstore.Set, now time.Time) error {
-	if len(urls) == 0 {
-		return nil
+	urls, cdp := ExpandCRLURLs(urls, set)
+	if cdp && len(DistributionPointURLs(set)) == 0 {
+		return inputErr("--crl-url", "%s: no certificate of the CA bundle or of the server certificate file names an http or https CRL distribution point: give the URL of the CRL of the CA that issues the clients instead", CRLURLFromCDP)
 	}
 	issuers := proxy.CRLIssuers(set, now)
 	roots := crlFetchRoots(set.CAs)

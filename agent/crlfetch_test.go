@@ -420,3 +420,48 @@ func mustDER(t *testing.T, pemCRL []byte) []byte {
 	}
 	return b.Bytes
 }
+
+// TestCRLURLFromCDP: --crl-url cdp stands for the distribution points of
+// the set's own certificates (CA bundle, CA intermediates, server
+// certificate), http and https only, each once; provision fetches them
+// and refuses a set that names none.
+func TestCRLURLFromCDP(t *testing.T) {
+	p := certtest.New(t)
+	now := time.Now()
+	srv := newCRLServer(t, p, true)
+	srv.set(p.Inter.CRL(t, big.NewInt(1), now, now.Add(time.Hour)), 0, "")
+	withDP := func(c *x509.Certificate, dps ...string) *x509.Certificate {
+		cc := *c
+		cc.CRLDistributionPoints = dps
+		return &cc
+	}
+	set := &certstore.Set{
+		CAs:           []*x509.Certificate{withDP(p.Root.Cert, "ldap://ldap.example/cn=Root", "http://root.example/root.crl")},
+		Intermediates: []*x509.Certificate{withDP(p.Inter.Cert, "http://root.example/root.crl")},
+		Cert:          withDP(p.Inter.Cert, srv.URL+"/crl", "ftp://x/crl"),
+	}
+	set.Cert.IsCA = false // stands for the server certificate
+	if got := DistributionPointURLs(set); strings.Join(got, " ") != "http://root.example/root.crl "+srv.URL+"/crl" {
+		t.Fatalf("distribution points %q", got)
+	}
+	if got, cdp := ExpandCRLURLs([]string{srv.URL + "/crl", CRLURLFromCDP}, set); !cdp || strings.Join(got, " ") != srv.URL+"/crl http://root.example/root.crl" {
+		t.Fatalf("expanded %q %v", got, cdp)
+	}
+	logger := slog.New(slog.NewTextHandler(&lockedBuffer{}, nil))
+	// Only the server certificate's point: it serves the intermediate's CRL.
+	set.CAs[0], set.Intermediates[0] = p.Root.Cert, p.Inter.Cert
+	if err := checkCRLURLs(context.Background(), Paths{Root: t.TempDir()}, logger, []string{CRLURLFromCDP}, set, now); err != nil {
+		t.Fatalf("cdp: %v", err)
+	}
+	srv.set(certtest.NewCA(t, "Other CA", nil).CRL(t, big.NewInt(1), now, now.Add(time.Hour)), 0, "")
+	if err := checkCRLURLs(context.Background(), Paths{Root: t.TempDir()}, logger, []string{CRLURLFromCDP}, set, now); err == nil || !strings.Contains(err.Error(), srv.URL+"/crl") {
+		t.Fatalf("cdp serving a foreign CRL: %v", err)
+	}
+	set.Cert = p.Inter.Cert
+	if err := checkCRLURLs(context.Background(), Paths{Root: t.TempDir()}, logger, []string{CRLURLFromCDP}, set, now); err == nil || !strings.Contains(err.Error(), "--crl-url: cdp: no certificate") {
+		t.Fatalf("cdp without any distribution point: %v", err)
+	}
+	if _, _, err := MergeProvision(Settings{Root: t.TempDir(), Flags: Flags{"generate": {"true"}, "mode": {"proxy"}, "crl-url": {CRLURLFromCDP}}}); err != nil {
+		t.Fatalf("--crl-url cdp: %v", err)
+	}
+}

@@ -87,6 +87,11 @@ func NewProxyDaemon(o ProxyDaemonOptions) (*ProxyDaemon, error) {
 		d.crls = append(d.crls, &crlSource{key: c, file: c})
 	}
 	for _, u := range o.Config.CRLURLs {
+		if u == CRLURLFromCDP {
+			// The caller expands it (ExpandCRLURLs) with the installed set.
+			d.log.Warn("--crl-url cdp without an installed set to read the distribution points from: none is fetched")
+			continue
+		}
 		d.crls = append(d.crls, &crlSource{key: u, file: u, fetch: &urlFetch{url: u, kick: make(chan struct{}, 1)}})
 	}
 	d.fetchCtx, d.cancel = context.WithCancel(context.Background())
