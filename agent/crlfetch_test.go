@@ -465,3 +465,26 @@ func TestCRLURLFromCDP(t *testing.T) {
 		t.Fatalf("--crl-url cdp: %v", err)
 	}
 }
+
+// TestCRLURLHangupFetches: SIGHUP (Hangup) fetches at once, long before
+// the refresh.
+func TestCRLURLHangupFetches(t *testing.T) {
+	p := certtest.New(t)
+	alice, aliceLeaf := certtest.Client(t, p.Inter, "alice", nil)
+	now := time.Now()
+	srv := newCRLServer(t, p, false)
+	srv.set(p.Inter.CRL(t, big.NewInt(1), now, now.Add(time.Hour)), 0, "")
+	cd := startCRLDaemonWith(t, t.TempDir(), p, func(o *ProxyDaemonOptions) {
+		o.Config.CRLURLs = []string{srv.URL + "/crl"}
+		o.Config.CRLRefresh = time.Hour
+	})
+	if err := cd.ping(p, alice); err != nil {
+		t.Fatalf("alice before her revocation: %v", err)
+	}
+	srv.set(p.Inter.CRL(t, big.NewInt(2), now, now.Add(time.Hour), aliceLeaf.SerialNumber), 0, "")
+	cd.d.Hangup()
+	waitFor(t, "CRL number 2 after SIGHUP", func() bool { return cd.fetchStatus(t).Number == "2" })
+	if err := cd.ping(p, alice); err == nil {
+		t.Fatal("alice gets in after her revocation was fetched")
+	}
+}
