@@ -60,6 +60,10 @@ type Config struct {
 	// CRLs (proxy mode) are external CRL files; the local CA's CRL
 	// (LocalCRLPath) is loaded whenever it exists.
 	CRLs []string
+	// CRLURLs (proxy mode) are URLs (http or https) the proxy fetches a
+	// CRL from every CRLRefresh, keeping the last good one.
+	CRLURLs    []string
+	CRLRefresh time.Duration
 	// AuditLog (proxy mode) is the file of per-request audit records
 	// (DefaultAuditLog); "" keeps them in the journal. AuditLogMaxSize
 	// rotates it past that many bytes; 0 never (logrotate's job then).
@@ -104,6 +108,7 @@ func Defaults() Config {
 
 		AuditLog:        DefaultAuditLog,
 		AuditLogMaxSize: DefaultAuditLogMaxSize,
+		CRLRefresh:      DefaultCRLRefresh,
 	}
 }
 

@@ -51,15 +51,22 @@ type crlDaemon struct {
 
 func startCRLDaemon(t *testing.T, root string, p *certtest.PKI, crl string) *crlDaemon {
 	t.Helper()
+	return startCRLDaemonWith(t, root, p, func(o *ProxyDaemonOptions) { o.Config.CRLs = []string{crl} })
+}
+
+// startCRLDaemonWith starts a proxy daemon of p's PKI in root, its options
+// edited by edit (the CRL sources).
+func startCRLDaemonWith(t *testing.T, root string, p *certtest.PKI, edit func(*ProxyDaemonOptions)) *crlDaemon {
+	t.Helper()
 	certPEM, keyPEM := p.Server(t)
 	set, err := certstore.ParseSet(p.Root.PEM, certPEM, keyPEM, certstore.SetNames{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := Defaults()
-	cfg.Mode, cfg.CRLs = ModeProxy, []string{crl}
+	cfg.Mode = ModeProxy
 	cd := &crlDaemon{logs: &lockedBuffer{}}
-	cd.d, err = NewProxyDaemon(ProxyDaemonOptions{
+	o := ProxyDaemonOptions{
 		Paths: Paths{Root: root}, Config: cfg,
 		Logger: slog.New(slog.NewTextHandler(cd.logs, nil)),
 		Proxy:  proxy.Options{Socket: fakeDockerd(t)},
@@ -71,7 +78,9 @@ func startCRLDaemon(t *testing.T, root string, p *certtest.PKI, crl string) *crl
 			cd.addr = l.Addr().String()
 			return []net.Listener{l}, nil
 		},
-	})
+	}
+	edit(&o)
+	cd.d, err = NewProxyDaemon(o)
 	if err != nil {
 		t.Fatal(err)
 	}

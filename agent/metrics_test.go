@@ -267,3 +267,42 @@ func TestProcessMetricsOddCommandName(t *testing.T) {
 		t.Errorf("no btime: err = %v", err)
 	}
 }
+
+// TestMetricsCRLFetches: the families of --crl-url appear only with a URL,
+// ages count from the last success (+Inf before it), and a URL's quote and
+// backslash are escaped so that Prometheus reads the label back.
+func TestMetricsCRLFetches(t *testing.T) {
+	m := NewMetrics()
+	if mfs := scrape(t, m); mfs["tlsdock_crl_fetch_age_seconds"] != nil {
+		t.Fatal("CRL fetch families without any URL")
+	}
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	m.now = func() time.Time { return now }
+	odd := `http://ca/crl?a="b"\c`
+	m.crlNextUpdate(odd, time.Time{})
+	m.crlFetchFailed(odd)
+	m.crlFetchSucceeded("https://ca:9000/crl", now.Add(-90*time.Second))
+	m.crlNextUpdate("https://ca:9000/crl", now.Add(time.Hour))
+	mfs := scrape(t, m)
+	values := func(name string) map[string]float64 {
+		out := map[string]float64{}
+		for _, mt := range mfs[name].GetMetric() {
+			v := mt.GetGauge().GetValue()
+			if mt.GetCounter() != nil {
+				v = mt.GetCounter().GetValue()
+			}
+			out[mt.GetLabel()[0].GetValue()] = v
+		}
+		return out
+	}
+	age := values("tlsdock_crl_fetch_age_seconds")
+	if age["https://ca:9000/crl"] != 90 || !math.IsInf(age[odd], 1) || len(age) != 2 {
+		t.Fatalf("ages %v", age)
+	}
+	if f := values("tlsdock_crl_fetch_failures_total"); f[odd] != 1 || f["https://ca:9000/crl"] != 0 {
+		t.Fatalf("failures %v", f)
+	}
+	if n := values("tlsdock_crl_next_update_timestamp_seconds"); n["https://ca:9000/crl"] != float64(now.Add(time.Hour).Unix()) || n[odd] != 0 {
+		t.Fatalf("next updates %v", n)
+	}
+}

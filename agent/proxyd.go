@@ -38,25 +38,33 @@ type ProxyDaemonOptions struct {
 	// ReloadDelay coalesces a burst of changes to the CRL and policy files;
 	// default 100ms.
 	ReloadDelay time.Duration
+	// Metrics, when set, get the CRL fetches (--crl-url).
+	Metrics *Metrics
+	// CRLFetchTimeout bounds one fetch of a --crl-url; default
+	// DefaultCRLFetchTimeout.
+	CRLFetchTimeout time.Duration
 }
 
 // ProxyDaemon runs a proxy.Server for `tlsdock run --mode proxy`: it opens
 // the listeners once the first set is served (Reload), keeps the policy and
 // the CRLs (the external ones and the local CA's) current by watching their
-// files, and answers `tlsdock status` on ProxyStatusSocket.
+// files and fetching each --crl-url every --crl-refresh, and answers
+// `tlsdock status` on ProxyStatusSocket.
 type ProxyDaemon struct {
 	o   ProxyDaemonOptions
 	log *slog.Logger
 
 	mu       sync.Mutex
 	srv      *proxy.Server
-	crls     []*crlSource          // the configured CRLs, then the local CA's
+	crls     []*crlSource          // the configured CRL files, then the URLs, then the local CA's; fixed once built
 	newest   map[string]*proxy.CRL // the newest CRL of each issuer in force (IssuerID); also in CRLStateDir
 	policy   *proxy.Policy
 	audit    *proxy.AuditLog // nil: audit records go to the journal
 	watch    *fsnotify.Watcher
 	statusL  net.Listener
 	done     chan struct{}
+	fetchCtx context.Context // the CRL fetches; cancelled by Shutdown
+	cancel   context.CancelFunc
 	serveErr chan error
 	wg       sync.WaitGroup
 }
@@ -78,6 +86,15 @@ func NewProxyDaemon(o ProxyDaemonOptions) (*ProxyDaemon, error) {
 	for _, c := range o.Config.CRLs {
 		d.crls = append(d.crls, &crlSource{key: c, file: c})
 	}
+	for _, u := range o.Config.CRLURLs {
+		if u == CRLURLFromCDP {
+			// The caller expands it (ExpandCRLURLs) with the installed set.
+			d.log.Warn("--crl-url cdp without an installed set to read the distribution points from: none is fetched")
+			continue
+		}
+		d.crls = append(d.crls, &crlSource{key: u, file: u, fetch: &urlFetch{url: u, kick: make(chan struct{}, 1)}})
+	}
+	d.fetchCtx, d.cancel = context.WithCancel(context.Background())
 	d.crls = append(d.crls, &crlSource{key: LocalCRLPath, file: d.localCRL(), local: true})
 	if o.Listen == nil {
 		d.o.Listen = d.listenHosts
@@ -190,6 +207,12 @@ func (d *ProxyDaemon) Serving() bool {
 // CRLs are checked again against the new client CAs. It is
 // what the agent's serve step calls (Options.Proxy).
 func (d *ProxyDaemon) Reload(set *certstore.Set) error {
+	first := !d.Serving()
+	if first && len(d.urlSources()) > 0 {
+		// Before anything listens: the first client is decided by
+		// the CRLs the URLs serve now, not by an older saved copy.
+		d.fetchAll(crlFetchRoots(set.CAs))
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.srv != nil {
@@ -213,6 +236,10 @@ func (d *ProxyDaemon) Reload(set *certstore.Set) error {
 	}
 	d.srv = srv
 	d.loadCRLsLocked()
+	for _, s := range d.urlSources() {
+		d.wg.Add(1)
+		go d.fetchLoop(s)
+	}
 	for _, l := range ls {
 		d.wg.Add(1)
 		go func(l net.Listener) {
@@ -246,7 +273,7 @@ func (d *ProxyDaemon) startStatus() {
 	}
 	_ = os.Chmod(sock, 0o600)
 	d.statusL = l
-	srv := &http.Server{Handler: proxyStatusHandler(d.srv.Status), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: proxyStatusHandler(d.status), ReadHeaderTimeout: 5 * time.Second}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -259,14 +286,31 @@ func (d *ProxyDaemon) startStatus() {
 // or missing CRL file still enforces it.
 const CRLStateDir = StateDir + "/crl"
 
-// crlSource is one CRL file and what it put in force.
+// crlSource is one CRL file or URL and what it put in force.
 type crlSource struct {
-	key   string // the host path as configured: names the persisted copy
-	file  string // where it is read
+	key   string // the host path or URL as configured: names the persisted copy
+	file  string // where it is read, or the URL
 	local bool   // the local CA's CRL: applies only when it exists and the local CA issues the clients
+	fetch *urlFetch
 	good  *proxy.CRL
 	// problem is the last refusal ("" none), logged once per change.
 	problem string
+}
+
+// state is where the source's last good CRL is kept.
+func (src *crlSource) state(p Paths) string {
+	if src.fetch != nil {
+		return CRLURLStatePath(p, src.key)
+	}
+	return CRLStatePath(p, src.key)
+}
+
+// read is the source's CRL now: its file, or the last answer of its URL.
+func (src *crlSource) read(issuers []*x509.Certificate) (*proxy.CRL, error) {
+	if src.fetch != nil {
+		return src.fetch.read(issuers)
+	}
+	return proxy.LoadCRL(src.file, issuers)
 }
 
 func (d *ProxyDaemon) now() time.Time {
@@ -318,6 +362,9 @@ func (d *ProxyDaemon) loadCRLsLocked() {
 			}
 		}
 		src.problem = problem
+		if src.fetch != nil {
+			d.noteFetched(src, problem)
+		}
 		if src.good != nil {
 			rev.CRLs = append(rev.CRLs, src.good)
 		}
@@ -329,7 +376,7 @@ func (d *ProxyDaemon) loadCRLsLocked() {
 // returns why the file was refused ("" when it was not, or when a local
 // CRL does not apply).
 func (d *ProxyDaemon) loadSource(src *crlSource, issuers []*x509.Certificate, now time.Time) string {
-	state := CRLStatePath(d.o.Paths, src.key)
+	state := src.state(d.o.Paths)
 	if src.good != nil {
 		// The client CAs may have changed: re-check the CRL in force.
 		if c, err := proxy.ParseCRL(src.good.Raw, src.file, issuers); err != nil {
@@ -348,13 +395,16 @@ func (d *ProxyDaemon) loadSource(src *crlSource, issuers []*x509.Certificate, no
 					c = f
 				}
 				src.good = c
+				if fi, err := os.Stat(state); err == nil && src.fetch != nil && src.fetch.lastSuccess.IsZero() {
+					src.fetch.lastSuccess = fi.ModTime()
+				}
 				d.log.Info("loaded the last good CRL", "crl", src.file, "crl_number", c.Number, "state", state)
 			} else if !errors.Is(err, proxy.ErrUnknownIssuer) {
 				d.log.Warn("the persisted last good CRL does not load", "crl", src.file, "state", state, "err", err)
 			}
 		}
 	}
-	c, err := proxy.LoadCRL(src.file, issuers)
+	c, err := src.read(issuers)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		if src.local && src.good == nil {
@@ -526,10 +576,12 @@ func (d *ProxyDaemon) watchLoop() {
 	}
 }
 
-// Hangup re-reads the policy and CRL files and reopens the audit log
-// (SIGHUP, as logrotate sends after moving it away).
+// Hangup re-reads the policy and CRL files, fetches each --crl-url again
+// and reopens the audit log (SIGHUP, as logrotate sends after moving it
+// away).
 func (d *ProxyDaemon) Hangup() {
 	d.reloadFiles()
+	d.kickFetches()
 	if d.audit != nil {
 		if err := d.audit.Reopen(); err != nil {
 			d.log.Error("reopening the audit log; records go to the journal until it opens", "audit_log", d.audit.Path(), "err", err)
@@ -541,6 +593,7 @@ func (d *ProxyDaemon) Hangup() {
 // streams get their grace) and stops watching.
 func (d *ProxyDaemon) Shutdown(ctx context.Context) error {
 	close(d.done)
+	d.cancel()
 	d.watch.Close()
 	d.mu.Lock()
 	srv, sl := d.srv, d.statusL

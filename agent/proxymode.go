@@ -18,7 +18,6 @@ import (
 	"github.com/coreos/go-systemd/v22/unit"
 
 	"github.com/tlsdock/tlsdock/daemonjson"
-	"github.com/tlsdock/tlsdock/proxy"
 	"github.com/tlsdock/tlsdock/systemd"
 )
 
@@ -60,6 +59,9 @@ func (c Config) validateProxy() error {
 	if c.AuditLogMaxSize < 0 {
 		return inputErr("--audit-log-max-size", "must not be negative, got %d (0: never rotate)", c.AuditLogMaxSize)
 	}
+	if err := c.validateCRLURLs(); err != nil {
+		return err
+	}
 	if c.Mode == ModeProxy {
 		return nil
 	}
@@ -68,6 +70,9 @@ func (c Config) validateProxy() error {
 	}
 	if len(c.CRLs) > 0 {
 		return inputErr("--crl", "a CRL applies only in proxy mode (dockerd cannot check revocation): add --mode proxy, or remove crl %s", strings.Join(c.CRLs, ", "))
+	}
+	if len(c.CRLURLs) > 0 {
+		return inputErr("--crl-url", "a CRL applies only in proxy mode (dockerd cannot check revocation): add --mode proxy, or remove crl-url %s", strings.Join(c.CRLURLs, ", "))
 	}
 	return nil
 }
@@ -341,6 +346,12 @@ func ProxyArgs(cfg Config) []string {
 	for _, c := range cfg.CRLs {
 		args = append(args, "--crl", abs(c))
 	}
+	for _, u := range cfg.CRLURLs {
+		args = append(args, "--crl-url", u)
+	}
+	if cfg.crlRefresh() != DefaultCRLRefresh {
+		args = append(args, "--crl-refresh", cfg.CRLRefresh.String())
+	}
 	if cfg.AuditLog != DefaultAuditLog {
 		args = append(args, "--audit-log="+cfg.AuditLog)
 	}
@@ -374,7 +385,7 @@ func (a *Agent) InstalledMode() Mode {
 
 // ProxyStatus asks the running proxy daemon for its status over
 // ProxyStatusSocket.
-func (a *Agent) ProxyStatus(ctx context.Context) (*proxy.Status, error) {
+func (a *Agent) ProxyStatus(ctx context.Context) (*ProxyDaemonStatus, error) {
 	sock := a.o.Paths.Abs(ProxyStatusSocket)
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -394,7 +405,7 @@ func (a *Agent) ProxyStatus(ctx context.Context) (*proxy.Status, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("the proxy's status: HTTP %d", resp.StatusCode)
 	}
-	var st proxy.Status
+	var st ProxyDaemonStatus
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
 		return nil, fmt.Errorf("the proxy's status: %w", err)
 	}
@@ -402,7 +413,7 @@ func (a *Agent) ProxyStatus(ctx context.Context) (*proxy.Status, error) {
 }
 
 // proxyStatusHandler serves GET /status for ProxyStatus.
-func proxyStatusHandler(status func() proxy.Status) http.Handler {
+func proxyStatusHandler(status func() ProxyDaemonStatus) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/status" || r.Method != http.MethodGet {
 			http.NotFound(w, r)

@@ -191,6 +191,15 @@ func (s proxyUnitServer) plan(p *Plan, h *hostConfig) error {
 	if err := s.a.planProxy(p, h); err != nil {
 		return err
 	}
+	// Only a provision from the CLI fetches: the running proxy fetches on
+	// its own schedule (fetchLoop).
+	ctx := h.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := checkCRLURLs(ctx, s.a.o.Paths, s.a.o.Logger, h.cfg.CRLURLs, p.Set, s.a.o.Now()); err != nil {
+		return err
+	}
 	return s.a.planProxyUnit(p, h.cfg)
 }
 

@@ -27,7 +27,7 @@ var settingKeys = []struct {
 	{"debounce", false}, {"max-wait", false}, {"min-restart-interval", false},
 	{"renew-before", false}, {"metrics-listen", false},
 	// proxy mode
-	{"policy", false}, {"crl", true}, {"audit-log", false}, {"audit-log-max-size", false},
+	{"policy", false}, {"crl", true}, {"crl-url", true}, {"crl-refresh", false}, {"audit-log", false}, {"audit-log-max-size", false},
 }
 
 // IsSetting reports whether name is a key of the config file (and so a
@@ -61,7 +61,7 @@ type FileSettings map[string][]FileValue
 
 // ParseConfigFile reads the config file format: one "key = value" per line,
 // '#' starts a comment, keys are the long flag names, and a repeatable key
-// ("host", "san", "crl") may appear on several lines. name is the file's
+// ("host", "san", "crl", "crl-url") may appear on several lines. name is the file's
 // path, as errors and FileValue name it.
 func ParseConfigFile(name string, data []byte) (FileSettings, error) {
 	fs := FileSettings{}
@@ -353,6 +353,11 @@ func merge(s Settings, run bool) (RunConfig, []Setting, error) {
 	m.str("metrics-listen", &rc.MetricsListen)
 	m.str("policy", &rc.Policy)
 	m.list("crl", &rc.CRLs, nil)
+	m.list("crl-url", &rc.CRLURLs, checkCRLURL)
+	m.duration("crl-refresh", &rc.CRLRefresh)
+	if _, set := m.origins["crl-refresh"]; set && m.err == nil {
+		m.err = m.locateOrigin(checkCRLRefresh(rc.CRLRefresh))
+	}
 	m.str("audit-log", &rc.AuditLog)
 	m.last("audit-log-max-size", func(v string) error {
 		n, err := ParseSize("--audit-log-max-size", v)
@@ -471,6 +476,8 @@ func (rc RunConfig) values(key string) []string {
 		return rc.SANs
 	case "crl":
 		return rc.CRLs
+	case "crl-url":
+		return rc.CRLURLs
 	}
 	var v string
 	switch key {
@@ -510,6 +517,8 @@ func (rc RunConfig) values(key string) []string {
 		v = rc.MetricsListen
 	case "policy":
 		v = rc.Policy
+	case "crl-refresh":
+		v = rc.CRLRefresh.String()
 	case "audit-log":
 		v = rc.AuditLog
 	case "audit-log-max-size":

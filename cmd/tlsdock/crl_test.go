@@ -95,17 +95,37 @@ func TestProvisionTakesAnIntermediateCRL(t *testing.T) {
 
 func TestPrintProxyStatusShowsRefusedCRLs(t *testing.T) {
 	var b strings.Builder
-	printProxyStatus(&b, &proxy.Status{
+	printProxyStatus(&b, &agent.ProxyDaemonStatus{Status: proxy.Status{
 		CRLs: []proxy.CRLStatus{{Source: "/etc/tlsdock/crl.pem", Issuer: "CN=Intermediate", Number: "5", Revoked: 2}},
 		CRLProblems: []proxy.CRLProblem{
 			{Source: "/etc/tlsdock/crl.pem", Reason: "older than the CRL in force (number 3 < 5)", Keeping: "number 5"},
 			{Source: "/etc/pki/other.crl", Reason: "missing: the file does not exist"},
 		},
-	}, nil)
+	}}, nil, time.Now())
 	for _, want := range []string{
 		"  crl:       /etc/tlsdock/crl.pem number 5 by CN=Intermediate, 2 revoked\n",
 		"  crl:       /etc/tlsdock/crl.pem: rejected: older than the CRL in force (number 3 < 5); keeping number 5\n",
 		"  crl:       /etc/pki/other.crl: rejected: missing: the file does not exist; no good CRL was ever loaded from it: EVERY CLIENT IS REFUSED until one loads\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestPrintProxyStatusShowsCRLFetches(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	var b strings.Builder
+	printProxyStatus(&b, &agent.ProxyDaemonStatus{CRLFetches: []agent.CRLFetchStatus{
+		{URL: "https://ca:9000/crl", LastSuccess: now.Add(-42 * time.Second), LastAttempt: now.Add(-42 * time.Second), InForce: true, Number: "7", NextUpdate: now.Add(time.Hour), Refresh: "5m0s"},
+		{URL: "http://ca2/crl", LastSuccess: now.Add(-20 * time.Minute), LastAttempt: now.Add(-3 * time.Second), InForce: true, Number: "3", Refresh: "5m0s",
+			LastError: "fetch failed: dial tcp 10.0.0.9:80: connect: connection refused", Failures: 4},
+		{URL: "http://ca3/crl", LastAttempt: now.Add(-time.Second), Refresh: "5m0s", LastError: "fetch failed: HTTP 404 Not Found", Failures: 1},
+	}}, nil, now)
+	for _, want := range []string{
+		"  crl-url:   https://ca:9000/crl: fetched 42s ago (every 5m0s), number 7, next update 2026-12-06 13:00:00 UTC\n",
+		"  crl-url:   http://ca2/crl: fetched 20m0s ago (every 5m0s), number 3; last fetch 3s ago: fetch failed: dial tcp 10.0.0.9:80: connect: connection refused (failures since the start: 4)\n",
+		"  crl-url:   http://ca3/crl: never fetched successfully (every 5m0s), NO CRL IN FORCE: every client is refused; last fetch 1s ago: fetch failed: HTTP 404 Not Found (failures since the start: 1)\n",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())

@@ -35,6 +35,8 @@ func (f *settingsFlags) register(fs *pflag.FlagSet) {
 	fs.String("policy", "", "proxy mode: policy file (JSON, see README) deciding each client's requests; default: group read-only may GET and HEAD, others have full access")
 	fs.String("allow-source-owner", "", "with --certs: let this one account (USER or USER:GROUP, a PKI agent's service user) own and write the source; otherwise only root may be able to change it. Whoever controls that account controls dockerd: tlsdock warns on every run")
 	fs.StringArray("crl", nil, "proxy mode: external CRL file (PEM or DER) to enforce (repeatable); the local CA's "+agent.LocalCRLPath+" is enforced whenever it exists")
+	fs.StringArray("crl-url", nil, "proxy mode: fetch a CRL from this http or https URL every --crl-refresh (repeatable), such as step-ca's https://CA:PORT/crl; trusted over https: the system's roots and ca.pem. It must verify like a --crl; the last good one is kept (also across restarts) when a fetch fails or brings an older or foreign-signed CRL. \"cdp\": the http and https CRL distribution points of the installed CA bundle, intermediates and server certificate (never a client's)")
+	fs.Duration("crl-refresh", d.CRLRefresh, "proxy mode: how often each --crl-url is fetched (10s to 24h); SIGHUP fetches at once")
 	fs.String("audit-log", d.AuditLog, "proxy mode: file of per-request audit records (JSON lines, 0600; reopened on SIGHUP); the journal keeps denials and events. \"\": every record to the journal")
 	fs.String("audit-log-max-size", agent.FormatSize(d.AuditLogMaxSize), "proxy mode: rotate the audit log past this size (K, M or G suffix) to .1, keeping 3 old files; 0: never (leave it to logrotate)")
 }

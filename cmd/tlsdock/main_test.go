@@ -83,7 +83,7 @@ func TestConfigFileUnderFlags(t *testing.T) {
 	want := agent.Config{
 		Mode: agent.ModeDropIn, Generate: true, KeyType: certstore.ECDSAP256, // the flag wins
 		Hosts: []string{"tcp://0.0.0.0:2376", "tcp://[::]:2377"}, LiveRestore: false, Timeout: 30 * time.Second,
-		AuditLog: agent.DefaultAuditLog, AuditLogMaxSize: agent.DefaultAuditLogMaxSize,
+		AuditLog: agent.DefaultAuditLog, AuditLogMaxSize: agent.DefaultAuditLogMaxSize, CRLRefresh: agent.DefaultCRLRefresh,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("config = %+v\nwant %+v", cfg, want)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
@@ -28,13 +29,27 @@ type proxyRun struct {
 // holds the lock while it restarts tlsdock.service and waits for READY=1,
 // and the reconcile needs that lock. The agent's serve step then swaps sets
 // into the running proxy, and its lock waits are bounded by --timeout.
-func startProxy(ctx context.Context, env *Env, cfg agent.Config, logger *slog.Logger, o *agent.Options) (*proxyRun, error) {
+func startProxy(ctx context.Context, env *Env, cfg agent.Config, logger *slog.Logger, metrics *agent.Metrics, o *agent.Options) (*proxyRun, error) {
 	paths := agent.Paths{Root: env.Root}
 	var listen func() ([]net.Listener, error)
 	if os.Getenv("LISTEN_FDS") != "" {
 		listen = activatedListeners
 	}
-	d, err := agent.NewProxyDaemon(agent.ProxyDaemonOptions{Paths: paths, Config: cfg, Logger: logger, Listen: listen})
+	set, err := certstore.Store{Dir: paths.SSL()}.Load()
+	if err != nil {
+		logger.Warn("the installed set does not load; the proxy starts with the first valid set", "dir", agent.SSLDir, "err", err)
+	}
+	// --crl-url cdp: the distribution points of the installed set, read
+	// once at the start.
+	var cdp bool
+	if cfg.CRLURLs, cdp = agent.ExpandCRLURLs(cfg.CRLURLs, set); cdp {
+		if dps := agent.DistributionPointURLs(set); len(dps) > 0 {
+			logger.Info("fetching the CRL distribution points of the installed set", "crl_urls", strings.Join(dps, " "))
+		} else {
+			logger.Warn("--crl-url cdp: the installed set names no http or https CRL distribution point; none is fetched until tlsdock restarts with a set that does", "dir", agent.SSLDir)
+		}
+	}
+	d, err := agent.NewProxyDaemon(agent.ProxyDaemonOptions{Paths: paths, Config: cfg, Logger: logger, Listen: listen, Metrics: metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -48,10 +63,6 @@ func startProxy(ctx context.Context, env *Env, cfg agent.Config, logger *slog.Lo
 		case <-pr.ctx.Done():
 		}
 	}()
-	set, err := certstore.Store{Dir: paths.SSL()}.Load()
-	if err != nil {
-		logger.Warn("the installed set does not load; the proxy starts with the first valid set", "dir", agent.SSLDir, "err", err)
-	}
 	if set != nil {
 		if err := d.Reload(set); err != nil {
 			pr.shutdown()

@@ -103,7 +103,9 @@ proxy: it listens on each --host (or on systemd's sockets when
 socket-activated) with the installed set and sends READY=1 first, then
 swaps new sets in without restarting dockerd (--min-restart-interval
 defaults to 0). It enforces --policy and the CRLs (--crl, and the local CA's
-` + agent.LocalCRLPath + `), reloading them within a second of a change.
+` + agent.LocalCRLPath + `), reloading them within a second of a change,
+and fetches each --crl-url every --crl-refresh (and on SIGHUP), keeping
+the last good CRL when a fetch fails.
 Every request's audit record goes to --audit-log (default
 ` + agent.DefaultAuditLog + `, JSON lines, rotated past
 --audit-log-max-size); the journal keeps denials, errors and events.
@@ -164,7 +166,7 @@ finish, gives attach and exec streams a grace and writes out the audit log.`,
 			var rotHup <-chan os.Signal = hup
 			var pd *proxyRun
 			if cfg.Mode == agent.ModeProxy {
-				if pd, err = startProxy(ctx, env, cfg.Config, logger, &o); err != nil {
+				if pd, err = startProxy(ctx, env, cfg.Config, logger, metrics, &o); err != nil {
 					return err
 				}
 				defer pd.shutdown()

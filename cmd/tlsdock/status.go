@@ -46,7 +46,7 @@ issuer renews at two thirds (step ca renew, cert-manager) never is.`,
 			if err != nil {
 				return err
 			}
-			var ps *proxy.Status
+			var ps *agent.ProxyDaemonStatus
 			var perr error
 			if s.Mode == agent.ModeProxy {
 				ps, perr = a.ProxyStatus(cmd.Context())
@@ -56,9 +56,9 @@ issuer renews at two thirds (step ca renew, cert-manager) never is.`,
 				enc.SetIndent("", "  ")
 				out := struct {
 					*agent.Status
-					DaemonSource string        `json:"daemon_source,omitempty"`
-					Proxy        *proxy.Status `json:"proxy,omitempty"`
-					ProxyError   string        `json:"proxy_error,omitempty"`
+					DaemonSource string                   `json:"daemon_source,omitempty"`
+					Proxy        *agent.ProxyDaemonStatus `json:"proxy,omitempty"`
+					ProxyError   string                   `json:"proxy_error,omitempty"`
 				}{Status: s, DaemonSource: daemonSource(env.Root, s.Mode), Proxy: ps}
 				if perr != nil {
 					out.ProxyError = perr.Error()
@@ -114,7 +114,7 @@ issuer renews at two thirds (step ca renew, cert-manager) never is.`,
 				fmt.Fprintf(w, "attention:   %s\n", a)
 			}
 			if s.Mode == agent.ModeProxy {
-				printProxyStatus(w, ps, perr)
+				printProxyStatus(w, ps, perr, time.Now())
 			}
 			return nil
 		},
@@ -195,8 +195,9 @@ func orDash(s string) string {
 	return s
 }
 
-// printProxyStatus shows what the running proxy serves and has seen.
-func printProxyStatus(w io.Writer, ps *proxy.Status, err error) {
+// printProxyStatus shows what the running proxy serves and has seen, at
+// now.
+func printProxyStatus(w io.Writer, ps *agent.ProxyDaemonStatus, err error, now time.Time) {
 	if err != nil {
 		fmt.Fprintf(w, "proxy:       NOT ANSWERING: %v\n", err)
 		return
@@ -230,9 +231,41 @@ func printProxyStatus(w io.Writer, ps *proxy.Status, err error) {
 	for _, p := range ps.CRLProblems {
 		fmt.Fprintf(w, "  crl:       %s\n", crlProblemLine(p))
 	}
+	for _, f := range ps.CRLFetches {
+		fmt.Fprintf(w, "  crl-url:   %s\n", crlFetchLine(f, now))
+	}
 	for _, r := range ps.Revoked {
 		fmt.Fprintf(w, "  revoked:   serial %s at %s\n", r.Serial, r.RevokedAt.UTC().Format(time.DateTime))
 	}
+}
+
+// crlFetchLine says how fresh the CRL of a --crl-url is and why its last
+// fetch failed.
+func crlFetchLine(f agent.CRLFetchStatus, now time.Time) string {
+	line := f.URL + ": "
+	if f.LastSuccess.IsZero() {
+		line += "never fetched successfully"
+	} else {
+		line += "fetched " + ago(now, f.LastSuccess) + " ago"
+	}
+	line += " (every " + f.Refresh + ")"
+	if f.InForce {
+		line += ", number " + orDash(f.Number)
+		if !f.NextUpdate.IsZero() {
+			line += ", next update " + f.NextUpdate.UTC().Format(time.DateTime) + " UTC"
+		}
+	} else {
+		line += ", NO CRL IN FORCE: every client is refused"
+	}
+	if f.LastError != "" {
+		line += fmt.Sprintf("; last fetch %s ago: %s (failures since the start: %d)", ago(now, f.LastAttempt), f.LastError, f.Failures)
+	}
+	return line
+}
+
+// ago is how long before now t was, to the second.
+func ago(now, t time.Time) string {
+	return max(0, now.Sub(t)).Round(time.Second).String()
 }
 
 // crlProblemLine says what happened to a refused CRL and what is in force.

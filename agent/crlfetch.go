@@ -1,0 +1,494 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tlsdock/tlsdock/certstore"
+	"github.com/tlsdock/tlsdock/proxy"
+)
+
+// The bounds of --crl-refresh, and its default.
+const (
+	DefaultCRLRefresh = 5 * time.Minute
+	MinCRLRefresh     = 10 * time.Second
+	MaxCRLRefresh     = 24 * time.Hour
+)
+
+// DefaultCRLFetchTimeout bounds one fetch of a --crl-url, connection, TLS
+// handshake and body included: a server that stalls is a failed fetch.
+const DefaultCRLFetchTimeout = 15 * time.Second
+
+// maxCRLRedirects bounds the redirects a fetch follows (same scheme only).
+const maxCRLRedirects = 3
+
+// CRLURLFromCDP is the --crl-url that stands for the CRL distribution
+// points (http and https) of the installed set's own certificates: the CA
+// bundle's, the intermediates' of the server chain and the server
+// certificate's (DistributionPointURLs). It is opt-in: a distribution
+// point that is down refuses every client, as any URL does.
+const CRLURLFromCDP = "cdp"
+
+// checkCRLURL checks one --crl-url: CRLURLFromCDP, or an absolute http or
+// https URL with a host, and no credentials (they would end up in the unit
+// file and logs).
+func checkCRLURL(v string) error {
+	if v == CRLURLFromCDP {
+		return nil
+	}
+	u, err := url.Parse(v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not a URL (%v): give one such as https://ca.example:9000/crl", v, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q: the scheme must be http or https (step-ca: https://CA:PORT/crl)", v)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("%q has no host: give one such as https://ca.example:9000/crl", v)
+	case u.User != nil:
+		return fmt.Errorf("%q carries credentials: they would be written into the unit and the logs; serve the CRL without them (it is public and signed)", v)
+	case u.Fragment != "":
+		return fmt.Errorf("%q has a fragment (#...): remove it", v)
+	}
+	return nil
+}
+
+// DistributionPointURLs are the http and https CRL distribution points of
+// set's own certificates, trusted material the host was given: the CA
+// bundle, the CA certificates among the server chain's intermediates, and
+// the server certificate (its distribution point names the CRL of the
+// intermediate that issues it, in most PKIs the one that issues the
+// clients). Never those of a certificate a client presents: any client
+// could make the host fetch a URL of its choosing.
+func DistributionPointURLs(set *certstore.Set) []string {
+	if set == nil {
+		return nil
+	}
+	certs := append([]*x509.Certificate{}, set.CAs...)
+	for _, c := range set.Intermediates {
+		if c.BasicConstraintsValid && c.IsCA {
+			certs = append(certs, c)
+		}
+	}
+	certs = append(certs, set.Cert)
+	var out []string
+	for _, c := range certs {
+		if c == nil {
+			continue
+		}
+		for _, u := range c.CRLDistributionPoints {
+			if checkCRLURL(u) == nil && u != CRLURLFromCDP && !slices.Contains(out, u) {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}
+
+// ExpandCRLURLs replaces CRLURLFromCDP in urls with set's distribution
+// points (DistributionPointURLs), each URL once; cdp reports whether it
+// was given.
+func ExpandCRLURLs(urls []string, set *certstore.Set) (out []string, cdp bool) {
+	for _, u := range urls {
+		add := []string{u}
+		if u == CRLURLFromCDP {
+			cdp, add = true, DistributionPointURLs(set)
+		}
+		for _, a := range add {
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out, cdp
+}
+
+// checkCRLRefresh checks --crl-refresh.
+func checkCRLRefresh(d time.Duration) error {
+	if d < MinCRLRefresh || d > MaxCRLRefresh {
+		return inputErr("--crl-refresh", "%v is out of bounds: give %v to %v (default %v); each --crl-url is fetched that often", d, MinCRLRefresh, MaxCRLRefresh, DefaultCRLRefresh)
+	}
+	return nil
+}
+
+// validateCRLURLs checks the URL settings (proxy mode or not: see
+// validateProxy).
+func (c Config) validateCRLURLs() error {
+	seen := map[string]bool{}
+	for _, u := range c.CRLURLs {
+		if err := checkCRLURL(u); err != nil {
+			return &InputError{Field: "--crl-url", Err: err}
+		}
+		if seen[u] {
+			return inputErr("--crl-url", "%s is given twice: keep one", u)
+		}
+		seen[u] = true
+	}
+	if c.CRLRefresh == 0 { // not set: DefaultCRLRefresh
+		return nil
+	}
+	return checkCRLRefresh(c.CRLRefresh)
+}
+
+// crlRefresh is how often each URL is fetched.
+func (c Config) crlRefresh() time.Duration {
+	if c.CRLRefresh <= 0 {
+		return DefaultCRLRefresh
+	}
+	return c.CRLRefresh
+}
+
+// CRLURLStatePath is where the last good CRL fetched from rawURL is kept
+// (DER, 0600). Its modification time is the last successful fetch.
+func CRLURLStatePath(p Paths, rawURL string) string {
+	sum := sha256.Sum256([]byte(rawURL))
+	return filepath.Join(p.Abs(CRLStateDir), "url-"+hex.EncodeToString(sum[:16])+".der")
+}
+
+// crlFetchRoots is the trust of a fetch over https: the system's roots and
+// the client CAs (step-ca serves its CRL over TLS from its own root).
+func crlFetchRoots(clientCAs []*x509.Certificate) *x509.CertPool {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	for _, c := range clientCAs {
+		pool.AddCert(c)
+	}
+	return pool
+}
+
+// fetchCRL GETs a CRL from rawURL, trusting roots over https, within
+// timeout (a stalled server fails, body included). It follows at most
+// maxCRLRedirects redirects, never to another scheme (an https URL never
+// ends in plain http), refuses any answer but 200 and a body over
+// proxy.MaxCRLSize. The body is not verified here: the caller parses it
+// against the CRL issuers.
+func fetchCRL(ctx context.Context, rawURL string, roots *x509.CertPool, timeout time.Duration) ([]byte, error) {
+	hc := &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			Proxy:               nil, // direct: a CRL server is the PKI's own
+			TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+			TLSHandshakeTimeout: timeout,
+			DisableKeepAlives:   true,
+			ForceAttemptHTTP2:   false,
+		},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) > maxCRLRedirects {
+				return fmt.Errorf("more than %d redirects", maxCRLRedirects)
+			}
+			if req.URL.Scheme != via[0].URL.Scheme {
+				return fmt.Errorf("redirected to %s, another scheme than %s: refused", req.URL.Redacted(), via[0].URL.Scheme)
+			}
+			return nil
+		},
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/pkix-crl, application/x-pem-file;q=0.9, */*;q=0.5")
+	resp, err := hc.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is named by the caller
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %s", resp.Status)
+	}
+	if resp.ContentLength > proxy.MaxCRLSize {
+		return nil, fmt.Errorf("the answer is %d bytes, larger than %d", resp.ContentLength, proxy.MaxCRLSize)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, proxy.MaxCRLSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the answer: %w", err)
+	}
+	if len(data) > proxy.MaxCRLSize {
+		return nil, fmt.Errorf("the answer is larger than %d bytes", proxy.MaxCRLSize)
+	}
+	return data, nil
+}
+
+// CRLFetchStatus is the fetching of one --crl-url, for `tlsdock status`.
+type CRLFetchStatus struct {
+	URL string `json:"url"`
+	// LastSuccess is the last fetch that brought a CRL that verifies
+	// (after a restart: when the persisted one was last fetched).
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	// LastError is why the last fetch failed or its CRL was refused ("":
+	// it succeeded).
+	LastError string `json:"last_error,omitempty"`
+	Failures  uint64 `json:"failures"`
+	// Number and NextUpdate are of the CRL from this URL in force.
+	Number     string    `json:"number,omitempty"`
+	NextUpdate time.Time `json:"next_update,omitzero"`
+	InForce    bool      `json:"in_force"`
+	Refresh    string    `json:"refresh"`
+}
+
+// ProxyDaemonStatus is what the proxy daemon answers on ProxyStatusSocket:
+// the proxy's status and the CRL fetches.
+type ProxyDaemonStatus struct {
+	proxy.Status
+	CRLFetches []CRLFetchStatus `json:"crl_fetches,omitempty"`
+}
+
+// urlFetch is the fetch state of a URL source, under ProxyDaemon.mu.
+type urlFetch struct {
+	url  string
+	kick chan struct{} // a fetch now (SIGHUP)
+	// data is the body of the last fetch that answered (nil: none yet);
+	// err the last fetch's failure (nil: it answered).
+	data        []byte
+	err         error
+	pending     bool // a fetch not yet accounted (noteFetched)
+	lastSuccess time.Time
+	lastAttempt time.Time
+	failures    uint64
+}
+
+// errNotFetched is a URL source before its first fetch answered.
+var errNotFetched = errors.New("not fetched yet")
+
+// read is the CRL of a URL source: the last answer, parsed and verified
+// against issuers.
+func (f *urlFetch) read(issuers []*x509.Certificate) (*proxy.CRL, error) {
+	switch {
+	case f.err != nil:
+		return nil, fmt.Errorf("fetch failed: %w", f.err)
+	case f.data == nil:
+		return nil, errNotFetched
+	}
+	return proxy.ParseCRL(f.data, f.url, issuers)
+}
+
+// fetchRoots is the trust of the fetches: the system's roots and the
+// client CAs in force.
+func (d *ProxyDaemon) fetchRoots() *x509.CertPool {
+	d.mu.Lock()
+	var cas []*x509.Certificate
+	if d.srv != nil {
+		cas = d.srv.ClientCAs()
+	}
+	d.mu.Unlock()
+	return crlFetchRoots(cas)
+}
+
+func (d *ProxyDaemon) fetchTimeout() time.Duration {
+	if d.o.CRLFetchTimeout > 0 {
+		return d.o.CRLFetchTimeout
+	}
+	return DefaultCRLFetchTimeout
+}
+
+// urlSources are the URL sources.
+func (d *ProxyDaemon) urlSources() []*crlSource {
+	var out []*crlSource
+	for _, s := range d.crls {
+		if s.fetch != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// fetchAll fetches every URL source at once, waits for them, and records
+// the answers (under d.mu, without loading them: the caller does).
+func (d *ProxyDaemon) fetchAll(roots *x509.CertPool) {
+	srcs := d.urlSources()
+	res := make([][]byte, len(srcs))
+	errs := make([]error, len(srcs))
+	var wg sync.WaitGroup
+	for i, s := range srcs {
+		wg.Go(func() { res[i], errs[i] = fetchCRL(d.fetchCtx, s.fetch.url, roots, d.fetchTimeout()) })
+	}
+	wg.Wait()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, s := range srcs {
+		d.recordFetch(s, res[i], errs[i])
+	}
+}
+
+// recordFetch records a fetch's result (under d.mu), to be accounted by
+// noteFetched once loaded, and reports whether the source must be loaded
+// again: the answer or the failure changed.
+func (d *ProxyDaemon) recordFetch(s *crlSource, data []byte, err error) bool {
+	f := s.fetch
+	f.lastAttempt, f.pending = d.now(), true
+	var changed bool
+	switch {
+	case err != nil:
+		changed = f.err == nil || err.Error() != f.err.Error()
+		f.err = err
+	default:
+		changed = f.err != nil || f.data == nil || !bytes.Equal(data, f.data)
+		f.err, f.data = nil, data
+	}
+	return changed
+}
+
+// noteFetched accounts for a URL source once loaded (under d.mu), problem
+// being why its answer was refused: a fetch that answered with the CRL in
+// force is a success, any other a failure. Loads without a new fetch
+// count nothing.
+func (d *ProxyDaemon) noteFetched(s *crlSource, problem string) {
+	f := s.fetch
+	var next time.Time
+	if s.good != nil {
+		next = s.good.NextUpdate
+	}
+	d.o.Metrics.crlNextUpdate(f.url, next)
+	if !f.lastSuccess.IsZero() {
+		d.o.Metrics.crlFetchSucceeded(f.url, f.lastSuccess) // the saved copy's, after a start
+	}
+	if !f.pending {
+		return
+	}
+	f.pending = false
+	if f.err != nil || problem != "" || s.good == nil {
+		f.failures++
+		d.o.Metrics.crlFetchFailed(f.url)
+		return
+	}
+	f.lastSuccess = f.lastAttempt
+	d.o.Metrics.crlFetchSucceeded(f.url, f.lastSuccess)
+	// The persisted copy's time is the last success, for the next start.
+	_ = os.Chtimes(s.state(d.o.Paths), f.lastSuccess, f.lastSuccess)
+}
+
+// fetchLoop fetches one URL source every refresh, or at once when kicked,
+// and loads it. It runs only when URLs are configured: an idle daemon
+// without one never wakes up for them.
+func (d *ProxyDaemon) fetchLoop(s *crlSource) {
+	defer d.wg.Done()
+	refresh := d.o.Config.crlRefresh()
+	t := time.NewTimer(refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.done:
+			return
+		case <-t.C:
+		case <-s.fetch.kick:
+		}
+		data, err := fetchCRL(d.fetchCtx, s.fetch.url, d.fetchRoots(), d.fetchTimeout())
+		select {
+		case <-d.done:
+			return
+		default:
+		}
+		d.mu.Lock()
+		if d.recordFetch(s, data, err) {
+			d.loadCRLsLocked()
+		} else {
+			// The same answer: the CRL in force stays, and only the
+			// accounting moves.
+			d.noteFetched(s, s.problem)
+		}
+		d.mu.Unlock()
+		t.Reset(refresh)
+	}
+}
+
+// kickFetches asks every URL source for a fetch now (SIGHUP).
+func (d *ProxyDaemon) kickFetches() {
+	for _, s := range d.urlSources() {
+		select {
+		case s.fetch.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// crlFetchStatus lists the URL sources' fetching (under d.mu).
+func (d *ProxyDaemon) crlFetchStatus() []CRLFetchStatus {
+	refresh := d.o.Config.crlRefresh()
+	var out []CRLFetchStatus
+	for _, s := range d.urlSources() {
+		f := s.fetch
+		st := CRLFetchStatus{URL: f.url, LastSuccess: f.lastSuccess, LastAttempt: f.lastAttempt, Failures: f.failures, Refresh: refresh.String()}
+		if s.problem != "" {
+			st.LastError = s.problem
+		}
+		if s.good != nil {
+			st.InForce, st.NextUpdate = true, s.good.NextUpdate
+			if s.good.Number != nil {
+				st.Number = s.good.Number.String()
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// status is what the status socket answers.
+func (d *ProxyDaemon) status() ProxyDaemonStatus {
+	d.mu.Lock()
+	srv := d.srv
+	fetches := d.crlFetchStatus()
+	d.mu.Unlock()
+	st := ProxyDaemonStatus{CRLFetches: fetches}
+	if srv != nil {
+		st.Status = srv.Status()
+	}
+	return st
+}
+
+// checkCRLURLs fetches each --crl-url as the proxy will, for provision:
+// the answer must be a CRL signed by a CA of the clients of set, current,
+// and not older than the one in force. A URL that cannot be fetched is
+// refused when no CRL of it was ever good (the proxy would refuse every
+// client); with a last good one, it is only a warning.
+func checkCRLURLs(ctx context.Context, p Paths, logger *slog.Logger, urls []string, set *certstore.Set, now time.Time) error {
+	urls, cdp := ExpandCRLURLs(urls, set)
+	if cdp && len(DistributionPointURLs(set)) == 0 {
+		return inputErr("--crl-url", "%s: no certificate of the CA bundle or of the server certificate file names an http or https CRL distribution point: give the URL of the CRL of the CA that issues the clients instead", CRLURLFromCDP)
+	}
+	issuers := proxy.CRLIssuers(set, now)
+	roots := crlFetchRoots(set.CAs)
+	for _, u := range urls {
+		var cur *proxy.CRL
+		if data, err := certstore.ReadFileBounded(CRLURLStatePath(p, u)); err == nil {
+			cur, _ = proxy.ParseCRL(data, u, issuers)
+		}
+		data, err := fetchCRL(ctx, u, roots, DefaultCRLFetchTimeout)
+		if err != nil {
+			if cur != nil {
+				logger.Warn("a CRL URL does not answer; the proxy keeps its last good CRL and retries", "crl_url", u, "keeping", cur.Describe(), "err", err)
+				continue
+			}
+			return inputErr("--crl-url", "%s: fetch failed: %v: no CRL of it was ever good, so the proxy would refuse every client: fix the URL or start the CRL server, then run provision again", u, err)
+		}
+		c, err := proxy.ParseCRL(data, u, issuers)
+		if err != nil {
+			return inputErr("--crl-url", "%v: serve a CRL (PEM or DER) signed by the CA that issues the client certificates: one in ca.pem, or the intermediate of the server certificate's chain", err)
+		}
+		for _, cur := range []*proxy.CRL{cur, issuerFloor(p, nil, c, issuers)} {
+			if err := proxy.CheckUpdate(cur, c, now); err != nil {
+				return inputErr("--crl-url", "CRL %s: %v: publish a current CRL from its CA (a higher CRL number, a next update in the future) and run provision again", u, err)
+			}
+		}
+	}
+	return nil
+}
