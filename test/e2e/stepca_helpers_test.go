@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,44 +250,40 @@ type renewal struct {
 
 // waitRenewals waits until step's daemon has rewritten server.crt of every
 // host with a serial other than the one it served, and until each host
-// serves its new serial; it moves each host's serial on. The hosts are
-// polled together, so a slow one does not delay what the others are seen
-// doing.
+// serves its new serial; it moves each host's serial on. Each host is
+// polled on its own, so that a slow answer of one (a dockerd restarting)
+// does not delay what the others are seen doing.
 func waitRenewals(t *testing.T, ctx context.Context, hs []*renewing) []renewal {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute) // a bound only
 	got := make([]renewal, len(hs))
 	lastErr := make([]error, len(hs))
-	for left := len(hs); left > 0; {
-		for i, r := range hs {
+	var wg sync.WaitGroup
+	for i, r := range hs {
+		wg.Go(func() {
 			g := &got[i]
-			if !g.served.IsZero() {
-				continue
-			}
-			if g.serial == nil {
-				if s := leafSerial(r.h, stepSource+"/server.crt"); s != nil && s.Cmp(r.serial) != 0 {
-					g.serial, g.written = s, time.Now()
-				} else {
-					continue
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				if g.serial == nil {
+					if s := leafSerial(r.h, stepSource+"/server.crt"); s != nil && s.Cmp(r.serial) != 0 {
+						g.serial, g.written = s, time.Now()
+					}
 				}
+				if g.serial != nil {
+					s, err := r.serves()
+					if err == nil && s.Cmp(g.serial) == 0 {
+						g.served = time.Now()
+						return
+					}
+					if err == nil {
+						err = fmt.Errorf("serves serial %x", s)
+					}
+					lastErr[i] = err
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
-			s, err := r.serves()
-			if err == nil && s.Cmp(g.serial) == 0 {
-				g.served = time.Now()
-				r.serial = s
-				left--
-				continue
-			}
-			if err == nil {
-				err = fmt.Errorf("serves serial %x", s)
-			}
-			lastErr[i] = err
-		}
-		if left == 0 || ctx.Err() != nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+		})
 	}
+	wg.Wait()
 	for i, r := range hs {
 		switch g := got[i]; {
 		case g.serial == nil:
@@ -294,6 +291,7 @@ func waitRenewals(t *testing.T, ctx context.Context, hs []*renewing) []renewal {
 		case g.served.IsZero():
 			t.Fatalf("%s did not serve its renewal (serial %x; last: %v); tlsdock.service:\n%s", r.h.Name, g.serial, lastErr[i], r.h.Journal(ctx, "tlsdock.service", 40))
 		}
+		r.serial = got[i].serial
 	}
 	return got
 }
