@@ -132,5 +132,15 @@ bench: e2e-setup
 bench-quick: e2e-setup
 	$(GO) run ./test/e2e/bench -quick -out ''
 
+# Fleet numbers (root; test hosts as in e2e): TestFleetStepCA, which e2e
+# runs once, measuring each number 5 times on a step-ca and three Docker
+# hosts: from a renewal kicked on every host to the last one serving it
+# (daemon-json and proxy), and from step ca revoke to the last proxy
+# refusing the client. Its log ends with a table of the min, median and
+# max of each (about 4 minutes).
+.PHONY: bench-fleet
+bench-fleet: e2e-setup
+	TLSDOCK_E2E=1 TLSDOCK_FLEET_ROUNDS=5 $(GO) test -count=1 -p 1 -v -timeout 40m -run '^TestFleetStepCA$$' ./test/e2e/
+
 clean:
 	rm -rf bin dist

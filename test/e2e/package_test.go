@@ -7,7 +7,6 @@ package e2e
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -18,7 +17,6 @@ import (
 	"io"
 	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -489,35 +487,7 @@ func pkgDial(h *testhost.Host, addr string) (net.Conn, error) {
 // client of s's CA (without a client certificate when client is nil). It
 // returns the serial of the certificate the server presented.
 func pkgPing(h *testhost.Host, pool *x509.CertPool, client *tls.Certificate) (*big.Int, error) {
-	conn, err := pkgDial(h, "127.0.0.1:2376")
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-	if client != nil {
-		cfg.Certificates = []tls.Certificate{*client}
-	}
-	tc := tls.Client(conn, cfg)
-	if err := tc.Handshake(); err != nil {
-		return nil, fmt.Errorf("TLS handshake: %w", err)
-	}
-	serial := tc.ConnectionState().PeerCertificates[0].SerialNumber
-	if _, err := tc.Write([]byte("GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")); err != nil {
-		return serial, err
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
-	if err != nil {
-		return serial, fmt.Errorf("GET /_ping: %w", err)
-	}
-	defer resp.Body.Close()
-	body := make([]byte, 16)
-	n, _ := resp.Body.Read(body)
-	if resp.StatusCode != 200 || string(body[:n]) != "OK" {
-		return serial, fmt.Errorf("GET /_ping: %s %q", resp.Status, body[:n])
-	}
-	return serial, nil
+	return pingAt(h, "127.0.0.1:2376", pool, client)
 }
 
 // pkgAssertServes checks that 127.0.0.1:2376 inside h serves s's server

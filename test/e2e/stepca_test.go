@@ -4,36 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
-	"encoding/pem"
-	"math/big"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tlsdock/tlsdock/test/e2e/testhost"
 )
-
-// The real PKI of these tests: smallstep's step and step-ca, built into
-// stepBinDir by install-pki-tools.sh (setup-host.sh runs it).
-const (
-	stepBinDir  = "/var/cache/tlsdock-e2e/bin"
-	stepVersion = "v0.30.2"
-	// Inside the test host.
-	stepPath   = "/etc/step-ca" // STEPPATH: the CA's config, keys and database
-	stepPW     = stepPath + "/password"
-	stepSource = "/etc/tlsdock/step"        // the source directory, step's file names
-	stepProbe  = "/etc/tlsdock/probe"       // a client of the CA for --probe-client
-	stepCRL    = "/etc/tlsdock/step-ca.crl" // step-ca's CRL, fetched from /crl
-)
-
-// stepNames are the file-name flags of a source with step's names.
-var stepNames = []string{"--ca-file", "root_ca.crt", "--cert-file", "server.crt", "--key-file", "server.key"}
 
 // bootPD boots a test host named pd-WHAT-<hex>, closed by t.Cleanup, as
 // testhost.Start does.
@@ -58,183 +35,6 @@ func bootPD(t *testing.T, what string) *testhost.Host {
 	return h
 }
 
-// stepCA is a step-ca running inside a test host, as a transient unit.
-type stepCA struct {
-	h *testhost.Host
-}
-
-// startStepCA copies step and step-ca into h, initialises a standalone CA
-// (root and intermediate, a JWK provisioner "admin") listening on
-// 127.0.0.1:9000 and starts it.
-func startStepCA(t *testing.T, ctx context.Context, h *testhost.Host) *stepCA {
-	t.Helper()
-	for _, b := range []string{"step", "step-ca"} {
-		p := filepath.Join(stepBinDir, b)
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("%s %s is not built: run test/e2e/install-pki-tools.sh (setup-host.sh does) as root: %v", b, stepVersion, err)
-		}
-		if err := h.CopyIn(p, "/usr/local/bin/"+b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := h.WriteFile(stepPW, []byte("e2e-password\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ca := &stepCA{h: h}
-	ca.step(t, ctx, "ca", "init", "--name", "pd e2e", "--dns", "localhost", "--address", "127.0.0.1:9000",
-		"--provisioner", "admin", "--password-file", stepPW, "--provisioner-password-file", stepPW,
-		"--deployment-type", "standalone")
-	// step-ca publishes a CRL (signed by its intermediate) at /crl.
-	cfgPath := stepPath + "/config/ca.json"
-	raw, err := h.ReadFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatalf("%s: %v", cfgPath, err)
-	}
-	cfg["crl"] = map[string]any{"enabled": true, "generateOnRevoke": true, "cacheDuration": "24h"}
-	if raw, err = json.MarshalIndent(cfg, "", "  "); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.WriteFile(cfgPath, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	run(t, ctx, h, "systemd-run", "--unit=pd-step-ca", "--setenv=STEPPATH="+stepPath,
-		"/usr/local/bin/step-ca", "--password-file", stepPW, stepPath+"/config/ca.json")
-	deadline := time.Now().Add(time.Minute) // a bound only
-	for {
-		if _, _, err := h.Exec(ctx, nil, "env", "STEPPATH="+stepPath, "step", "ca", "health"); err == nil {
-			return ca
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("step-ca does not answer:\n%s", h.Journal(ctx, "pd-step-ca", 30))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// step runs the step CLI inside the host with the CA's STEPPATH.
-func (ca *stepCA) step(t *testing.T, ctx context.Context, args ...string) string {
-	t.Helper()
-	out, errb, err := ca.h.Exec(ctx, nil, append([]string{"env", "STEPPATH=" + stepPath, "step"}, args...)...)
-	if err != nil {
-		t.Fatalf("step %s: %v\n%s%s", strings.Join(args, " "), err, out, errb)
-	}
-	return string(out)
-}
-
-// issue has step-ca issue a certificate for name into certPath and
-// keyPath inside the host (the chain: leaf, then the intermediate).
-func (ca *stepCA) issue(t *testing.T, ctx context.Context, name, certPath, keyPath, validity string, sans ...string) {
-	t.Helper()
-	args := []string{"ca", "certificate", name, certPath, keyPath, "--not-after", validity,
-		"--provisioner", "admin", "--provisioner-password-file", stepPW, "--force"}
-	for _, s := range sans {
-		args = append(args, "--san", s)
-	}
-	ca.step(t, ctx, args...)
-}
-
-// leafSerial reads the first certificate of path inside h; nil while the
-// file is missing or partly written (step writes it in place).
-func leafSerial(h *testhost.Host, path string) *big.Int {
-	data, err := h.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	b, _ := pem.Decode(data)
-	if b == nil {
-		return nil
-	}
-	c, err := x509.ParseCertificate(b.Bytes)
-	if err != nil {
-		return nil
-	}
-	return c.SerialNumber
-}
-
-// stepClient is a client of the step CA, for pkgPing: a pool with the
-// root and a client certificate step-ca issued.
-func stepClient(t *testing.T, ctx context.Context, ca *stepCA) (*x509.CertPool, tls.Certificate) {
-	t.Helper()
-	ca.issue(t, ctx, "e2e-cli", "/root/cli.crt", "/root/cli.key", "1h")
-	root, err := ca.h.ReadFile(stepSource + "/root_ca.crt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(root) {
-		t.Fatal("root_ca.crt holds no certificate")
-	}
-	return pool, readClient(t, ca.h, "/root/cli.crt", "/root/cli.key")
-}
-
-// readClient loads a client certificate (its chain) and key from h.
-func readClient(t *testing.T, h *testhost.Host, certPath, keyPath string) tls.Certificate {
-	t.Helper()
-	certPEM, err := h.ReadFile(certPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := h.ReadFile(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
-
-// waitRenewal waits until step's daemon rewrites server.crt with a serial
-// other than old, then until 127.0.0.1:2376 serves it, and returns the
-// new serial and how long the host took from the renewal on disk to
-// serving it.
-func waitRenewal(t *testing.T, ctx context.Context, h *testhost.Host, pool *x509.CertPool, client *tls.Certificate, old *big.Int) (*big.Int, time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute) // a bound only
-	var renewed *big.Int
-	for {
-		if s := leafSerial(h, stepSource+"/server.crt"); s != nil && s.Cmp(old) != 0 {
-			renewed = s
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("step did not renew %s/server.crt (serial %x):\n%s", stepSource, old, h.Journal(ctx, stepRenewer, 20))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	seen := time.Now()
-	var last *big.Int
-	var lastErr error
-	for {
-		last, lastErr = pkgPing(h, pool, client)
-		if lastErr == nil && last.Cmp(renewed) == 0 {
-			return renewed, time.Since(seen)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the renewal (serial %x) was not served (last: serial %x, %v); tlsdock.service:\n%s", renewed, last, lastErr, h.Journal(ctx, "tlsdock.service", 40))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// stepRenewer is the transient unit of `step ca renew --daemon`.
-const stepRenewer = "pd-step-renew"
-
-// startRenewer runs step's renewal daemon on the source, renewing every
-// 30 s (the default, two thirds of the lifetime with jitter, would make
-// the test wait minutes), in place, with the key it has.
-func startRenewer(t *testing.T, ctx context.Context, h *testhost.Host) {
-	t.Helper()
-	run(t, ctx, h, "systemd-run", "--unit="+stepRenewer, "--setenv=STEPPATH="+stepPath,
-		"/usr/local/bin/step", "ca", "renew", "--daemon", "--renew-period", "30s",
-		stepSource+"/server.crt", stepSource+"/server.key")
-}
-
 // TestStepCARenewDaemon: a real step-ca issues 5-minute certificates into
 // a source directory under step's file names, and `step ca renew --daemon`
 // renews them in place every 30 s. A native provision (daemon-json) from
@@ -248,21 +48,8 @@ func startRenewer(t *testing.T, ctx context.Context, h *testhost.Host) {
 func TestStepCARenewDaemon(t *testing.T) {
 	h := bootPD(t, "stepca")
 	ctx := ctxFor(t, 12*time.Minute)
-	// The packaged unit, sandbox included, running the binary where it
-	// points (no .deb: nothing else of the package matters here).
-	if err := h.CopyIn(tlsdockBinary(t), "/usr/bin/tlsdock", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	unit, err := os.ReadFile(filepath.Join(pkgRepoRoot(t), "packaging", "tlsdock.service"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.WriteFile("/lib/systemd/system/tlsdock.service", unit, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	run(t, ctx, h, "systemctl", "daemon-reload")
-
-	ca := startStepCA(t, ctx, h)
+	installUnit(t, ctx, h)
+	ca := startStepCA(t, ctx, h, "127.0.0.1:9000", "localhost")
 	run(t, ctx, h, "mkdir", "-p", stepSource)
 	ca.issue(t, ctx, "localhost", stepSource+"/server.crt", stepSource+"/server.key", "5m", "localhost", "127.0.0.1", "::1")
 	ca.step(t, ctx, "ca", "root", stepSource+"/root_ca.crt", "--force")
@@ -289,7 +76,7 @@ func TestStepCARenewDaemon(t *testing.T) {
 	if err := h.WaitActive(ctx, "tlsdock.service"); err != nil {
 		t.Fatal(err)
 	}
-	startRenewer(t, ctx, h)
+	startRenewer(t, ctx, h, stepPath, "30s")
 
 	t.Run("native", func(t *testing.T) {
 		for i := 1; i <= 2; i++ {
@@ -333,7 +120,7 @@ func TestStepCARenewDaemon(t *testing.T) {
 		if j := run(t, ctx, h, "journalctl", "-u", "tlsdock.service", "--no-pager", "-o", "cat"); strings.Contains(j, "rolling back") {
 			t.Errorf("a rotation rolled back while step rekeyed:\n%s", j)
 		}
-		startRenewer(t, ctx, h)
+		startRenewer(t, ctx, h, stepPath, "30s")
 	})
 
 	t.Run("proxy", func(t *testing.T) {
@@ -350,7 +137,7 @@ func TestStepCARenewDaemon(t *testing.T) {
 		run(t, ctx, h, "systemctl", "stop", stepRenewer)
 		out := mustTlsdock(t, ctx, h, append([]string{"provision", "--mode", "proxy", "--certs", stepSource, "--probe-client", stepProbe, "--crl", stepCRL}, stepNames...)...)
 		t.Logf("provision --mode proxy:\n%s", out)
-		startRenewer(t, ctx, h)
+		startRenewer(t, ctx, h, stepPath, "30s")
 		if err := h.WaitActive(ctx, "tlsdock.service"); err != nil {
 			t.Fatal(err)
 		}
