@@ -84,7 +84,7 @@ func TestStepCACRLURL(t *testing.T) {
 	h := bootPD(t, "crlurl")
 	ctx := ctxFor(t, 10*time.Minute)
 	installPackagedUnit(t, ctx, h)
-	ca := startStepCA(t, ctx, h)
+	ca := startStepCA(t, ctx, h, "127.0.0.1:9000", "localhost")
 	run(t, ctx, h, "mkdir", "-p", stepSource, stepProbe)
 	ca.issue(t, ctx, "localhost", stepSource+"/server.crt", stepSource+"/server.key", "1h", "localhost", "127.0.0.1", "::1")
 	ca.step(t, ctx, "ca", "root", stepSource+"/root_ca.crt", "--force")
