@@ -272,8 +272,9 @@ func TestFleetStepCA(t *testing.T) {
 	})
 
 	t.Run("proxy", func(t *testing.T) {
-		publishCRL(t, ctx, ca, fleet)
-		provisionFleet(t, ctx, fleet, "--mode", "proxy", "--crl", stepCRL)
+		// Each proxy fetches step-ca's CRL itself, every fleetCRLRefresh:
+		// nothing is pushed to the hosts when step-ca revokes.
+		provisionFleet(t, ctx, fleet, "--mode", "proxy", "--crl-url", ca.URL+"/crl", "--crl-refresh", fleetCRLRefresh.String())
 		pids := fleetDockerPIDs(t, ctx, fleet)
 		fleetDocker(t, ctx, ca, fleet)
 		t.Logf("proxy fleet serving after %v", time.Since(start).Round(time.Millisecond))
@@ -291,7 +292,7 @@ func TestFleetStepCA(t *testing.T) {
 					t.Fatalf("%s, not yet revoked, does not get into %s: %q %v", name, f.api, out, err)
 				}
 			}
-			numbers.add("proxy: step ca revoke, the test fetching the CRL onto each host, to the last host refusing", revokeInFleet(t, ctx, ca, fleet, crt, key, &revoked))
+			numbers.add("proxy: step ca revoke to the last host refusing (each fetching the CRL every "+fleetCRLRefresh.String()+")", revokeInFleet(t, ctx, ca, fleet, crt, key, &revoked))
 			for _, f := range fleet {
 				if out, err := dockerAt(ctx, caHost, f.api, fleetRoot, crt, key, "version", "--format", "{{.Server.Version}}"); err == nil {
 					t.Errorf("%s let the docker CLI of %s in after step-ca revoked it: %q", f.api, name, out)
@@ -306,8 +307,11 @@ func TestFleetStepCA(t *testing.T) {
 			if i == 0 {
 				t.Logf("status of %s:\n%s", f.api, status)
 			}
-			if want := "crl:       " + stepCRL + " number "; !strings.Contains(status, want) || !strings.Contains(status, " by CN=pd e2e Intermediate CA") {
+			if want := "crl:       " + ca.URL + "/crl number "; !strings.Contains(status, want) || !strings.Contains(status, " by CN=pd e2e Intermediate CA") {
 				t.Errorf("status of %s does not show step-ca's CRL, signed by its intermediate, in force:\n%s", f.h.Name, status)
+			}
+			if want := "crl-url:   " + ca.URL + "/crl: fetched "; !strings.Contains(status, want) {
+				t.Errorf("status of %s does not show the fetch of step-ca's CRL (%q):\n%s", f.h.Name, want, status)
 			}
 		}
 		fleetDocker(t, ctx, ca, fleet)
@@ -462,30 +466,22 @@ func maxTime(a, b time.Time) time.Time {
 	return a
 }
 
-// publishCRL brings step-ca's current CRL to every host of the fleet: each
-// fetches it from the CA over the test network (verifying the CA against
-// the root step bootstrapped) and renames it over stepCRL, which the proxy
-// watches. With --crl-url the proxies fetch it themselves.
-func publishCRL(t *testing.T, ctx context.Context, ca *stepCA, fleet []*fleetHost) {
-	t.Helper()
-	for _, f := range fleet {
-		run(t, ctx, f.h, "sh", "-c", `curl -sSf --cacert "$1" -o "$2.tmp" "$3" && mv "$2.tmp" "$2"`, "publish-crl",
-			stepClientPath+"/certs/root_ca.crt", stepCRL, ca.URL+"/crl")
-	}
-}
+// fleetCRLRefresh is the fleet's --crl-refresh: how often each proxy
+// fetches step-ca's CRL.
+const fleetCRLRefresh = 10 * time.Second
 
 // revokeInFleet revokes the certificate at certPath (key keyPath, both on
-// the CA's host) in step-ca, brings step-ca's new CRL to the fleet and
-// waits until every host refuses that client while the admin still gets
-// in. It returns the fleet number: from the revocation to the last host
-// refusing.
+// the CA's host) in step-ca and waits until every host, fetching step-ca's
+// CRL every fleetCRLRefresh, refuses that client while the admin still
+// gets in. It returns the fleet number: from the revocation to the last
+// host refusing, which is within the refresh interval (and a fetch) when
+// the fetches work.
 func revokeInFleet(t *testing.T, ctx context.Context, ca *stepCA, fleet []*fleetHost, certPath, keyPath string, revoked *tls.Certificate) time.Duration {
 	t.Helper()
 	t0 := time.Now()
 	ca.step(t, ctx, "ca", "revoke", "--cert", certPath, "--key", keyPath)
-	publishCRL(t, ctx, ca, fleet)
 	refused := make([]time.Duration, len(fleet))
-	deadline := time.Now().Add(time.Minute) // a bound only
+	deadline := time.Now().Add(fleetCRLRefresh + time.Minute) // a bound only
 	for left := len(fleet); left > 0; {
 		for i, f := range fleet {
 			if refused[i] != 0 {
