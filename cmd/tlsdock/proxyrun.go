@@ -29,6 +29,14 @@ type proxyRun struct {
 // and the reconcile needs that lock. The agent's serve step then swaps sets
 // into the running proxy, and its lock waits are bounded by --timeout.
 func startProxy(ctx context.Context, env *Env, cfg agent.Config, logger *slog.Logger, o *agent.Options) (*proxyRun, error) {
+	if env.MaxProcs != nil {
+		_, envSet := os.LookupEnv("GOMAXPROCS")
+		cur := env.MaxProcs(0)
+		if n, change := proxyMaxProcs(cur, envSet); change {
+			env.MaxProcs(n)
+			logger.Debug("proxy GOMAXPROCS set", "gomaxprocs", n, "cpus", cur)
+		}
+	}
 	paths := agent.Paths{Root: env.Root}
 	var listen func() ([]net.Listener, error)
 	if os.Getenv("LISTEN_FDS") != "" {
