@@ -34,7 +34,7 @@ func startProxy(ctx context.Context, env *Env, cfg agent.Config, logger *slog.Lo
 		cur := env.MaxProcs(0)
 		if n, change := proxyMaxProcs(cur, envSet); change {
 			env.MaxProcs(n)
-			logger.Debug("proxy GOMAXPROCS set", "gomaxprocs", n, "cpus", cur)
+			logger.Info("the proxy runs with GOMAXPROCS at half the CPUs it may use; GOMAXPROCS in tlsdock.service's environment overrides it", "gomaxprocs", n, "cpus", cur)
 		}
 	}
 	paths := agent.Paths{Root: env.Root}
