@@ -2,8 +2,11 @@
 // there.
 package main
 
-import "os"
+import (
+	"os"
+	"runtime"
+)
 
 func main() {
-	os.Exit(Run(Env{Stdout: os.Stdout, Stderr: os.Stderr}, os.Args[1:]))
+	os.Exit(Run(Env{Stdout: os.Stdout, Stderr: os.Stderr, MaxProcs: runtime.GOMAXPROCS}, os.Args[1:]))
 }

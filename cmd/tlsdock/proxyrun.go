@@ -30,6 +30,14 @@ type proxyRun struct {
 // and the reconcile needs that lock. The agent's serve step then swaps sets
 // into the running proxy, and its lock waits are bounded by --timeout.
 func startProxy(ctx context.Context, env *Env, cfg agent.Config, logger *slog.Logger, metrics *agent.Metrics, o *agent.Options) (*proxyRun, error) {
+	if env.MaxProcs != nil {
+		_, envSet := os.LookupEnv("GOMAXPROCS")
+		cur := env.MaxProcs(0)
+		if n, change := proxyMaxProcs(cur, envSet); change {
+			env.MaxProcs(n)
+			logger.Info("the proxy runs with GOMAXPROCS at half the CPUs it may use; GOMAXPROCS in tlsdock.service's environment overrides it", "gomaxprocs", n, "cpus", cur)
+		}
+	}
 	paths := agent.Paths{Root: env.Root}
 	var listen func() ([]net.Listener, error)
 	if os.Getenv("LISTEN_FDS") != "" {

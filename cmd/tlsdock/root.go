@@ -67,6 +67,10 @@ type Env struct {
 	Connect func(ctx context.Context) (agent.Systemd, func(), error)
 	// Agent lets tests adjust the agent's options.
 	Agent func(*agent.Options)
+	// MaxProcs sets GOMAXPROCS as runtime.GOMAXPROCS does, for the proxy
+	// (proxyMaxProcs); main passes runtime.GOMAXPROCS. nil: the proxy
+	// leaves it, so that tests do not change their own process's.
+	MaxProcs func(n int) int
 }
 
 func (e *Env) connect(ctx context.Context) (agent.Systemd, func(), error) {
