@@ -326,3 +326,37 @@ func TestMarkdownRotationText(t *testing.T) {
 		t.Errorf("row 6c missed with every figure met:\n%s", md)
 	}
 }
+
+// TestKeepaliveVerdict: row 6a passes only when the rate and the CPU per
+// request both reach each target; a rate ratio alone does not pass.
+func TestKeepaliveVerdict(t *testing.T) {
+	// The proxy's path: tlsdock 60 + dockerd 80 = 140 µs at 6000/s.
+	proxy := fakeFigures(termProxy, []float64{6000}, map[string]float64{procTlsdock: 60, procDockerd: 80, procJournald: 0}, hybrid)
+	others := func(nginxRate, nginxUS float64) map[string]*opFigures {
+		return map[string]*opFigures{
+			termNginx:    fakeFigures(termNginx, []float64{nginxRate}, map[string]float64{procNginx: nginxUS, procDockerd: 100, procJournald: 0}, x25519),
+			termNginxLog: fakeFigures(termNginxLog, []float64{5000}, map[string]float64{procNginx: 70, procDockerd: 100, procJournald: 0}, x25519),
+			termNative:   fakeFigures(termNative, []float64{9000}, map[string]float64{procDockerd: 90, procJournald: 0}, x25519),
+		}
+	}
+	for _, tc := range []struct {
+		name      string
+		nginxRate float64 // against the proxy's 6000/s
+		nginxUS   float64 // nginx's own; its path adds dockerd's 100
+		want      bool
+	}{
+		{"rate and CPU reach every target", 4800, 80, true},        // 1.25x, 180/140 = 1.29x
+		{"the rate reaches it, the CPU does not", 4800, 60, false}, // 1.25x, 160/140 = 1.14x
+		{"the CPU reaches it, the rate does not", 5500, 80, false}, // 1.09x, 1.29x
+	} {
+		cell, ok := keepaliveVerdict(proxy, others(tc.nginxRate, tc.nginxUS))
+		if ok != tc.want {
+			t.Errorf("%s: verdict %v, want %v (%s)", tc.name, ok, tc.want, cell)
+		}
+		for _, want := range []string{"of nginx,", "of nginx with an access log,", "of native;", "CPU per request", "native 0.64x"} {
+			if !strings.Contains(cell, want) {
+				t.Errorf("%s: no %q in %q", tc.name, want, cell)
+			}
+		}
+	}
+}
