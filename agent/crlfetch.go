@@ -16,8 +16,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/tlsdock/tlsdock/certstore"
 	"github.com/tlsdock/tlsdock/proxy"
@@ -178,7 +181,12 @@ func crlFetchRoots(clientCAs []*x509.Certificate) *x509.CertPool {
 // ends in plain http), refuses any answer but 200 and a body over
 // proxy.MaxCRLSize. The body is not verified here: the caller parses it
 // against the CRL issuers.
-func fetchCRL(ctx context.Context, rawURL string, roots *x509.CertPool, timeout time.Duration) ([]byte, error) {
+func fetchCRL(ctx context.Context, rawURL string, roots *x509.CertPool, timeout time.Duration) (_ []byte, err error) {
+	defer func() {
+		if err != nil {
+			err = printableError{err}
+		}
+	}()
 	hc := &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
@@ -227,6 +235,28 @@ func fetchCRL(ctx context.Context, rawURL string, roots *x509.CertPool, timeout 
 	}
 	return data, nil
 }
+
+// printableError is a fetch's error as the status, the problems and the
+// journal show it: its text comes in part from the CRL server (the reason
+// phrase of its status line, the names of its certificate), so every
+// character that does not print is escaped (\r, \x1b, \u202e): none can
+// draw a line of its own on a terminal.
+type printableError struct{ err error }
+
+func (e printableError) Error() string {
+	var b strings.Builder
+	for _, r := range e.err.Error() {
+		if unicode.IsPrint(r) {
+			b.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRune(r)
+		b.WriteString(q[1 : len(q)-1])
+	}
+	return b.String()
+}
+
+func (e printableError) Unwrap() error { return e.err }
 
 // CRLFetchStatus is the fetching of one --crl-url, for `tlsdock status`.
 type CRLFetchStatus struct {
