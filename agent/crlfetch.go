@@ -429,7 +429,10 @@ func (d *ProxyDaemon) fetchLoop(s *crlSource) {
 		default:
 		}
 		d.mu.Lock()
-		if d.recordFetch(s, data, err) {
+		if d.recordFetch(s, data, err) || (s.problem == "" && s.good != nil && s.good.Stale(d.now())) {
+			// A new answer, or the CRL in force went stale since
+			// it was loaded: the refusal of this answer must be
+			// seen.
 			d.loadCRLsLocked()
 		} else {
 			// The same answer: the CRL in force stays, and only the

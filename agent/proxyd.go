@@ -419,6 +419,14 @@ func (d *ProxyDaemon) loadSource(src *crlSource, issuers []*x509.Certificate, no
 	}
 	if src.good != nil && bytes.Equal(src.good.Raw, c.Raw) {
 		src.good = c // unchanged; its status shows when it is stale
+		if src.fetch != nil {
+			// A URL that still serves it past its next update (a
+			// replay on the path, a stuck CA) is a failed fetch: the
+			// CRL stays in force, as a stale file's does.
+			if err := proxy.CheckUpdate(nil, c, now); err != nil {
+				return err.Error()
+			}
+		}
 		return ""
 	}
 	if floor := issuerFloor(d.o.Paths, d.newest, c, issuers); floor != nil {
