@@ -312,6 +312,19 @@ func (f *urlFetch) read(issuers []*x509.Certificate) (*proxy.CRL, error) {
 	return proxy.ParseCRL(f.data, f.url, issuers)
 }
 
+// checkURLIssuer refuses next from a URL whose CRL in force, cur, another
+// CA signed while cur still verifies (nil: none in force). Whoever is on a
+// plain http path cannot forge a CRL but can serve another genuine one,
+// such as the root's: in cur's place, it would leave cur's clients
+// without a CRL and refuse them all. After a CA rotation cur no longer
+// verifies once its CA leaves the set, and the new CA's CRL goes in.
+func checkURLIssuer(cur, next *proxy.CRL) error {
+	if cur == nil || cur.IssuerID() == next.IssuerID() {
+		return nil
+	}
+	return fmt.Errorf("signed by %q, not by %q whose CRL from this URL is in force: refused while that CRL still verifies (it gives way once its CA leaves the set)", next.Issuer, cur.Issuer)
+}
+
 // fetchRoots is the trust of the fetches: the system's roots and the
 // client CAs in force.
 func (d *ProxyDaemon) fetchRoots() *x509.CertPool {
@@ -516,6 +529,9 @@ func checkCRLURLs(ctx context.Context, p Paths, logger *slog.Logger, urls []stri
 		c, err := proxy.ParseCRL(data, u, issuers)
 		if err != nil {
 			return inputErr("--crl-url", "%v: serve a CRL (PEM or DER) signed by the CA that issues the client certificates: one in ca.pem, or the intermediate of the server certificate's chain", err)
+		}
+		if err := checkURLIssuer(cur, c); err != nil {
+			return inputErr("--crl-url", "CRL %s: %v: serve the CRL of the CA that issues the clients", u, err)
 		}
 		for _, cur := range []*proxy.CRL{cur, issuerFloor(p, nil, c, issuers)} {
 			if err := proxy.CheckUpdate(cur, c, now); err != nil {

@@ -3,11 +3,16 @@ package agent
 import (
 	"bufio"
 	"context"
+	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 	"unicode"
+
+	"github.com/tlsdock/tlsdock/certstore/certtest"
 )
 
 // TestCRLFetchErrorPrintable: what a CRL server puts in its answer (the
@@ -47,5 +52,62 @@ func TestCRLFetchErrorPrintable(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "503") {
 		t.Fatalf("the fetch error %q does not name the status", err)
+	}
+}
+
+// TestCRLFetchTrickle: a server that answers at once, then sends its body
+// a byte at a time, each well within any read timeout, is a failed fetch
+// once the fetch's total bound passes.
+func TestCRLFetchTrickle(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		for range 1000 {
+			if _, err := w.Write([]byte{'0'}); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	if data, err := fetchCRL(context.Background(), srv.URL+"/crl", nil, 200*time.Millisecond); err == nil {
+		t.Fatalf("a trickled body of %d bytes is a successful fetch", len(data))
+	}
+}
+
+// TestCRLURLIssuerSwap: whoever is on a plain http path cannot forge a
+// CRL, but can serve another genuine one: the root's, which verifies too.
+// It must not take the place of the intermediate's CRL from that URL (the
+// intermediate's clients would then have no CRL in force and be refused,
+// more than blocking the fetches ever does) while the intermediate's
+// still verifies.
+func TestCRLURLIssuerSwap(t *testing.T) {
+	p := certtest.New(t)
+	alice, aliceLeaf := certtest.Client(t, p.Inter, "alice", nil)
+	bob, _ := certtest.Client(t, p.Inter, "bob", nil)
+	now := time.Now()
+	srv := newCRLServer(t, p, false)
+	srv.set(p.Inter.CRL(t, big.NewInt(5), now, now.Add(time.Hour), aliceLeaf.SerialNumber), 0, "")
+	cd := startCRLDaemonWith(t, t.TempDir(), p, func(o *ProxyDaemonOptions) {
+		o.Config.CRLURLs = []string{srv.URL + "/crl"}
+		o.Config.CRLRefresh = 50 * time.Millisecond
+	})
+	if fs := cd.fetchStatus(t); !fs.InForce || fs.Number != "5" {
+		t.Fatalf("fetch status %+v", fs)
+	}
+	srv.set(p.Root.CRL(t, big.NewInt(9), now, now.Add(time.Hour)), 0, "")
+	waitFor(t, "a fetch of the root's CRL", func() bool { return cd.fetchStatus(t).Failures > 0 || cd.fetchStatus(t).Number != "5" })
+	if fs := cd.fetchStatus(t); !fs.InForce || fs.Number != "5" || !strings.Contains(fs.LastError, "Test Root CA") {
+		t.Fatalf("fetch status %+v: want the intermediate's number 5 kept and the root's CRL refused", fs)
+	}
+	if err := cd.ping(p, bob); err != nil {
+		t.Fatalf("bob is refused once the URL serves the root's CRL: %v", err)
+	}
+	if err := cd.ping(p, alice); err == nil {
+		t.Fatal("alice gets in")
 	}
 }

@@ -429,6 +429,11 @@ func (d *ProxyDaemon) loadSource(src *crlSource, issuers []*x509.Certificate, no
 		}
 		return ""
 	}
+	if src.fetch != nil {
+		if err := checkURLIssuer(src.good, c); err != nil {
+			return err.Error()
+		}
+	}
 	if floor := issuerFloor(d.o.Paths, d.newest, c, issuers); floor != nil {
 		if err := proxy.CheckUpdate(floor, c, time.Time{}); err != nil {
 			return err.Error()
