@@ -48,8 +48,8 @@ const maxCRLRedirects = 3
 const CRLURLFromCDP = "cdp"
 
 // checkCRLURL checks one --crl-url: CRLURLFromCDP, or an absolute http or
-// https URL with a host, and no credentials (they would end up in the unit
-// file and logs).
+// https URL with a host, only characters that print, and no credentials
+// (they would end up in the unit file and logs).
 func checkCRLURL(v string) error {
 	if v == CRLURLFromCDP {
 		return nil
@@ -58,6 +58,9 @@ func checkCRLURL(v string) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("%q is not a URL (%v): give one such as https://ca.example:9000/crl", v, err)
+	case strings.ContainsFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }):
+		// It is shown as given, in `tlsdock status` among others.
+		return fmt.Errorf("%q has a character that does not print: percent-encode it", v)
 	case u.Scheme != "http" && u.Scheme != "https":
 		return fmt.Errorf("%q: the scheme must be http or https (step-ca: https://CA:PORT/crl)", v)
 	case u.Host == "" || u.Hostname() == "":

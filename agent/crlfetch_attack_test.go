@@ -111,3 +111,20 @@ func TestCRLURLIssuerSwap(t *testing.T) {
 		t.Fatal("alice gets in")
 	}
 }
+
+// TestCRLURLNotPrinting: a --crl-url, or a distribution point of the set,
+// is shown raw in `tlsdock status`: one with a character that does not
+// print (a right-to-left override, a C1 control) is refused, as url.Parse
+// already refuses the ASCII controls.
+func TestCRLURLNotPrinting(t *testing.T) {
+	for _, u := range []string{"http://ca/crl\u202e.pem", "http://ca/\u0085crl", "http://ca/crl\x1b[2J"} {
+		if err := checkCRLURL(u); err == nil {
+			t.Errorf("--crl-url %q is accepted", u)
+		}
+	}
+	for _, u := range []string{"http://ca/crl", "https://ca.example:9000/1.0/crl?x=\"y\"", "http://ca/%E2%80%AE"} {
+		if err := checkCRLURL(u); err != nil {
+			t.Errorf("--crl-url %q: %v", u, err)
+		}
+	}
+}
