@@ -123,6 +123,36 @@ func ExpandCRLURLs(urls []string, set *certstore.Set) (out []string, cdp bool) {
 	return out, cdp
 }
 
+// addURLSource adds a source fetched from u, before the local CA's (not
+// yet added); each URL once.
+func (d *ProxyDaemon) addURLSource(u string) {
+	if slices.ContainsFunc(d.crls, func(s *crlSource) bool { return s.fetch != nil && s.key == u }) {
+		return
+	}
+	d.crls = append(d.crls, &crlSource{key: u, file: u, fetch: &urlFetch{url: u, kick: make(chan struct{}, 1)}})
+}
+
+// addCDPSources adds the distribution points of set, the first set
+// served, for --crl-url cdp: the daemon may start before any set is
+// installed, and its sources are fixed once it serves (a set with other
+// points takes effect at the next start).
+func (d *ProxyDaemon) addCDPSources(set *certstore.Set) {
+	dps := DistributionPointURLs(set)
+	if len(dps) == 0 {
+		d.log.Warn("--crl-url cdp: the set names no http or https CRL distribution point; none is fetched until tlsdock restarts with a set that does", "dir", SSLDir)
+		return
+	}
+	d.log.Info("fetching the CRL distribution points of the set", "crl_urls", strings.Join(dps, " "))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	local := d.crls[len(d.crls)-1] // the local CA's comes last
+	d.crls = d.crls[:len(d.crls)-1]
+	for _, u := range dps {
+		d.addURLSource(u)
+	}
+	d.crls = append(d.crls, local)
+}
+
 // checkCRLRefresh checks --crl-refresh.
 func checkCRLRefresh(d time.Duration) error {
 	if d < MinCRLRefresh || d > MaxCRLRefresh {
@@ -462,6 +492,8 @@ func (d *ProxyDaemon) fetchLoop(s *crlSource) {
 
 // kickFetches asks every URL source for a fetch now (SIGHUP).
 func (d *ProxyDaemon) kickFetches() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	for _, s := range d.urlSources() {
 		select {
 		case s.fetch.kick <- struct{}{}:

@@ -128,3 +128,32 @@ func TestCRLURLNotPrinting(t *testing.T) {
 		}
 	}
 }
+
+// TestCRLURLFromCDPFirstSet: `tlsdock run --crl-url cdp` started before
+// any set is installed gets its first set later (Reload): the distribution
+// points are those of that set. Expanded at the start, from no set, they
+// were none, and the proxy served every client with no CRL checked.
+func TestCRLURLFromCDPFirstSet(t *testing.T) {
+	p := certtest.New(t)
+	alice, aliceLeaf := certtest.Client(t, p.Inter, "alice", nil)
+	bob, _ := certtest.Client(t, p.Inter, "bob", nil)
+	now := time.Now()
+	srv := newCRLServer(t, p, false)
+	srv.set(p.Inter.CRL(t, big.NewInt(1), now, now.Add(time.Hour), aliceLeaf.SerialNumber), 0, "")
+	set := serverSet(t, p)
+	root := *set.CAs[0]
+	root.CRLDistributionPoints = []string{srv.URL + "/crl"}
+	set.CAs[0] = &root
+	cd := startCRLDaemonSet(t, t.TempDir(), set, func(o *ProxyDaemonOptions) {
+		o.Config.CRLURLs = []string{CRLURLFromCDP}
+	})
+	if err := cd.ping(p, alice); err == nil {
+		t.Fatal("alice, revoked by the CRL at the set's distribution point, gets in")
+	}
+	if err := cd.ping(p, bob); err != nil {
+		t.Fatalf("bob: %v", err)
+	}
+	if fs := cd.fetchStatus(t); fs.URL != srv.URL+"/crl" || !fs.InForce {
+		t.Fatalf("fetch status %+v", fs)
+	}
+}
