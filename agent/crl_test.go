@@ -58,11 +58,24 @@ func startCRLDaemon(t *testing.T, root string, p *certtest.PKI, crl string) *crl
 // edited by edit (the CRL sources).
 func startCRLDaemonWith(t *testing.T, root string, p *certtest.PKI, edit func(*ProxyDaemonOptions)) *crlDaemon {
 	t.Helper()
+	return startCRLDaemonSet(t, root, serverSet(t, p), edit)
+}
+
+// serverSet is a set of p's server certificate, ca.pem p's root.
+func serverSet(t *testing.T, p *certtest.PKI) *certstore.Set {
+	t.Helper()
 	certPEM, keyPEM := p.Server(t)
 	set, err := certstore.ParseSet(p.Root.PEM, certPEM, keyPEM, certstore.SetNames{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return set
+}
+
+// startCRLDaemonSet is startCRLDaemonWith serving set first.
+func startCRLDaemonSet(t *testing.T, root string, set *certstore.Set, edit func(*ProxyDaemonOptions)) *crlDaemon {
+	t.Helper()
+	var err error
 	cfg := Defaults()
 	cfg.Mode = ModeProxy
 	cd := &crlDaemon{logs: &lockedBuffer{}}

@@ -16,8 +16,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/tlsdock/tlsdock/certstore"
 	"github.com/tlsdock/tlsdock/proxy"
@@ -45,8 +48,8 @@ const maxCRLRedirects = 3
 const CRLURLFromCDP = "cdp"
 
 // checkCRLURL checks one --crl-url: CRLURLFromCDP, or an absolute http or
-// https URL with a host, and no credentials (they would end up in the unit
-// file and logs).
+// https URL with a host, only characters that print, and no credentials
+// (they would end up in the unit file and logs).
 func checkCRLURL(v string) error {
 	if v == CRLURLFromCDP {
 		return nil
@@ -55,6 +58,9 @@ func checkCRLURL(v string) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("%q is not a URL (%v): give one such as https://ca.example:9000/crl", v, err)
+	case strings.ContainsFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }):
+		// It is shown as given, in `tlsdock status` among others.
+		return fmt.Errorf("%q has a character that does not print: percent-encode it", v)
 	case u.Scheme != "http" && u.Scheme != "https":
 		return fmt.Errorf("%q: the scheme must be http or https (step-ca: https://CA:PORT/crl)", v)
 	case u.Host == "" || u.Hostname() == "":
@@ -115,6 +121,36 @@ func ExpandCRLURLs(urls []string, set *certstore.Set) (out []string, cdp bool) {
 		}
 	}
 	return out, cdp
+}
+
+// addURLSource adds a source fetched from u, before the local CA's (not
+// yet added); each URL once.
+func (d *ProxyDaemon) addURLSource(u string) {
+	if slices.ContainsFunc(d.crls, func(s *crlSource) bool { return s.fetch != nil && s.key == u }) {
+		return
+	}
+	d.crls = append(d.crls, &crlSource{key: u, file: u, fetch: &urlFetch{url: u, kick: make(chan struct{}, 1)}})
+}
+
+// addCDPSources adds the distribution points of set, the first set
+// served, for --crl-url cdp: the daemon may start before any set is
+// installed, and its sources are fixed once it serves (a set with other
+// points takes effect at the next start).
+func (d *ProxyDaemon) addCDPSources(set *certstore.Set) {
+	dps := DistributionPointURLs(set)
+	if len(dps) == 0 {
+		d.log.Warn("--crl-url cdp: the set names no http or https CRL distribution point; none is fetched until tlsdock restarts with a set that does", "dir", SSLDir)
+		return
+	}
+	d.log.Info("fetching the CRL distribution points of the set", "crl_urls", strings.Join(dps, " "))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	local := d.crls[len(d.crls)-1] // the local CA's comes last
+	d.crls = d.crls[:len(d.crls)-1]
+	for _, u := range dps {
+		d.addURLSource(u)
+	}
+	d.crls = append(d.crls, local)
 }
 
 // checkCRLRefresh checks --crl-refresh.
@@ -178,7 +214,12 @@ func crlFetchRoots(clientCAs []*x509.Certificate) *x509.CertPool {
 // ends in plain http), refuses any answer but 200 and a body over
 // proxy.MaxCRLSize. The body is not verified here: the caller parses it
 // against the CRL issuers.
-func fetchCRL(ctx context.Context, rawURL string, roots *x509.CertPool, timeout time.Duration) ([]byte, error) {
+func fetchCRL(ctx context.Context, rawURL string, roots *x509.CertPool, timeout time.Duration) (_ []byte, err error) {
+	defer func() {
+		if err != nil {
+			err = printableError{err}
+		}
+	}()
 	hc := &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
@@ -227,6 +268,28 @@ func fetchCRL(ctx context.Context, rawURL string, roots *x509.CertPool, timeout 
 	}
 	return data, nil
 }
+
+// printableError is a fetch's error as the status, the problems and the
+// journal show it: its text comes in part from the CRL server (the reason
+// phrase of its status line, the names of its certificate), so every
+// character that does not print is escaped (\r, \x1b, \u202e): none can
+// draw a line of its own on a terminal.
+type printableError struct{ err error }
+
+func (e printableError) Error() string {
+	var b strings.Builder
+	for _, r := range e.err.Error() {
+		if unicode.IsPrint(r) {
+			b.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRune(r)
+		b.WriteString(q[1 : len(q)-1])
+	}
+	return b.String()
+}
+
+func (e printableError) Unwrap() error { return e.err }
 
 // CRLFetchStatus is the fetching of one --crl-url, for `tlsdock status`.
 type CRLFetchStatus struct {
@@ -280,6 +343,19 @@ func (f *urlFetch) read(issuers []*x509.Certificate) (*proxy.CRL, error) {
 		return nil, errNotFetched
 	}
 	return proxy.ParseCRL(f.data, f.url, issuers)
+}
+
+// checkURLIssuer refuses next from a URL whose CRL in force, cur, another
+// CA signed while cur still verifies (nil: none in force). Whoever is on a
+// plain http path cannot forge a CRL but can serve another genuine one,
+// such as the root's: in cur's place, it would leave cur's clients
+// without a CRL and refuse them all. After a CA rotation cur no longer
+// verifies once its CA leaves the set, and the new CA's CRL goes in.
+func checkURLIssuer(cur, next *proxy.CRL) error {
+	if cur == nil || cur.IssuerID() == next.IssuerID() {
+		return nil
+	}
+	return fmt.Errorf("signed by %q, not by %q whose CRL from this URL is in force: refused while that CRL still verifies (it gives way once its CA leaves the set)", next.Issuer, cur.Issuer)
 }
 
 // fetchRoots is the trust of the fetches: the system's roots and the
@@ -399,7 +475,10 @@ func (d *ProxyDaemon) fetchLoop(s *crlSource) {
 		default:
 		}
 		d.mu.Lock()
-		if d.recordFetch(s, data, err) {
+		if d.recordFetch(s, data, err) || (s.problem == "" && s.good != nil && s.good.Stale(d.now())) {
+			// A new answer, or the CRL in force went stale since
+			// it was loaded: the refusal of this answer must be
+			// seen.
 			d.loadCRLsLocked()
 		} else {
 			// The same answer: the CRL in force stays, and only the
@@ -413,6 +492,8 @@ func (d *ProxyDaemon) fetchLoop(s *crlSource) {
 
 // kickFetches asks every URL source for a fetch now (SIGHUP).
 func (d *ProxyDaemon) kickFetches() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	for _, s := range d.urlSources() {
 		select {
 		case s.fetch.kick <- struct{}{}:
@@ -483,6 +564,9 @@ func checkCRLURLs(ctx context.Context, p Paths, logger *slog.Logger, urls []stri
 		c, err := proxy.ParseCRL(data, u, issuers)
 		if err != nil {
 			return inputErr("--crl-url", "%v: serve a CRL (PEM or DER) signed by the CA that issues the client certificates: one in ca.pem, or the intermediate of the server certificate's chain", err)
+		}
+		if err := checkURLIssuer(cur, c); err != nil {
+			return inputErr("--crl-url", "CRL %s: %v: serve the CRL of the CA that issues the clients", u, err)
 		}
 		for _, cur := range []*proxy.CRL{cur, issuerFloor(p, nil, c, issuers)} {
 			if err := proxy.CheckUpdate(cur, c, now); err != nil {

@@ -56,7 +56,7 @@ type ProxyDaemon struct {
 
 	mu       sync.Mutex
 	srv      *proxy.Server
-	crls     []*crlSource          // the configured CRL files, then the URLs, then the local CA's; fixed once built
+	crls     []*crlSource          // the configured CRL files, then the URLs, then the local CA's; fixed once serving
 	newest   map[string]*proxy.CRL // the newest CRL of each issuer in force (IssuerID); also in CRLStateDir
 	policy   *proxy.Policy
 	audit    *proxy.AuditLog // nil: audit records go to the journal
@@ -65,6 +65,7 @@ type ProxyDaemon struct {
 	done     chan struct{}
 	fetchCtx context.Context // the CRL fetches; cancelled by Shutdown
 	cancel   context.CancelFunc
+	cdp      bool // --crl-url cdp: the first set's distribution points are fetched too
 	serveErr chan error
 	wg       sync.WaitGroup
 }
@@ -88,11 +89,10 @@ func NewProxyDaemon(o ProxyDaemonOptions) (*ProxyDaemon, error) {
 	}
 	for _, u := range o.Config.CRLURLs {
 		if u == CRLURLFromCDP {
-			// The caller expands it (ExpandCRLURLs) with the installed set.
-			d.log.Warn("--crl-url cdp without an installed set to read the distribution points from: none is fetched")
+			d.cdp = true // expanded with the first set (Reload)
 			continue
 		}
-		d.crls = append(d.crls, &crlSource{key: u, file: u, fetch: &urlFetch{url: u, kick: make(chan struct{}, 1)}})
+		d.addURLSource(u)
 	}
 	d.fetchCtx, d.cancel = context.WithCancel(context.Background())
 	d.crls = append(d.crls, &crlSource{key: LocalCRLPath, file: d.localCRL(), local: true})
@@ -208,6 +208,9 @@ func (d *ProxyDaemon) Serving() bool {
 // what the agent's serve step calls (Options.Proxy).
 func (d *ProxyDaemon) Reload(set *certstore.Set) error {
 	first := !d.Serving()
+	if first && d.cdp {
+		d.addCDPSources(set)
+	}
 	if first && len(d.urlSources()) > 0 {
 		// Before anything listens: the first client is decided by
 		// the CRLs the URLs serve now, not by an older saved copy.
@@ -419,7 +422,20 @@ func (d *ProxyDaemon) loadSource(src *crlSource, issuers []*x509.Certificate, no
 	}
 	if src.good != nil && bytes.Equal(src.good.Raw, c.Raw) {
 		src.good = c // unchanged; its status shows when it is stale
+		if src.fetch != nil {
+			// A URL that still serves it past its next update (a
+			// replay on the path, a stuck CA) is a failed fetch: the
+			// CRL stays in force, as a stale file's does.
+			if err := proxy.CheckUpdate(nil, c, now); err != nil {
+				return err.Error()
+			}
+		}
 		return ""
+	}
+	if src.fetch != nil {
+		if err := checkURLIssuer(src.good, c); err != nil {
+			return err.Error()
+		}
 	}
 	if floor := issuerFloor(d.o.Paths, d.newest, c, issuers); floor != nil {
 		if err := proxy.CheckUpdate(floor, c, time.Time{}); err != nil {

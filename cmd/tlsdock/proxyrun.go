@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
@@ -47,16 +46,8 @@ func startProxy(ctx context.Context, env *Env, cfg agent.Config, logger *slog.Lo
 	if err != nil {
 		logger.Warn("the installed set does not load; the proxy starts with the first valid set", "dir", agent.SSLDir, "err", err)
 	}
-	// --crl-url cdp: the distribution points of the installed set, read
-	// once at the start.
-	var cdp bool
-	if cfg.CRLURLs, cdp = agent.ExpandCRLURLs(cfg.CRLURLs, set); cdp {
-		if dps := agent.DistributionPointURLs(set); len(dps) > 0 {
-			logger.Info("fetching the CRL distribution points of the installed set", "crl_urls", strings.Join(dps, " "))
-		} else {
-			logger.Warn("--crl-url cdp: the installed set names no http or https CRL distribution point; none is fetched until tlsdock restarts with a set that does", "dir", agent.SSLDir)
-		}
-	}
+	// --crl-url cdp: the daemon fetches the distribution points of the
+	// first set it serves (the installed one, or the first valid one).
 	d, err := agent.NewProxyDaemon(agent.ProxyDaemonOptions{Paths: paths, Config: cfg, Logger: logger, Listen: listen, Metrics: metrics})
 	if err != nil {
 		return nil, err
