@@ -2,15 +2,12 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -57,23 +54,6 @@ func closedByServer(tc *tls.Conn) bool {
 	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
 }
 
-// installPackagedUnit puts the tlsdock under test and the packaged
-// tlsdock.service (sandbox included) into h.
-func installPackagedUnit(t *testing.T, ctx context.Context, h *testhost.Host) {
-	t.Helper()
-	if err := h.CopyIn(tlsdockBinary(t), "/usr/bin/tlsdock", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	unit, err := os.ReadFile(filepath.Join(pkgRepoRoot(t), "packaging", "tlsdock.service"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.WriteFile("/lib/systemd/system/tlsdock.service", unit, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	run(t, ctx, h, "systemctl", "daemon-reload")
-}
-
 // TestStepCACRLURL: a proxy-mode host fetches step-ca's CRL from its URL
 // (https, signed by the intermediate, served from step-ca's own root)
 // every 10 s. A client revoked with `step ca revoke` is refused at the
@@ -83,7 +63,7 @@ func installPackagedUnit(t *testing.T, ctx context.Context, h *testhost.Host) {
 func TestStepCACRLURL(t *testing.T) {
 	h := bootPD(t, "crlurl")
 	ctx := ctxFor(t, 10*time.Minute)
-	installPackagedUnit(t, ctx, h)
+	installUnit(t, ctx, h)
 	ca := startStepCA(t, ctx, h, "127.0.0.1:9000", "localhost")
 	run(t, ctx, h, "mkdir", "-p", stepSource, stepProbe)
 	ca.issue(t, ctx, "localhost", stepSource+"/server.crt", stepSource+"/server.key", "1h", "localhost", "127.0.0.1", "::1")
