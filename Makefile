@@ -44,8 +44,12 @@ lint: $(GOLANGCI_LINT)
 	$(GOLANGCI_LINT) run --allow-parallel-runners --build-tags tlsdock_gendocs ./cmd/tlsdock
 
 # The gen-docs command is built only for make package (-tags tlsdock_gendocs).
+# The proxy's tests run without -race too: under it a proxy connection
+# reads and writes through the syscall package (proxy/sysconn_race.go),
+# without it through the raw system calls that tlsdock ships with.
 unit:
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 ./proxy
 	$(GO) test -race -count=1 -tags tlsdock_gendocs -run 'GenDocs' ./cmd/tlsdock
 
 # The packages the tests need and the cached rootfs of each Debian suite

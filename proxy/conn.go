@@ -515,6 +515,7 @@ func (c *conn) getUpstream() (*upstream, error) {
 	if err != nil {
 		return nil, err
 	}
+	nc = newSysConn(nc)
 	c.upMu.Lock()
 	if c.dead {
 		c.upMu.Unlock()

@@ -502,7 +502,7 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("accepting on %s: %w", l.Addr(), err)
 		}
 		delay = 0
-		c := s.newConn(raw)
+		c := s.newConn(newSysConn(raw))
 		if c == nil {
 			raw.Close()
 			return ErrServerClosed
