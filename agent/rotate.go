@@ -93,7 +93,10 @@ func (c RunConfig) Validate() error {
 // decision is a function of the time it reads.
 type Clock interface {
 	Now() time.Time
-	NewTimer(d time.Duration) Timer
+	// TimerAt fires at at, at once when at is not after Now. It takes the
+	// instant rather than a duration: a duration computed from an earlier
+	// Now would count from a later one if the clock moved in between.
+	TimerAt(at time.Time) Timer
 }
 
 // Timer is a one-shot timer of a Clock.
@@ -107,8 +110,10 @@ var SystemClock Clock = systemClock{}
 
 type systemClock struct{}
 
-func (systemClock) Now() time.Time                 { return time.Now() }
-func (systemClock) NewTimer(d time.Duration) Timer { return systemTimer{time.NewTimer(d)} }
+func (systemClock) Now() time.Time { return time.Now() }
+func (systemClock) TimerAt(at time.Time) Timer {
+	return systemTimer{time.NewTimer(max(time.Until(at), 0))}
+}
 
 type systemTimer struct{ t *time.Timer }
 
@@ -295,7 +300,7 @@ func (r *Rotator) Run(ctx context.Context) error {
 		}
 		var fire <-chan time.Time
 		if at := r.next(); !at.IsZero() {
-			timer = r.o.Clock.NewTimer(max(at.Sub(r.o.Clock.Now()), 0))
+			timer = r.o.Clock.TimerAt(at)
 			fire = timer.C()
 		}
 		events, errs := r.src.events()
