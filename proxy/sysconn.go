@@ -76,17 +76,9 @@ func (c *sysConn) Read(p []byte) (int, error) {
 	}
 	var n int
 	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			n, errno = rawRead(fd, p)
-			switch errno {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			}
-			return true
-		}
+	err := c.rc.Read(func(fd uintptr) (done bool) {
+		n, errno, done = retryIO(rawRead, fd, p)
+		return done
 	})
 	switch {
 	case err != nil:
@@ -104,17 +96,9 @@ func (c *sysConn) Write(p []byte) (int, error) {
 	for done < len(p) {
 		var n int
 		var errno syscall.Errno
-		err := c.rc.Write(func(fd uintptr) bool {
-			for {
-				n, errno = rawWrite(fd, p[done:])
-				switch errno {
-				case syscall.EINTR:
-					continue
-				case syscall.EAGAIN:
-					return false
-				}
-				return true
-			}
+		err := c.rc.Write(func(fd uintptr) (ok bool) {
+			n, errno, ok = retryIO(rawWrite, fd, p[done:])
+			return ok
 		})
 		switch {
 		case err != nil:
@@ -127,6 +111,21 @@ func (c *sysConn) Write(p []byte) (int, error) {
 		done += n
 	}
 	return done, nil
+}
+
+// retryIO calls op until it fails with other than EINTR. done is false on
+// EAGAIN: the poller then waits until the socket is ready and calls again.
+func retryIO(op func(fd uintptr, p []byte) (int, syscall.Errno), fd uintptr, p []byte) (n int, errno syscall.Errno, done bool) {
+	for {
+		n, errno = op(fd, p)
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return n, errno, false
+		}
+		return n, errno, true
+	}
 }
 
 func (c *sysConn) opError(op string, errno syscall.Errno) error {
