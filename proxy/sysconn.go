@@ -82,7 +82,7 @@ func (c *sysConn) Read(p []byte) (int, error) {
 	})
 	switch {
 	case err != nil:
-		return 0, err
+		return 0, netOp(err, "read")
 	case errno != 0:
 		return 0, c.opError("read", errno)
 	case n == 0:
@@ -102,7 +102,7 @@ func (c *sysConn) Write(p []byte) (int, error) {
 		})
 		switch {
 		case err != nil:
-			return done, err
+			return done, netOp(err, "write")
 		case errno != 0:
 			return done, c.opError("write", errno)
 		case n == 0:
@@ -130,4 +130,17 @@ func retryIO(op func(fd uintptr, p []byte) (int, syscall.Errno), fd uintptr, p [
 
 func (c *sysConn) opError(op string, errno syscall.Errno) error {
 	return &net.OpError{Op: op, Net: c.net, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
+}
+
+// netOp names an error of the RawConn's Read or Write (a deadline, a closed
+// connection: "raw-read tcp A->B: i/o timeout") by op, as net.Conn's own
+// reads and writes do, for the journal and the audit log.
+func netOp(err error, op string) error {
+	oe, ok := err.(*net.OpError)
+	if !ok || oe.Op == op {
+		return err
+	}
+	e := *oe
+	e.Op = op
+	return &e
 }

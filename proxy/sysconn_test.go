@@ -83,8 +83,9 @@ func TestSysConnReadWrite(t *testing.T) {
 	}
 }
 
-// A read deadline, a close from another goroutine and a reset end a read
-// with the errors net.Conn gives, which the proxy's callers test for.
+// A read or write deadline, a close from another goroutine and a reset
+// end a read or write with the errors net.Conn gives: the ones the proxy's
+// callers test for, and the same text in the journal and the audit log.
 func TestSysConnErrors(t *testing.T) {
 	t.Run("deadline", func(t *testing.T) {
 		sc, _ := tcpPair(t)
@@ -94,6 +95,18 @@ func TestSysConnErrors(t *testing.T) {
 		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
 			t.Fatalf("Read past the deadline: %v; want a timeout (os.ErrDeadlineExceeded)", err)
 		}
+		_, want := sc.Conn.Read(make([]byte, 8))
+		sameText(t, "Read past the deadline", err, want)
+	})
+	t.Run("write deadline", func(t *testing.T) {
+		sc, _ := tcpPair(t)
+		sc.SetWriteDeadline(aLongTimeAgo)
+		_, err := sc.Write([]byte("x"))
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Write past the deadline: %v; want os.ErrDeadlineExceeded", err)
+		}
+		_, want := sc.Conn.Write([]byte("x"))
+		sameText(t, "Write past the deadline", err, want)
 	})
 	t.Run("close", func(t *testing.T) {
 		sc, _ := tcpPair(t)
@@ -101,12 +114,18 @@ func TestSysConnErrors(t *testing.T) {
 			time.Sleep(30 * time.Millisecond)
 			sc.Close()
 		}()
-		if _, err := sc.Read(make([]byte, 8)); !errors.Is(err, net.ErrClosed) {
+		_, err := sc.Read(make([]byte, 8))
+		if !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("Read while another goroutine closes: %v; want net.ErrClosed", err)
 		}
-		if _, err := sc.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		_, want := sc.Conn.Read(make([]byte, 8))
+		sameText(t, "Read while another goroutine closes", err, want)
+		_, err = sc.Write([]byte("x"))
+		if !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("Write after close: %v; want net.ErrClosed", err)
 		}
+		_, want = sc.Conn.Write([]byte("x"))
+		sameText(t, "Write after close", err, want)
 	})
 	t.Run("reset", func(t *testing.T) {
 		sc, peer := tcpPair(t)
@@ -191,5 +210,14 @@ func TestSysConnSkipsBlocking(t *testing.T) {
 	}
 	if _, wrapped := newSysConn(a).(*sysConn); wrapped {
 		t.Fatal("a pipe without a descriptor was wrapped")
+	}
+}
+
+// sameText fails t unless got reads as want, what the wrapped net.Conn
+// itself gives for the same operation ("read tcp A->B: i/o timeout").
+func sameText(t *testing.T, what string, got, want error) {
+	t.Helper()
+	if got == nil || want == nil || got.Error() != want.Error() {
+		t.Fatalf("%s: %v; want %v, as net.Conn gives", what, got, want)
 	}
 }
