@@ -91,24 +91,35 @@ func (c *sysConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Write writes all of p under the connection's write lock, as net.Conn
+// does, so writes from several goroutines never interleave: a partial write
+// waits in the poller inside the same RawConn.Write and goes on from there.
 func (c *sysConn) Write(p []byte) (int, error) {
 	done := 0
-	for done < len(p) {
-		var n int
-		var errno syscall.Errno
-		err := c.rc.Write(func(fd uintptr) (ok bool) {
-			n, errno, ok = retryIO(rawWrite, fd, p[done:])
-			return ok
-		})
-		switch {
-		case err != nil:
-			return done, netOp(err, "write")
-		case errno != 0:
-			return done, c.opError("write", errno)
-		case n == 0:
-			return done, io.ErrShortWrite
+	var errno syscall.Errno
+	err := c.rc.Write(func(fd uintptr) bool {
+		for done < len(p) {
+			n, e, ok := retryIO(rawWrite, fd, p[done:])
+			switch {
+			case !ok:
+				return false // EAGAIN: wait until writable
+			case e != 0:
+				errno = e
+				return true
+			case n == 0:
+				return true
+			}
+			done += n
 		}
-		done += n
+		return true
+	})
+	switch {
+	case err != nil:
+		return done, netOp(err, "write")
+	case errno != 0:
+		return done, c.opError("write", errno)
+	case done < len(p):
+		return done, io.ErrShortWrite
 	}
 	return done, nil
 }

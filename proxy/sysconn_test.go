@@ -221,3 +221,47 @@ func sameText(t *testing.T, what string, got, want error) {
 		t.Fatalf("%s: %v; want %v, as net.Conn gives", what, got, want)
 	}
 }
+
+// Writes from several goroutines do not interleave, as net.Conn's do not:
+// a write holds the connection until all of it is written, also across the
+// partial writes of a small send buffer and a slow reader.
+func TestSysConnWritesWhole(t *testing.T) {
+	const size, writers = 256 << 10, 4
+	for round := range 10 {
+		sc, peer := tcpPair(t)
+		if err := sc.Conn.(*net.TCPConn).SetWriteBuffer(4 << 10); err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, writers)
+		for w := range writers {
+			b := bytes.Repeat([]byte{byte('a' + w)}, size)
+			go func() {
+				_, err := sc.Write(b)
+				errs <- err
+			}()
+		}
+		got := make([]byte, 0, writers*size)
+		buf := make([]byte, 4<<10)
+		for len(got) < writers*size {
+			n, err := peer.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, buf[:n]...)
+		}
+		for range writers {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		pieces := 1
+		for i := 1; i < len(got); i++ {
+			if got[i] != got[i-1] {
+				pieces++
+			}
+		}
+		if pieces != writers {
+			t.Fatalf("round %d: %d writes arrived in %d pieces", round, writers, pieces)
+		}
+	}
+}
