@@ -126,6 +126,9 @@ func TestSysConnErrors(t *testing.T) {
 		}
 		_, want = sc.Conn.Write([]byte("x"))
 		sameText(t, "Write after close", err, want)
+		_, err = sc.Write(nil)
+		_, want = sc.Conn.Write(nil)
+		sameText(t, "Write of nothing after close", err, want)
 	})
 	t.Run("reset", func(t *testing.T) {
 		sc, peer := tcpPair(t)
