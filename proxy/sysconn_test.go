@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -265,6 +267,50 @@ func TestSysConnWritesWhole(t *testing.T) {
 		}
 		if pieces != writers {
 			t.Fatalf("round %d: %d writes arrived in %d pieces", round, writers, pieces)
+		}
+	}
+}
+
+// A listener systemd passes (socket activation: go-systemd's
+// activation.Listeners makes it with net.FileListener from the inherited
+// descriptor) gives the server connections it wraps, and they serve.
+func TestSysConnActivatedListener(t *testing.T) {
+	e := newEnv(t, Options{})
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := tl.(*net.TCPListener).File()
+	tl.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl, err := net.FileListener(f) // what activation.Listeners does with fd 3
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go e.srv.Serve(fl)
+
+	cert, _ := e.pki.client(t, "alice")
+	c, err := tls.Dial("tcp", fl.Addr().String(), e.tlsConfig(cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(waitLimit))
+	resp, body := roundTrip(t, c, bufio.NewReader(c), "GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
+	if resp.StatusCode != 200 || body != "OK" {
+		t.Fatalf("GET /_ping over an activated listener: %d %q", resp.StatusCode, body)
+	}
+	e.srv.mu.Lock()
+	defer e.srv.mu.Unlock()
+	if len(e.srv.conns) != 1 {
+		t.Fatalf("%d connections tracked, want the one open", len(e.srv.conns))
+	}
+	for c := range e.srv.conns {
+		if _, ok := c.raw.(*sysConn); !ok {
+			t.Fatalf("a connection from an activated listener is a %T, not a sysConn", c.raw)
 		}
 	}
 }
