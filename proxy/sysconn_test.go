@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -291,14 +290,10 @@ func TestSysConnActivatedListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	go e.srv.Serve(fl)
+	e.addr = fl.Addr().String() // clients of e now dial the activated listener
 
 	cert, _ := e.pki.client(t, "alice")
-	c, err := tls.Dial("tcp", fl.Addr().String(), e.tlsConfig(cert))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(waitLimit))
+	c := e.dial(t, cert)
 	resp, body := roundTrip(t, c, bufio.NewReader(c), "GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
 	if resp.StatusCode != 200 || body != "OK" {
 		t.Fatalf("GET /_ping over an activated listener: %d %q", resp.StatusCode, body)
